@@ -1,0 +1,52 @@
+# Developer commands (contract section 5). Every target that needs them runs set-up first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+LOCAL := .local
+JARS := $(LOCAL)/jars
+# Spark's JVM dependencies: hadoop-aws matching pyspark 3.5's Hadoop client (3.3.4), the AWS SDK
+# bundle that hadoop-aws 3.3.4 was built against, and the PostgreSQL JDBC driver.
+JAR_ARTIFACTS := org.apache.hadoop:hadoop-aws:3.3.4:jar \
+                 com.amazonaws:aws-java-sdk-bundle:1.12.262:jar \
+                 org.postgresql:postgresql:42.7.14:jar
+
+.PHONY: setup up down seed run backfill demo test bench
+
+setup: $(VENV)/.installed $(JARS)/.fetched
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(JARS)/.fetched:
+	mkdir -p $(JARS)
+	for artifact in $(JAR_ARTIFACTS); do \
+	  mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$(JARS) || exit 1; \
+	done
+	touch $@
+
+up: setup
+	$(PY) -m include.local_aws up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m include.local_aws down; fi
+
+seed: setup
+	$(PY) -m include.commands seed "$(DATA)"
+
+run: setup
+	$(PY) -m include.commands run "$(DATE)"
+
+backfill: setup
+	$(PY) -m include.commands backfill "$(FROM)" "$(TO)"
+
+demo: up
+	$(PY) -m include.commands demo
+
+test: setup
+	$(VENV)/bin/pytest
+
+bench: up
+	$(PY) -m include.bench

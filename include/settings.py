@@ -1,0 +1,52 @@
+"""The pipeline's settings: bucket names, Glue resources and connection ids.
+
+Every value has a default that the local stack uses and an environment variable of the same name
+that overrides it, so the same DAG runs locally and in a real AWS account. Reading the environment
+is cheap and touches no network, so the DAG may call `load()` at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    # S3: raw zone (contract section 2), processed zone (Parquet, quarantine, audit), Glue artifacts.
+    RAW_BUCKET: str = "hardware-correlation-raw"
+    PROCESSED_BUCKET: str = "hardware-correlation-processed"
+    ARTIFACTS_BUCKET: str = "hardware-correlation-artifacts"
+
+    # Glue Data Catalog and crawler over the raw zone.
+    GLUE_DATABASE: str = "hardware_correlation_raw"
+    CRAWLER_NAME: str = "hardware-correlation-raw"
+
+    # Glue jobs.
+    ETL_JOB_NAME: str = "hardware-correlation-etl"
+    LOAD_JOB_NAME: str = "hardware-correlation-load"
+    GLUE_ROLE_NAME: str = "hardware-correlation-glue"
+    GLUE_VERSION: str = "5.0"
+    GLUE_WORKER_TYPE: str = "G.1X"
+    GLUE_NUMBER_OF_WORKERS: str = "2"
+    GLUE_JOB_TIMEOUT_MINUTES: str = "30"
+    # Glue Connection holding the warehouse's JDBC URL and the Secrets Manager id of its credentials.
+    GLUE_WAREHOUSE_CONNECTION: str = "hardware-correlation-warehouse"
+
+    # Airflow connection ids.
+    AWS_CONN_ID: str = "aws_default"
+    WAREHOUSE_CONN_ID: str = "warehouse"
+
+    @property
+    def glue_number_of_workers(self) -> int:
+        return int(self.GLUE_NUMBER_OF_WORKERS)
+
+    @property
+    def glue_job_timeout_minutes(self) -> int:
+        return int(self.GLUE_JOB_TIMEOUT_MINUTES)
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Settings with each field overridden by the environment variable of the same name."""
+    environ = os.environ if environ is None else environ
+    return Settings(**{f.name: environ[f.name] for f in fields(Settings) if f.name in environ})
