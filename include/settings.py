@@ -30,20 +30,26 @@ class Settings:
     GLUE_WORKER_TYPE: str = "G.1X"
     GLUE_NUMBER_OF_WORKERS: str = "2"
     GLUE_JOB_TIMEOUT_MINUTES: str = "30"
+    # Runs of each Glue job at once; also the number of days a backfill processes at once.
+    GLUE_MAX_CONCURRENT_RUNS: str = "3"
+    # Seconds between status checks of Glue job runs and crawls.
+    GLUE_POLL_SECONDS: str = "30"
     # Glue Connection holding the warehouse's JDBC URL and the Secrets Manager id of its credentials.
     GLUE_WAREHOUSE_CONNECTION: str = "hardware-correlation-warehouse"
+
+    # How long the sensors wait for a day's raw data, and how often they look.
+    SENSOR_TIMEOUT_SECONDS: str = "21600"
+    SENSOR_POKE_SECONDS: str = "300"
+    # First retry delay; later retries back off exponentially.
+    RETRY_DELAY_SECONDS: str = "60"
 
     # Airflow connection ids.
     AWS_CONN_ID: str = "aws_default"
     WAREHOUSE_CONN_ID: str = "warehouse"
 
-    @property
-    def glue_number_of_workers(self) -> int:
-        return int(self.GLUE_NUMBER_OF_WORKERS)
-
-    @property
-    def glue_job_timeout_minutes(self) -> int:
-        return int(self.GLUE_JOB_TIMEOUT_MINUTES)
+    def number(self, name: str) -> int:
+        """A numeric setting as an int (environment variables are strings)."""
+        return int(getattr(self, name))
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:

@@ -1,0 +1,278 @@
+"""
+### hardware_correlation
+
+Is there a correlation between hardware errors, the client's industry and the age of the hardware?
+
+Each run processes one UTC day D of device logs, its data interval (`{{ ds }}` is D):
+
+1. **deploy_glue_scripts** uploads `glue_scripts/` to the artifacts bucket under a content-hash
+   version prefix (nothing is uploaded when that version is already there).
+2. **wait_for_*** sensors wait for day D's `hardware_logs/dt=D/` partition, `customers/` and `sales/`.
+3. The Glue crawler is created or updated, then run, to catalog the raw zone.
+4. **run_etl_job** (Glue) filters errors, matches each to the sale in force and its customer,
+   computes the hardware's age at the error, writes Parquet, quarantine and the day's audit counts.
+5. **run_load_job** (Glue) copies day D's Parquet into a per-day staging table in PostgreSQL.
+6. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
+   replaces day D of `hardware_error_analysis` and its `pipeline_run_audit` row in one transaction.
+7. **verify_*** checks the warehouse rows of day D; a failed check fails the run.
+
+Backfills are explicit (`catchup=False`): `airflow backfill create --dag-id hardware_correlation ...`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+from airflow.providers.amazon.aws.operators.glue_crawler import (
+    GlueCrawlerCreateOperator,
+    GlueCrawlerRunOperator,
+    GlueCrawlerUpdateOperator,
+)
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.common.sql.operators.sql import (
+    SQLCheckOperator,
+    SQLColumnCheckOperator,
+    SQLExecuteQueryOperator,
+    SQLTableCheckOperator,
+)
+from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
+
+from include import settings as pipeline_settings
+from include.task_failure import log_task_failure
+
+SETTINGS = pipeline_settings.load()
+SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
+RAW = f"s3://{SETTINGS.RAW_BUCKET}"
+PROCESSED = f"s3://{SETTINGS.PROCESSED_BUCKET}"
+STAGING_TABLE = "staging.hardware_error_analysis_{{ ds_nodash }}"
+AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+GLUE_POLL_SECONDS = SETTINGS.number("GLUE_POLL_SECONDS")
+GLUE_TIMEOUT_MINUTES = SETTINGS.number("GLUE_JOB_TIMEOUT_MINUTES")
+
+
+def _glue_job_kwargs(extra_py_files, connections: list[str] | None = None) -> dict:
+    kwargs = {
+        # A string: the hook rejects a float version, and "5.0" is Glue 5 (Spark 3.5, Java 17).
+        "GlueVersion": SETTINGS.GLUE_VERSION,
+        # Both set, or the hook sizes the job by DPUs (10 by default).
+        "WorkerType": SETTINGS.GLUE_WORKER_TYPE,
+        "NumberOfWorkers": SETTINGS.number("GLUE_NUMBER_OF_WORKERS"),
+        "Timeout": GLUE_TIMEOUT_MINUTES,
+        "ExecutionProperty": {"MaxConcurrentRuns": SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS")},
+        "DefaultArguments": {
+            "--job-language": "python",
+            "--extra-py-files": extra_py_files,
+            "--enable-continuous-cloudwatch-log": "true",
+        },
+    }
+    if connections:
+        kwargs["Connections"] = {"Connections": connections}
+    return kwargs
+
+
+def _glue_job(task_id: str, job_name: str, script_location, extra_py_files, script_args: dict, **kwargs):
+    return GlueJobOperator(
+        task_id=task_id,
+        job_name=job_name,
+        script_location=script_location,
+        script_args={"--log_date": "{{ ds }}", **script_args},
+        iam_role_name=SETTINGS.GLUE_ROLE_NAME,
+        s3_bucket=SETTINGS.ARTIFACTS_BUCKET,
+        update_config=True,
+        concurrent_run_limit=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
+        verbose=True,
+        stop_job_run_on_kill=True,
+        # Deferred: the worker slot is free while Glue runs. A reprocessed (cleared) day always
+        # submits a new run: on this path the provider reattaches only to a run still active.
+        deferrable=True,
+        waiter_delay=GLUE_POLL_SECONDS,
+        waiter_max_attempts=GLUE_TIMEOUT_MINUTES * 60 // GLUE_POLL_SECONDS + 10,
+        execution_timeout=timedelta(minutes=GLUE_TIMEOUT_MINUTES + 10),
+        **kwargs,
+    )
+
+
+def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySensor:
+    return S3KeySensor(
+        task_id=task_id,
+        bucket_key=f"{RAW}/{key}",
+        wildcard_match=wildcard,
+        aws_conn_id=SETTINGS.AWS_CONN_ID,
+        # Reschedule: no worker slot is held between pokes, and the timeout is enforced everywhere
+        # (also under `airflow dags test`, which runs deferred triggers without one).
+        mode="reschedule",
+        poke_interval=SETTINGS.number("SENSOR_POKE_SECONDS"),
+        timeout=SETTINGS.number("SENSOR_TIMEOUT_SECONDS"),
+        execution_timeout=timedelta(minutes=5),
+    )
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2025, 10, 1),
+    catchup=False,
+    max_active_runs=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
+    doc_md=__doc__,
+    template_searchpath=[str(SQL_DIR)],
+    default_args={
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=SETTINGS.number("RETRY_DELAY_SECONDS")),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=15),
+        "on_failure_callback": log_task_failure,
+        "aws_conn_id": SETTINGS.AWS_CONN_ID,
+        "conn_id": SETTINGS.WAREHOUSE_CONN_ID,
+    },
+    tags=["glue", "warehouse"],
+)
+def hardware_correlation():
+    @task(execution_timeout=timedelta(minutes=10))
+    def deploy_glue_scripts() -> dict[str, str]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from include.glue_deploy import deploy
+
+        s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID).get_conn()
+        return deploy(s3, SETTINGS.ARTIFACTS_BUCKET).as_dict()
+
+    deployed = deploy_glue_scripts()
+
+    sensors = [
+        _raw_sensor("wait_for_hardware_logs", "hardware_logs/dt={{ ds }}/*.csv", wildcard=True),
+        _raw_sensor("wait_for_customers", "customers/customers.csv"),
+        _raw_sensor("wait_for_sales", "sales/sales.csv"),
+    ]
+
+    create_warehouse_tables = SQLExecuteQueryOperator(
+        task_id="create_warehouse_tables",
+        sql=sorted(f"ddl/{path.name}" for path in (SQL_DIR / "ddl").glob("*.sql")),
+    )
+
+    crawler_config = {
+        "Name": SETTINGS.CRAWLER_NAME,
+        "Role": SETTINGS.GLUE_ROLE_NAME,
+        "DatabaseName": SETTINGS.GLUE_DATABASE,
+        "Targets": {
+            "S3Targets": [
+                {"Path": f"{RAW}/{folder}/"} for folder in ("customers", "sales", "hardware_logs", "alerts")
+            ]
+        },
+        "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+    }
+
+    @task.branch
+    def create_or_update_crawler() -> str:
+        from airflow.providers.amazon.aws.hooks.glue_crawler import GlueCrawlerHook
+
+        exists = GlueCrawlerHook(aws_conn_id=SETTINGS.AWS_CONN_ID).has_crawler(SETTINGS.CRAWLER_NAME)
+        return "update_crawler" if exists else "create_crawler"
+
+    choose_crawler_step = create_or_update_crawler()
+    create_crawler = GlueCrawlerCreateOperator(task_id="create_crawler", config=crawler_config)
+    update_crawler = GlueCrawlerUpdateOperator(task_id="update_crawler", config=crawler_config)
+    run_crawler = GlueCrawlerRunOperator(
+        task_id="run_crawler",
+        crawler_name=SETTINGS.CRAWLER_NAME,
+        poll_interval=GLUE_POLL_SECONDS,
+        # Concurrent runs of the DAG share the crawler: wait for a crawl already running rather than
+        # failing, and start one crawl at a time from this DAG.
+        fail_on_already_running=False,
+        max_active_tis_per_dag=1,
+        trigger_rule="none_failed_min_one_success",
+        execution_timeout=timedelta(minutes=30),
+    )
+
+    etl = _glue_job(
+        "run_etl_job",
+        SETTINGS.ETL_JOB_NAME,
+        deployed["etl_script"],
+        deployed["extra_py_files"],
+        {
+            "--database": SETTINGS.GLUE_DATABASE,
+            "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
+            "--quarantine_path": f"{PROCESSED}/quarantine/",
+            "--audit_path": f"{PROCESSED}/audit/",
+        },
+        create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"]),
+    )
+
+    load = _glue_job(
+        "run_load_job",
+        SETTINGS.LOAD_JOB_NAME,
+        deployed["load_script"],
+        deployed["extra_py_files"],
+        {
+            "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
+            "--connection_name": SETTINGS.GLUE_WAREHOUSE_CONNECTION,
+            "--staging_table": STAGING_TABLE,
+        },
+        create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"], [SETTINGS.GLUE_WAREHOUSE_CONNECTION]),
+    )
+
+    @task
+    def collect_run_audit(etl_job_run_id: str, load_job_run_id: str, scripts_version: str, ds=None, run_id=None) -> dict:
+        """The ETL's counts for day D plus what traces the run: the row of `pipeline_run_audit`."""
+        import json
+
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        body = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID).read_key(
+            key=f"audit/log_date={ds}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET
+        )
+        counts = json.loads(body)
+        return {
+            **{name: int(counts[name]) for name in AUDIT_COUNTS},
+            "log_date": ds,
+            "dag_run_id": run_id,
+            "etl_job_run_id": etl_job_run_id,
+            "load_job_run_id": load_job_run_id,
+            "scripts_version": scripts_version,
+        }
+
+    audit = collect_run_audit(etl.output, load.output, deployed["version"])
+
+    check_staging = SQLCheckOperator(task_id="check_staging", sql="check_staging.sql")
+    swap_day_into_warehouse = SQLExecuteQueryOperator(
+        task_id="swap_day_into_warehouse", sql="swap_day.sql", parameters=audit
+    )
+
+    partition = "log_date = '{{ ds }}'"
+    verify_columns = SQLColumnCheckOperator(
+        task_id="verify_columns",
+        table="hardware_error_analysis",
+        partition_clause=partition,
+        column_mapping={
+            "log_id": {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}},
+            "device_id": {"null_check": {"equal_to": 0}},
+            "sale_id": {"null_check": {"equal_to": 0}},
+            "customer_id": {"null_check": {"equal_to": 0}},
+            "days_since_sale": {"null_check": {"equal_to": 0}, "min": {"geq_to": 0}},
+        },
+    )
+    verify_counts = SQLTableCheckOperator(
+        task_id="verify_counts",
+        table="pipeline_run_audit",
+        partition_clause=partition,
+        checks={
+            "one_audit_row": {"check_statement": "COUNT(*) = 1"},
+            "audit_equation": {
+                "check_statement": "SUM(input_rows) = SUM(malformed + duplicates + non_error"
+                " + no_sale + unknown_customer + loaded)"
+            },
+            "rows_match_etl": {
+                "check_statement": "SUM(loaded) = (SELECT COUNT(*) FROM hardware_error_analysis"
+                " WHERE log_date = '{{ ds }}')"
+            },
+        },
+    )
+
+    chain(deployed, sensors, choose_crawler_step, [create_crawler, update_crawler], run_crawler, etl)
+    chain([etl, create_warehouse_tables], load)
+    chain(audit, check_staging, swap_day_into_warehouse, [verify_columns, verify_counts])
+
+
+hardware_correlation()

@@ -1,0 +1,37 @@
+-- Replaces day D of the warehouse in one transaction: the operator commits once, after the last
+-- statement, so a failure anywhere leaves the previous rows of D and their audit row in place.
+DELETE FROM hardware_error_analysis WHERE log_date = %(log_date)s;
+
+INSERT INTO hardware_error_analysis (
+    log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,
+    customer_name, industry, customer_id, sale_date, error_timestamp, log_date
+)
+SELECT
+    log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,
+    customer_name, industry, customer_id, sale_date, error_timestamp, log_date
+FROM staging.hardware_error_analysis_{{ ds_nodash }};
+
+INSERT INTO pipeline_run_audit (
+    log_date, input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded,
+    dag_run_id, etl_job_run_id, load_job_run_id, scripts_version, finished_at
+)
+VALUES (
+    %(log_date)s, %(input_rows)s, %(malformed)s, %(duplicates)s, %(non_error)s, %(no_sale)s,
+    %(unknown_customer)s, %(loaded)s, %(dag_run_id)s, %(etl_job_run_id)s, %(load_job_run_id)s,
+    %(scripts_version)s, now()
+)
+ON CONFLICT (log_date) DO UPDATE SET
+    input_rows = EXCLUDED.input_rows,
+    malformed = EXCLUDED.malformed,
+    duplicates = EXCLUDED.duplicates,
+    non_error = EXCLUDED.non_error,
+    no_sale = EXCLUDED.no_sale,
+    unknown_customer = EXCLUDED.unknown_customer,
+    loaded = EXCLUDED.loaded,
+    dag_run_id = EXCLUDED.dag_run_id,
+    etl_job_run_id = EXCLUDED.etl_job_run_id,
+    load_job_run_id = EXCLUDED.load_job_run_id,
+    scripts_version = EXCLUDED.scripts_version,
+    finished_at = EXCLUDED.finished_at;
+
+DROP TABLE staging.hardware_error_analysis_{{ ds_nodash }};

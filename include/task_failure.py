@@ -1,0 +1,40 @@
+"""The DAG's failure callback: say in the task log what failed, in the terms of the failed step."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _glue_run_error(task, ti) -> str | None:
+    """The Glue job run id and Glue's error message, when the failed task ran a Glue job."""
+    job_name = getattr(task, "job_name", None)
+    run_id = ti.xcom_pull(task_ids=ti.task_id, key="glue_job_run_id")
+    if not job_name or not run_id:
+        return None
+    from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
+
+    try:
+        run = GlueJobHook(aws_conn_id=task.aws_conn_id).conn.get_job_run(JobName=job_name, RunId=run_id)["JobRun"]
+    except Exception as error:  # the callback must report, never raise
+        return f"Glue job {job_name} run {run_id}: state unknown ({error})"
+    return (
+        f"Glue job {job_name} run {run_id} ended {run.get('JobRunState')}: "
+        f"{run.get('ErrorMessage') or 'no error message'}"
+    )
+
+
+def log_task_failure(context) -> None:
+    ti, task = context["ti"], context["task"]
+    detail = _glue_run_error(task, ti)
+    if detail is None and hasattr(task, "bucket_key"):
+        detail = f"raw data never arrived: no object matches {task.bucket_key}"
+    log.error(
+        "Task %s of %s failed (try %s) for log day %s: %s",
+        ti.task_id,
+        ti.dag_id,
+        ti.try_number,
+        context.get("ds"),
+        detail or context.get("exception"),
+    )

@@ -1,0 +1,37 @@
+"""Shared fixtures: one local Spark session, and the local AWS stack with its PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict[str, str]:
+    """The local stack's environment (the contents of `.local/stack.env`), starting it if needed.
+
+    The stack is left running after the session: `make down` (and `.ci/run`) stop it.
+    """
+    from include.local_aws.stack import ensure_up
+
+    return ensure_up()
