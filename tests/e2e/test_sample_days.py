@@ -1,0 +1,188 @@
+"""End to end: the real DAG under `airflow dags test` on the local stack, read back from PostgreSQL.
+
+The expected warehouse rows are computed here, independently of the Glue code, from the raw files
+as they landed in S3 and the rules of the contract (section 3).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import boto3
+import psycopg2
+import pytest
+
+from include import commands
+from include.raw_zone import upload_raw_zone
+
+pytestmark = pytest.mark.stack
+
+DAYS = commands.SAMPLE_DAYS
+LOG_COLUMNS = ["log_id", "timestamp", "device_id", "event_type", "cpu_temp_celsius", "memory_usage_gb"]
+
+
+def _utc(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else None
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_csv(s3, bucket: str, key: str) -> list[list[str]]:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return list(csv.reader(io.StringIO(body)))
+
+
+def expected_day(s3, bucket: str, day: str) -> tuple[set[tuple], dict[str, int]]:
+    """The contract's rules, applied row by row in plain Python."""
+    customers = {row[0]: row for row in _read_csv(s3, bucket, "customers/customers.csv")[1:]}
+    sales = [row for row in _read_csv(s3, bucket, "sales/sales.csv")[1:]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])]
+    rows = [row for key in keys if key.endswith(".csv") for row in _read_csv(s3, bucket, key)[1:] if row != []]
+
+    counts = dict.fromkeys(["malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded"], 0)
+    counts["input_rows"] = len(rows)
+    well_formed = []
+    for row in rows:
+        ok = (
+            len(row) == 6
+            and all(row[i].strip() for i in (0, 1, 2, 3))
+            and _utc(row[1]) is not None
+            and (row[4] == "" or _is_int(row[4]))
+            and (row[5] == "" or _is_number(row[5]))
+        )
+        if ok:
+            well_formed.append(row)
+        else:
+            counts["malformed"] += 1
+    earliest: dict[str, list[str]] = {}
+    for row in well_formed:
+        kept = earliest.get(row[0])
+        if kept is None or _utc(row[1]) < _utc(kept[1]):
+            earliest[row[0]] = row
+    counts["duplicates"] = len(well_formed) - len(earliest)
+
+    loaded = set()
+    for log_id, ts, device, event, cpu, mem in earliest.values():
+        if event.strip().upper() != "ERROR":
+            counts["non_error"] += 1
+            continue
+        moment = _utc(ts)
+        candidates = [s for s in sales if s[2] == device and date.fromisoformat(s[3]) <= moment.date()]
+        if not candidates:
+            counts["no_sale"] += 1
+            continue
+        sale_id, customer_id, _, sale_day = max(candidates, key=lambda s: (s[3], s[0]))
+        if customer_id not in customers:
+            counts["unknown_customer"] += 1
+            continue
+        counts["loaded"] += 1
+        _, name, industry = customers[customer_id]
+        loaded.add((
+            log_id, device, int(cpu) if cpu else None, float(mem) if mem else None, sale_id,
+            (moment.date() - date.fromisoformat(sale_day)).days, name, industry, customer_id,
+            date.fromisoformat(sale_day), moment, date.fromisoformat(day),
+        ))
+    return loaded, counts
+
+
+def warehouse_day(dsn: str, day: str) -> tuple[set[tuple], dict[str, int] | None]:
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,"
+            " customer_name, industry, customer_id, sale_date, error_timestamp, log_date"
+            " FROM hardware_error_analysis WHERE log_date = %s",
+            (day,),
+        )
+        rows = {
+            tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()
+        }
+        cursor.execute(
+            "SELECT input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded"
+            " FROM pipeline_run_audit WHERE log_date = %s",
+            (day,),
+        )
+        audit = cursor.fetchone()
+    names = ["input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded"]
+    return rows, (dict(zip(names, audit)) if audit else None)
+
+
+@pytest.fixture(scope="module")
+def env(stack):
+    return commands.stack_env()
+
+
+@pytest.fixture(scope="module")
+def s3(env):
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"])
+
+
+@pytest.fixture(scope="module")
+def sample_days_ran(env, s3):
+    upload_raw_zone(commands.SAMPLE_DATA, env["RAW_BUCKET"], s3)
+    results = {day: commands.run(day, env) for day in DAYS}
+    assert results == dict.fromkeys(DAYS, 0), f"some sample days failed: {results}"
+    return results
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_sample_day_gives_exactly_the_expected_rows(sample_days_ran, env, s3, day):
+    expected_rows, expected_counts = expected_day(s3, env["RAW_BUCKET"], day)
+    rows, audit = warehouse_day(env["WAREHOUSE_DSN"], day)
+    assert rows == expected_rows
+    assert audit == expected_counts
+    assert audit["input_rows"] == sum(v for k, v in audit.items() if k != "input_rows")
+
+
+def test_seed_errors_are_aged_at_the_error_day(sample_days_ran, env):
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT log_id, days_since_sale FROM hardware_error_analysis"
+            " WHERE log_id IN ('LOG-002', 'LOG-005', 'LOG-008') ORDER BY log_id"
+        )
+        ages = dict(cursor.fetchall())
+    assert set(ages) == {"LOG-002", "LOG-005", "LOG-008"}
+    assert {31, 259} <= set(ages.values())
+
+
+def test_rerunning_a_day_leaves_identical_rows(sample_days_ran, env):
+    before = warehouse_day(env["WAREHOUSE_DSN"], DAYS[0])
+    assert commands.run(DAYS[0], env) == 0
+    assert warehouse_day(env["WAREHOUSE_DSN"], DAYS[0]) == before
+
+
+def test_a_day_without_logs_fails_at_its_sensor(sample_days_ran, env):
+    quick = {**env, "SENSOR_TIMEOUT_SECONDS": "6", "SENSOR_POKE_SECONDS": "2"}
+    airflow = str(commands.Path(sys.executable).parent / "airflow")
+    result = subprocess.run(
+        [airflow, "dags", "test", commands.DAG_ID, "2025-09-15"],
+        env=quick, cwd=commands.REPO, capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "hardware_logs/dt=2025-09-15/*.csv" in output
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM hardware_error_analysis WHERE log_date = '2025-09-15'")
+        assert cursor.fetchone()[0] == 0
