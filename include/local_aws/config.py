@@ -1,0 +1,29 @@
+"""Paths and fixed values shared by the stack's client side (`stack`) and its server process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / ".local"
+LOGS = LOCAL / "logs"
+JARS = LOCAL / "jars"
+ENV_FILE = LOCAL / "stack.env"
+SERVER_STATE = LOCAL / "stack-server.json"
+# The server's last port, kept across restarts so that connections and open shells stay valid.
+SERVER_PORT = LOCAL / "stack-server.port"
+SERVER_LOG = LOGS / "stack-server.log"
+SPARK_CONF_DIR = LOCAL / "spark-conf"
+# One working directory per job run: the script, its --extra-py-files and the child's pid file.
+GLUE_RUNS = LOCAL / "glue-runs"
+LOCK_FILE = LOCAL / "stack.lock"
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+# moto accepts any credentials; these make no secret of being dummies.
+ACCESS_KEY_ID = "local-stack-access-key"
+SECRET_ACCESS_KEY = "local-stack-secret-key"
+
+# Routes under this prefix are the stack's own control API, not AWS's (no bucket name can start with
+# an underscore, so they never shadow path-style S3 requests).
+CONTROL_PREFIX = "/_stack"
