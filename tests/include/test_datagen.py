@@ -1,7 +1,7 @@
 """The synthetic generator: deterministic, laid out as the raw zone, and its expected outcomes right.
 
 The expected outcomes are checked against an independent, row-by-row reading of contract section 3
-written here with the standard library only.
+(tests/include/contract_rules.py).
 """
 
 from __future__ import annotations
@@ -9,19 +9,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from include import datagen
 from include.datagen import write_dataset
+from tests.include.contract_rules import OUTCOMES, day_counts, utc
 
-LOG_COLUMNS = ["log_id", "timestamp", "device_id", "event_type", "cpu_temp_celsius", "memory_usage_gb"]
-INTEGER = re.compile(r"[+-]?\d+")
-NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 ALERT_FIELDS = {"alert_id", "device_id", "error_code", "details", "alert_timestamp", "received_at"}
 
 SMALL = dict(start=date(2025, 10, 1), days=3, devices=400, rows_per_day=4000, customers=30)
@@ -33,66 +30,6 @@ def _digest(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
-
-
-def _utc(text: str) -> datetime | None:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", text):
-        return None
-    try:
-        return datetime.fromisoformat(text).astimezone(timezone.utc)
-    except ValueError:
-        return None
-
-
-def _contract_outcome(folder: Path, day: str) -> Counter:
-    """Contract section 3, steps 1 to 6, one row at a time."""
-    customers = {row["customer_id"] for row in csv.DictReader(open(folder / "customers/customers.csv"))}
-    sales: dict[str, list[tuple[date, str, str]]] = {}
-    for row in csv.DictReader(open(folder / "sales/sales.csv")):
-        sales.setdefault(row["device_id"], []).append(
-            (date.fromisoformat(row["sale_date"]), row["sale_id"], row["customer_id"])
-        )
-
-    counts: Counter = Counter()
-    well_formed = []
-    for path in sorted((folder / f"hardware_logs/dt={day}").glob("*.csv")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        assert lines[0] == ",".join(LOG_COLUMNS)
-        for line in lines[1:]:
-            counts["input_rows"] += 1
-            fields = line.split(",")
-            if len(fields) != 6:
-                counts["malformed"] += 1
-                continue
-            log_id, timestamp, device_id, event_type, cpu, memory = fields
-            instant = _utc(timestamp)
-            if (
-                not (log_id and device_id and event_type and timestamp)
-                or instant is None
-                or (cpu and not INTEGER.fullmatch(cpu))
-                or (memory and not NUMBER.fullmatch(memory))
-            ):
-                counts["malformed"] += 1
-                continue
-            well_formed.append((log_id, instant, device_id, event_type))
-
-    earliest: dict[str, tuple] = {}
-    for row in well_formed:
-        if row[0] not in earliest or row[1] < earliest[row[0]][1]:
-            earliest[row[0]] = row
-    counts["duplicates"] = len(well_formed) - len(earliest)
-
-    for log_id, instant, device_id, event_type in earliest.values():
-        if event_type.strip().upper() != "ERROR":
-            counts["non_error"] += 1
-            continue
-        in_force = [s for s in sales.get(device_id, []) if s[0] <= instant.date()]
-        if not in_force:
-            counts["no_sale"] += 1
-            continue
-        _, _, customer_id = max(in_force, key=lambda s: (s[0], s[1]))
-        counts["unknown_customer" if customer_id not in customers else "loaded"] += 1
-    return counts
 
 
 def test_same_seed_gives_same_bytes_and_another_seed_does_not(tmp_path):
@@ -111,12 +48,8 @@ def test_expected_outcomes_match_the_contract_read_row_by_row(tmp_path):
         late_arrival_rate=0.05, files_per_day=3, **SMALL,
     )
     for outcome in dataset.days:
-        counts = _contract_outcome(tmp_path, outcome.day)
-        expected = {
-            key: getattr(outcome, key)
-            for key in ("input_rows", "malformed", "duplicates", "non_error", "no_sale",
-                        "unknown_customer", "loaded")
-        }
+        counts = day_counts(tmp_path, outcome.day)
+        expected = {key: getattr(outcome, key) for key in ("input_rows", *OUTCOMES)}
         assert {key: counts[key] for key in expected} == expected
         assert sum(expected.values()) == 2 * expected["input_rows"]
         assert min(expected.values()) > 0
@@ -186,7 +119,7 @@ def test_schema_follows_the_raw_zone_contract(tmp_path):
             for line in path.read_text(encoding="utf-8").splitlines():
                 alert = json.loads(line)
                 assert set(alert) <= ALERT_FIELDS
-                instant = _utc(alert["alert_timestamp"])
+                instant = utc(alert["alert_timestamp"])
                 if set(alert) != ALERT_FIELDS or instant is None or not alert["error_code"]:
                     malformed += 1
                 else:
