@@ -69,7 +69,7 @@ def seed(data_dir: str) -> None:
         raise UsageError("Say which folder to upload: `make seed DATA=include/sample_data`.")
     import boto3
 
-    from include.raw_zone import upload_raw_zone
+    from include.raw_zone import RawZoneError, upload_raw_zone
 
     env = stack_env()
     folder = Path(data_dir)
@@ -77,7 +77,10 @@ def seed(data_dir: str) -> None:
         raise UsageError(f"DATA={data_dir} is not a folder.")
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    keys = upload_raw_zone(folder, env["RAW_BUCKET"], s3)
+    try:
+        keys = upload_raw_zone(folder, env["RAW_BUCKET"], s3)
+    except RawZoneError as error:
+        raise UsageError(str(error)) from None
     print(f"Uploaded {len(keys)} objects to s3://{env['RAW_BUCKET']}/")
 
 
