@@ -588,7 +588,7 @@ def _copy_log_files(
             connection.execute(
                 f"COPY (SELECT {line} AS \"{LOG_HEADER}\" FROM log_rows"
                 f" WHERE position >= {bounds[part]} AND position < {bounds[part + 1]}"
-                f" ORDER BY position) TO '{path}'"
+                f" ORDER BY position) TO '{str(path).replace(chr(39), chr(39) * 2)}'"
                 " (FORMAT csv, HEADER true, DELIMITER '\t', QUOTE '', ESCAPE '')"
             )
             paths.append(path)
