@@ -7,10 +7,9 @@ as they landed in S3 and the rules of the contract (section 3).
 from __future__ import annotations
 
 import csv
-import io
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 
 import boto3
@@ -19,91 +18,39 @@ import pytest
 
 from include import commands
 from include.raw_zone import upload_raw_zone
+from tests.include.contract_rules import OUTCOMES, classify, read_reference, utc
 
 pytestmark = pytest.mark.stack
 
 DAYS = commands.SAMPLE_DAYS
-LOG_COLUMNS = ["log_id", "timestamp", "device_id", "event_type", "cpu_temp_celsius", "memory_usage_gb"]
-
-
-def _utc(text: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else None
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _read_csv(s3, bucket: str, key: str) -> list[list[str]]:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    return list(csv.reader(io.StringIO(body)))
+def _object_lines(s3, bucket: str, key: str) -> list[str]:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
 
 
 def expected_day(s3, bucket: str, day: str) -> tuple[set[tuple], dict[str, int]]:
-    """The contract's rules, applied row by row in plain Python."""
-    customers = {row[0]: row for row in _read_csv(s3, bucket, "customers/customers.csv")[1:]}
-    sales = [row for row in _read_csv(s3, bucket, "sales/sales.csv")[1:]]
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])]
-    rows = [row for key in keys if key.endswith(".csv") for row in _read_csv(s3, bucket, key)[1:] if row != []]
-
-    counts = dict.fromkeys(["malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded"], 0)
-    counts["input_rows"] = len(rows)
-    well_formed = []
-    for row in rows:
-        ok = (
-            len(row) == 6
-            and all(row[i].strip() for i in (0, 1, 2, 3))
-            and _utc(row[1]) is not None
-            and (row[4] == "" or _is_int(row[4]))
-            and (row[5] == "" or _is_number(row[5]))
-        )
-        if ok:
-            well_formed.append(row)
-        else:
-            counts["malformed"] += 1
-    earliest: dict[str, list[str]] = {}
-    for row in well_formed:
-        kept = earliest.get(row[0])
-        if kept is None or _utc(row[1]) < _utc(kept[1]):
-            earliest[row[0]] = row
-    counts["duplicates"] = len(well_formed) - len(earliest)
+    """The contract's rules applied row by row to day D's partition as it landed in S3."""
+    customer_ids, sales = read_reference(commands.SAMPLE_DATA)
+    with open(commands.SAMPLE_DATA / "customers" / "customers.csv", encoding="utf-8") as f:
+        customers = {row["customer_id"]: row for row in csv.DictReader(f)}
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])
+    lines = [
+        line for obj in listing if obj["Key"].endswith(".csv")
+        for line in _object_lines(s3, bucket, obj["Key"])[1:] if line.strip()
+    ]
+    outcomes = classify(lines, customer_ids, sales)
+    counts = {name: sum(1 for o in outcomes if o.outcome == name) for name in OUTCOMES}
+    counts["input_rows"] = len(lines)
 
     loaded = set()
-    for log_id, ts, device, event, cpu, mem in earliest.values():
-        if event.strip().upper() != "ERROR":
-            counts["non_error"] += 1
-            continue
-        moment = _utc(ts)
-        candidates = [s for s in sales if s[2] == device and date.fromisoformat(s[3]) <= moment.date()]
-        if not candidates:
-            counts["no_sale"] += 1
-            continue
-        sale_id, customer_id, _, sale_day = max(candidates, key=lambda s: (s[3], s[0]))
-        if customer_id not in customers:
-            counts["unknown_customer"] += 1
-            continue
-        counts["loaded"] += 1
-        _, name, industry = customers[customer_id]
+    for outcome in (o for o in outcomes if o.outcome == "loaded"):
+        log_id, timestamp, device, _, cpu, memory = next(csv.reader([outcome.line]))
+        moment = utc(timestamp)
+        customer = customers[outcome.customer_id]
+        sale_date = date.fromordinal(moment.date().toordinal() - outcome.days_since_sale)
         loaded.add((
-            log_id, device, int(cpu) if cpu else None, float(mem) if mem else None, sale_id,
-            (moment.date() - date.fromisoformat(sale_day)).days, name, industry, customer_id,
-            date.fromisoformat(sale_day), moment, date.fromisoformat(day),
+            log_id, device, int(cpu) if cpu else None, float(memory) if memory else None, outcome.sale_id,
+            outcome.days_since_sale, customer["customer_name"], customer["industry"], outcome.customer_id,
+            sale_date, moment, date.fromisoformat(day),
         ))
     return loaded, counts
 
