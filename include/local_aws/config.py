@@ -27,3 +27,13 @@ SECRET_ACCESS_KEY = "local-stack-secret-key"
 # Routes under this prefix are the stack's own control API, not AWS's (no bucket name can start with
 # an underscore, so they never shadow path-style S3 requests).
 CONTROL_PREFIX = "/_stack"
+
+
+def code_fingerprint() -> str:
+    """A hash of the stack's own sources: a server running older code is restarted by `up`."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -47,6 +47,23 @@ RESERVED_ARGUMENTS = ("--JOB_NAME", "--JOB_RUN_ID")
 STOP_GRACE_SECONDS = 5.0
 STDERR_TAIL_LINES = 400
 
+# The Spark driver's main file: sends the script's stderr (fd 2, so tracebacks and warnings alike)
+# to a file of its own, then runs the script as __main__ with the arguments Glue would give it.
+LAUNCHER = """\
+import os
+import runpy
+import sys
+
+stderr_path, script = sys.argv[1], sys.argv[2]
+sys.stderr.flush()
+descriptor = os.open(stderr_path, os.O_WRONLY | os.O_APPEND)
+os.dup2(descriptor, 2)
+os.close(descriptor)
+sys.stderr = open(2, "w", buffering=1, closefd=False)
+sys.argv = [script, *sys.argv[3:]]
+runpy.run_path(script, run_name="__main__")
+"""
+
 _PYSPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
 
 
@@ -216,6 +233,7 @@ class LocalJobRun(FakeJobRun):
             self.modified_on = datetime.now(timezone.utc)
 
     def _finish(self, state: str, error_message: str | None = None) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
         with self._lock:
             now = datetime.now(timezone.utc)
             if self._running_since is not None:
@@ -295,7 +313,12 @@ class LocalJobRun(FakeJobRun):
                 argv += ["--jars", ",".join(all_jars)]
             if py_files:
                 argv += ["--py-files", ",".join(str(p) for p in py_files)]
-            argv += [str(script), *script_args]
+            # spark-submit merges the Python driver's stderr into its stdout; Glue keeps them apart.
+            launcher = self.workdir / "glue_launcher.py"
+            launcher.write_text(LAUNCHER)
+            python_stderr = self.workdir / "python-stderr.log"
+            python_stderr.touch()
+            argv += [str(launcher), str(python_stderr), str(script), *script_args]
         else:
             argv = [sys.executable, "-u", str(script), *script_args]
 
@@ -318,10 +341,18 @@ class LocalJobRun(FakeJobRun):
         process = self._process
 
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        python_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        exited = threading.Event()
         readers = [
             threading.Thread(target=_pump, args=(process.stdout, output, None), daemon=True),
             threading.Thread(target=_pump, args=(process.stderr, errors, stderr_tail), daemon=True),
         ]
+        if kind in SPARK_COMMANDS:
+            readers.append(
+                threading.Thread(
+                    target=_follow, args=(self.workdir / "python-stderr.log", errors, python_tail, exited), daemon=True
+                )
+            )
         for reader in readers:
             reader.start()
         flusher_stop = threading.Event()
@@ -337,6 +368,7 @@ class LocalJobRun(FakeJobRun):
             returncode = process.wait()
         # The script may leave children (Spark's python workers) holding the pipes open.
         _kill_group(process.pid, signal.SIGKILL)
+        exited.set()
         for reader in readers:
             reader.join(timeout=5)
         flusher_stop.set()
@@ -350,7 +382,7 @@ class LocalJobRun(FakeJobRun):
         elif returncode == 0:
             self._finish("SUCCEEDED")
         else:
-            self._finish("FAILED", error_message_from_stderr(list(stderr_tail), returncode))
+            self._finish("FAILED", error_message_from_stderr(list(python_tail) or list(stderr_tail), returncode))
 
     def _download(self, uri: str, what: str, directory: Path) -> Path:
         match = re.fullmatch(r"s3a?://([^/]+)/(.*[^/])", uri.strip())
@@ -496,6 +528,30 @@ def _pump(stream: Any, writer: LogWriter, tail: deque[str] | None) -> None:
         if tail is not None:
             tail.append(line)
     stream.close()
+
+
+def _follow(path: Path, writer: LogWriter, tail: deque[str], exited: threading.Event) -> None:
+    """Send the lines appended to `path` until the process has exited and the file is drained."""
+    pending = b""
+    with open(path, "rb") as handle:
+        while True:
+            finished = exited.is_set()
+            chunk = handle.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", errors="replace")
+                    writer.write(line)
+                    tail.append(line)
+            elif finished:
+                break
+            else:
+                time.sleep(0.1)
+    if pending:
+        line = pending.decode("utf-8", errors="replace")
+        writer.write(line)
+        tail.append(line)
 
 
 def _flush_periodically(stop: threading.Event, *writers: LogWriter) -> None:

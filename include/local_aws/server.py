@@ -85,6 +85,7 @@ class ControlApp:
     def __init__(self, moto_app: Handler, runner: Any) -> None:
         self.moto_app = moto_app
         self.runner = runner
+        self.code = config.code_fingerprint()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -107,7 +108,7 @@ class ControlApp:
 
     def route(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if path == "/_stack/health" and method == "GET":
-            return 200, {"status": "ok", "pid": os.getpid(), "root": str(config.ROOT)}
+            return 200, {"status": "ok", "pid": os.getpid(), "root": str(config.ROOT), "code": self.code}
         match = _JOB_CONTROL.match(path)
         if match and method == "POST":
             job, action = match.group("job"), match.group("action")

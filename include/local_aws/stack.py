@@ -54,15 +54,20 @@ def _health(endpoint_url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     return payload if payload.get("status") == "ok" else None
 
 
-def server_endpoint() -> str | None:
-    """The running server's URL if it is healthy and belongs to this repository."""
+def server_endpoint(current_code: bool = False) -> str | None:
+    """The running server's URL if it is healthy and belongs to this repository.
+
+    With `current_code`, only a server running the stack's current sources counts.
+    """
     state = _server_state()
     if not state:
         return None
     health = _health(state["endpoint_url"])
-    if health and health.get("pid") == state["pid"] and health.get("root") == str(config.ROOT):
-        return str(state["endpoint_url"])
-    return None
+    if not health or health.get("pid") != state["pid"] or health.get("root") != str(config.ROOT):
+        return None
+    if current_code and health.get("code") != config.code_fingerprint():
+        return None
+    return str(state["endpoint_url"])
 
 
 def _start_server() -> subprocess.Popen[bytes]:
@@ -366,10 +371,12 @@ def _quiet(_message: str) -> None:
 def ensure_up(say: Any = _quiet) -> dict[str, str]:
     """Start or reuse the stack, provision it, write `.local/stack.env` and return its environment."""
     with _locked():
-        endpoint = server_endpoint()
+        endpoint = server_endpoint(current_code=True)
         process = None
         if endpoint is None:
-            _stop_server()  # whatever is left of an unhealthy server
+            if server_endpoint() is not None:
+                say("the stack's code changed: restarting the server (its S3 and Glue state start empty)")
+            _stop_server()  # whatever is left of an unhealthy or outdated server
             process = _start_server()  # starts in the background while PostgreSQL comes up
         try:
             cluster = postgres.ensure_running()
