@@ -40,7 +40,7 @@ run: setup
 	$(PY) -m include.commands run "$(DATE)"
 
 backfill: setup
-	$(PY) -m include.commands backfill "$(FROM)" "$(TO)"
+	$(PY) -m include.commands backfill "$(FROM)" "$(TO)" "$(PARALLEL)"
 
 demo: up
 	$(PY) -m include.commands demo

@@ -1,6 +1,6 @@
 """The `make seed / run / backfill / demo` commands (contract section 5) against the local stack.
 
-Usage: python -m include.commands {seed DIR | run YYYY-MM-DD | backfill FROM TO | demo}
+Usage: python -m include.commands {seed DIR | run YYYY-MM-DD | backfill FROM TO [PARALLEL] | demo}
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
+
+from include import local_airflow, settings
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_ENV = REPO / ".local" / "stack.env"
@@ -100,15 +102,46 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def backfill(first_text: str, last_text: str) -> int:
+def parse_parallel(text: str, default: int) -> int:
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"PARALLEL must be a whole number of days at once, at least 1 (got {text!r}).")
+    return value
+
+
+def backfill(first_text: str, last_text: str, parallel_text: str = "") -> int:
+    """Airflow's own backfill of FROM..TO, run by a local scheduler; non-zero when a day failed."""
     if not first_text or not last_text:
-        raise UsageError("Say which days to process: `make backfill FROM=2025-10-01 TO=2025-10-03`.")
-    days = days_between(parse_day(first_text, "FROM"), parse_day(last_text, "TO"))
+        raise UsageError("Say which days to process: `make backfill FROM=2025-10-01 TO=2025-10-03 [PARALLEL=3]`.")
+    first, last = parse_day(first_text, "FROM"), parse_day(last_text, "TO")
+    days = days_between(first, last)
     env = stack_env()
-    failed = [day for day in days if run(day.isoformat(), env) != 0]
+    parallel = parse_parallel(parallel_text, settings.load(env).number("GLUE_MAX_CONCURRENT_RUNS"))
+    try:
+        results = local_airflow.run_backfill(env, first, last, min(parallel, len(days)), dag_id=DAG_ID, say=_say)
+    except local_airflow.LocalAirflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the backfill was cancelled and the Airflow services stopped", file=sys.stderr)
+        return 130
+    failed = [str(result.day) for result in results if result.state == "failed"]
+    not_run = [str(result.day) for result in results if result.state not in ("success", "failed")]
+    print(f"{len(results) - len(failed) - len(not_run)} of {len(results)} days succeeded")
     if failed:
-        print("Failed days: " + ", ".join(map(str, failed)), file=sys.stderr)
-    return 1 if failed else 0
+        print("Failed days: " + ", ".join(failed), file=sys.stderr)
+    if not_run:
+        print("Days not run: " + ", ".join(not_run), file=sys.stderr)
+    return 1 if failed or not_run else 0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
 
 
 def print_warehouse(env: dict[str, str]) -> None:
