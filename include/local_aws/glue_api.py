@@ -8,6 +8,7 @@ StartCrawler/StopCrawler/GetCrawler (a real crawl) through the models in glue_jo
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
@@ -70,7 +71,7 @@ def _update_job(self: GlueResponse) -> ActionResult:
         raise InvalidInputException("UpdateJob", "JobUpdate needs at least Role and Command.")
     for key, (attribute, default) in _JOB_FIELDS.items():
         setattr(job, attribute, update.get(key, default))
-    job.last_modified_on = _now()
+    job.last_modified_on = datetime.now(timezone.utc)
     return ActionResult({"JobName": name})
 
 
@@ -105,12 +106,6 @@ def _delete_connection(self: GlueResponse) -> ActionResult:
     if self.glue_backend.connections.pop(name, None) is None:
         raise EntityNotFoundException(f"Connection {name} not found")
     return EmptyResult()
-
-
-def _now() -> Any:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 _ACTIONS = {

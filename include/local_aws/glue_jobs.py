@@ -145,7 +145,9 @@ class LocalJobRun(FakeJobRun):
         self._stop_requested = False
         self._timed_out = False
         self._process: subprocess.Popen[bytes] | None = None
+        self._requested_at = time.monotonic()
         self._running_since: float | None = None
+        self._exited_at: float | None = None
         self._execution_seconds: float | None = None
         self.error_message: str | None = None
         self.region = job.backend.region_name
@@ -244,7 +246,13 @@ class LocalJobRun(FakeJobRun):
             self.completed_on = now
             self._set_state(state)
         self._done.set()
-        log.info("job %s run %s: %s %s", self.job_name, self.job_run_id, state, error_message or "")
+        finished = time.monotonic()
+        if self._running_since is not None and self._exited_at is not None:
+            # What the stack adds to the script's own time, for the README's figures.
+            overhead = f" (stack overhead: {self._running_since - self._requested_at:.3f} s before the process, {finished - self._exited_at:.3f} s after it)"
+        else:
+            overhead = ""
+        log.info("job %s run %s: %s%s %s", self.job_name, self.job_run_id, state, overhead, error_message or "")
 
     def _execute(self) -> None:
         try:
@@ -366,6 +374,7 @@ class LocalJobRun(FakeJobRun):
             self._timed_out = True
             _terminate_group(process)
             returncode = process.wait()
+        self._exited_at = time.monotonic()
         # The script may leave children (Spark's python workers) holding the pipes open.
         _kill_group(process.pid, signal.SIGKILL)
         exited.set()

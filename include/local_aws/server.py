@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> None:
     from include.local_aws.glue_jobs import JobRunner
     from include.local_aws.loopback import Loopback
 
-    holder: dict[str, Any] = {}
     app = ControlApp(DomainDispatcherApplication(create_backend_app), None)
     try:
         server = make_server(config.HOST, args.port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -165,11 +164,17 @@ def main(argv: list[str] | None = None) -> None:
 
     def shutdown(signum: int, _frame: Any) -> None:
         logging.info("signal %s: stopping job runs and the server", signum)
-        holder["signal"] = signum
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+
+    # Building boto3 clients takes most of a second: do it now rather than in the first job run.
+    def warm_up() -> None:
+        for service in ("s3", "logs", "glue"):
+            runner.loopback.client(service, config.REGION)
+
+    threading.Thread(target=warm_up, daemon=True).start()
 
     state = {"pid": os.getpid(), "port": port, "endpoint_url": endpoint_url}
     tmp = config.SERVER_STATE.with_suffix(".tmp")
