@@ -107,8 +107,9 @@ def _password() -> str:
     if PASSWORD_FILE.exists():
         return PASSWORD_FILE.read_text().strip()
     password = secrets.token_hex(16)
-    PASSWORD_FILE.touch(mode=0o600)
-    PASSWORD_FILE.write_text(password)
+    config.LOCAL.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(password)
     return password
 
 
@@ -175,14 +176,17 @@ def ensure_running() -> Cluster:
     bin_dir = pg_bin()
     password = _password()
     config.LOGS.mkdir(parents=True, exist_ok=True)
-    LOG_FILE.touch()
-    _chown(LOG_FILE, user)
+    # The server writes its own log, so it must sit where the server's user can reach it.
+    log_file = LOG_FILE if base == config.LOCAL / "pg" else base / "postgres.log"
+    log_file.touch()
+    _chown(log_file, user)
 
     if not (data / "PG_VERSION").exists():
         if data.exists():
             shutil.rmtree(data)
         pwfile = base / "initdb-pw"
-        pwfile.write_text(password)
+        with os.fdopen(os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(password)
         _chown(pwfile, user)
         try:
             result = subprocess.run(
@@ -201,6 +205,7 @@ def ensure_running() -> Cluster:
                 ),
                 capture_output=True,
                 text=True,
+                cwd=base,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -219,17 +224,24 @@ def ensure_running() -> Cluster:
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
     )
     result = subprocess.run(
-        _as_user(user, [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(LOG_FILE), "-o", options, "-w", "-t", "60", "start"]),
+        _as_user(user, [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"]),
         capture_output=True,
         text=True,
+        cwd=base,
         start_new_session=True,
     )
     if result.returncode != 0:
-        tail = LOG_FILE.read_text(errors="replace").strip().splitlines()[-5:]
+        tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
         raise PostgresError("PostgreSQL did not start:\n  " + "\n  ".join(tail or [result.stderr.strip()]))
     PORT_FILE.write_text(str(port))
     cluster = Cluster(config.HOST, port, ROLE, password)
-    _ensure_databases(cluster)
+    try:
+        _ensure_databases(cluster)
+    except Exception as exc:
+        raise PostgresError(
+            f"PostgreSQL started on port {port} but refuses the stack's role ({str(exc).strip()}); "
+            f"to start afresh, run `make down` and remove {base} and {PASSWORD_FILE}."
+        ) from None
     return cluster
 
 
@@ -278,6 +290,7 @@ def stop() -> bool:
             _as_user(user, [str(pg_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"]),
             capture_output=True,
             text=True,
+            cwd=base,
         )
         if result.returncode != 0 and (data / "postmaster.pid").exists():
             raise PostgresError(f"pg_ctl stop failed: {result.stderr.strip()}")
