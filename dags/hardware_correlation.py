@@ -82,6 +82,9 @@ def _glue_job(task_id: str, job_name: str, script_location, extra_py_files, scri
         s3_bucket=SETTINGS.ARTIFACTS_BUCKET,
         update_config=True,
         concurrent_run_limit=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
+        # Deferred tasks count towards this limit, so however many days a backfill runs at once,
+        # Airflow never starts more runs of the job than Glue accepts (ConcurrentRunsExceeded).
+        max_active_tis_per_dag=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
         verbose=True,
         stop_job_run_on_kill=True,
         # Deferred: the worker slot is free while Glue runs. A reprocessed (cleared) day always
