@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from moto.glue.exceptions import CrawlerNotRunningException, CrawlerRunningException
+from moto.glue.exceptions import CrawlerNotRunningException, CrawlerRunningException, GlueClientError
 from moto.glue.models import FakeCrawl, FakeCrawler
 
 from include.local_aws.loopback import Loopback, LogWriter
@@ -51,6 +51,11 @@ JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
 _BIGINT = re.compile(r"[+-]?\d+")
 _DOUBLE = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 _PARTITION_FOLDER = re.compile(r"([^=/]+)=([^/]*)")
+
+
+class CrawlerStoppingException(GlueClientError):
+    def __init__(self, msg: str) -> None:
+        super().__init__("CrawlerStoppingException", msg)
 
 
 class CrawlError(Exception):
@@ -117,6 +122,8 @@ def install(loopback: Loopback) -> None:
 
     def stop_crawler(self: FakeCrawler) -> None:
         crawl = self.crawls[-1] if self.crawls else None
+        if isinstance(crawl, LocalCrawl) and crawl.phase == "STOPPING":
+            raise CrawlerStoppingException(f"Crawler with name {self.name} is already stopping")
         if not isinstance(crawl, LocalCrawl) or crawl.phase != "RUNNING":
             raise CrawlerNotRunningException(f"Crawler with name {self.name} isn't running")
         crawl.cancel_requested = True
@@ -207,7 +214,8 @@ def _run_crawl(loopback: Loopback, crawler: FakeCrawler, crawl: LocalCrawl) -> N
         writer = LogWriter(loopback.client("logs", region), LOG_GROUP, crawler.name)
         writer.write(f"[{crawl.crawl_id}] BENCHMARK : Running Start Crawl for Crawler {crawler.name}")
         Crawl(loopback, crawler, crawl, writer).run()
-        crawl.outcome = "SUCCEEDED"
+        # A stop that came in after the last table still ends the crawl as stopped, as in AWS.
+        crawl.outcome = "CANCELLED" if crawl.cancel_requested else "SUCCEEDED"
     except CrawlCancelled:
         crawl.outcome = "CANCELLED"
     except CrawlError as exc:
@@ -294,7 +302,8 @@ class Crawl:
             for layout in self.discover(target):
                 if layout.name in layouts:
                     raise CrawlError(
-                        f"Two folders map to table {layout.name}: {layouts[layout.name].location} and {layout.location}."
+                        f"Two folders map to table {layout.name}: "
+                        f"{layouts[layout.name].location} and {layout.location}."
                     )
                 layouts[layout.name] = layout
         self.ensure_database()
@@ -466,7 +475,9 @@ class Crawl:
                 DatabaseName=self.database, TableName=layout.name, PartitionInputList=inputs
             )
             for error in response.get("Errors", []):
-                raise CrawlError(f"Could not register partition {error.get('PartitionValues')}: {error.get('ErrorDetail')}")
+                raise CrawlError(
+                    f"Could not register partition {error.get('PartitionValues')}: {error.get('ErrorDetail')}"
+                )
         if new:
             self.note(f"Table {layout.name}: registered {len(new)} new partition(s), {len(wanted)} in all")
 
@@ -494,7 +505,8 @@ class Crawl:
         schema: Schema | None = None
         for obj in sample:
             self.check_cancelled()
-            body = self.s3.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes=0-{SAMPLE_BYTES - 1}")["Body"].read()
+            response = self.s3.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes=0-{SAMPLE_BYTES - 1}")
+            body = response["Body"].read()
             truncated = obj.size > len(body)
             classification = _classify(obj.key, body)
             if schema is None:

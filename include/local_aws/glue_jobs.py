@@ -249,7 +249,10 @@ class LocalJobRun(FakeJobRun):
         finished = time.monotonic()
         if self._running_since is not None and self._exited_at is not None:
             # What the stack adds to the script's own time, for the README's figures.
-            overhead = f" (stack overhead: {self._running_since - self._requested_at:.3f} s before the process, {finished - self._exited_at:.3f} s after it)"
+            overhead = (
+                f" (stack overhead: {self._running_since - self._requested_at:.3f} s before the process,"
+                f" {finished - self._exited_at:.3f} s after it)"
+            )
         else:
             overhead = ""
         log.info("job %s run %s: %s%s %s", self.job_name, self.job_run_id, state, overhead, error_message or "")
@@ -414,7 +417,8 @@ class LocalJobRun(FakeJobRun):
     def _child_env(self, py_files: list[Path]) -> dict[str, str]:
         # Built from scratch so that nothing of the caller's environment (Airflow settings, the
         # repository on PYTHONPATH) leaks into the script: it sees what a Glue worker would.
-        env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER") if key in os.environ}
+        inherited = ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER")
+        env = {key: os.environ[key] for key in inherited if key in os.environ}
         env.update(
             {
                 "AWS_ENDPOINT_URL": self._runner.endpoint_url,

@@ -84,8 +84,14 @@ def _chown(path: Path, user: str | None) -> None:
 def _usable_by(user: str | None, directory: Path) -> bool:
     if user is None:
         return True
-    probe = subprocess.run(_as_user(user, ["test", "-w", str(directory), "-a", "-x", str(directory)]), capture_output=True)
+    probe = subprocess.run(
+        _as_user(user, ["test", "-w", str(directory), "-a", "-x", str(directory)]), capture_output=True
+    )
     return probe.returncode == 0
+
+
+def _fallback_dir() -> Path:
+    return Path("/tmp") / f"local-aws-pg-{hashlib.sha256(str(config.ROOT).encode()).hexdigest()[:12]}"
 
 
 def cluster_dir(user: str | None) -> Path:
@@ -94,12 +100,13 @@ def cluster_dir(user: str | None) -> Path:
     _chown(preferred, user)
     if _usable_by(user, preferred) and len(str(preferred / "run")) <= MAX_SOCKET_DIR:
         return preferred
-    key = hashlib.sha256(str(config.ROOT).encode()).hexdigest()[:12]
-    fallback = Path("/tmp") / f"local-aws-pg-{key}"
+    fallback = _fallback_dir()
     fallback.mkdir(mode=0o700, exist_ok=True)
     _chown(fallback, user)
     if not _usable_by(user, fallback):
-        raise PostgresError(f"No directory usable by the '{user}' user for PostgreSQL (tried {preferred} and {fallback}).")
+        raise PostgresError(
+            f"No directory usable by the '{user}' user for PostgreSQL (tried {preferred} and {fallback})."
+        )
     return fallback
 
 
@@ -224,7 +231,10 @@ def ensure_running() -> Cluster:
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
     )
     result = subprocess.run(
-        _as_user(user, [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"]),
+        _as_user(
+            user,
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"],
+        ),
         capture_output=True,
         text=True,
         cwd=base,
@@ -282,7 +292,7 @@ def _ensure_databases(cluster: Cluster) -> None:
 def stop() -> bool:
     """Stop the cluster if it runs; True when it was running."""
     user = _run_as()
-    for base in (config.LOCAL / "pg", Path("/tmp") / f"local-aws-pg-{hashlib.sha256(str(config.ROOT).encode()).hexdigest()[:12]}"):
+    for base in (config.LOCAL / "pg", _fallback_dir()):
         data = base / "data"
         if not (data / "postmaster.pid").exists():
             continue

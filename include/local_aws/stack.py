@@ -156,7 +156,9 @@ def _warehouse_dsn(cluster: postgres.Cluster) -> str:
 
         psycopg2.connect(external, connect_timeout=5).close()
     except Exception as exc:
-        raise StackError(f"WAREHOUSE_DSN is set but its server does not accept connections: {_first_line(exc)}") from None
+        raise StackError(
+            f"WAREHOUSE_DSN is set but its server does not accept connections: {_first_line(exc)}"
+        ) from None
     return external
 
 
@@ -175,7 +177,9 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(config.ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.dsn("airflow").replace("postgresql://", "postgresql+psycopg2://", 1),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.dsn("airflow").replace(
+            "postgresql://", "postgresql+psycopg2://", 1
+        ),
         # Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as on a developer's machine.
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             {"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": config.REGION}}

@@ -120,8 +120,10 @@ CSV_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usag
 
 
 def _raw_layout(s3, bucket: str) -> None:
-    _put(s3, bucket, "customers/customers.csv", "customer_id,customer_name,industry\nC1,Acme,Retail\nC2,Globex,Energy\n")
-    _put(s3, bucket, "hardware_logs/dt=2025-10-01/part-1.csv", CSV_HEADER + "L1,2025-10-01T10:00:00Z,D1,ERROR,80,3.5\nL2,2025-10-01T11:00:00Z,D2,INFO,,4\n")
+    customers = "customer_id,customer_name,industry\nC1,Acme,Retail\nC2,Globex,Energy\n"
+    _put(s3, bucket, "customers/customers.csv", customers)
+    day_1 = "L1,2025-10-01T10:00:00Z,D1,ERROR,80,3.5\nL2,2025-10-01T11:00:00Z,D2,INFO,,4\n"
+    _put(s3, bucket, "hardware_logs/dt=2025-10-01/part-1.csv", CSV_HEADER + day_1)
     _put(s3, bucket, "hardware_logs/dt=2025-10-01/part-2.csv", CSV_HEADER + "L3,2025-10-01T12:00:00Z,D1,ERROR,75,2\n")
     _put(s3, bucket, "hardware_logs/dt=2025-10-02/part-1.csv", CSV_HEADER + "L4,2025-10-02T10:00:00Z,D3,WARN,81,1.25\n")
     alert = {"device_id": "D1", "error_code": 17, "details": "fan", "alert_timestamp": "2025-10-01T10:00:00Z"}
@@ -153,7 +155,9 @@ def test_crawler_catalogs_csv_and_json_with_partitions_and_recrawls(s3, glue, lo
         Name=crawler,
         Role="glue-role",
         DatabaseName=database,
-        Targets={"S3Targets": [{"Path": f"s3://{bucket}/{folder}/"} for folder in ("customers", "hardware_logs", "alerts")]},
+        Targets={
+            "S3Targets": [{"Path": f"s3://{bucket}/{folder}/"} for folder in ("customers", "hardware_logs", "alerts")]
+        },
     )
 
     glue.start_crawler(Name=crawler)
@@ -255,6 +259,25 @@ def test_crawler_target_that_does_not_exist_fails_with_a_message(s3, glue, bucke
     assert "no-such-bucket-anywhere does not exist" in last["ErrorMessage"]
 
 
+def test_stop_crawler_cancels_the_crawl(s3, glue, bucket):
+    _raw_layout(s3, bucket)
+    crawler = _name("crawler")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=_name("db").replace("-", "_"),
+        Targets={"S3Targets": [{"Path": f"s3://{bucket}/hardware_logs/"}]},
+    )
+    glue.start_crawler(Name=crawler)
+    glue.stop_crawler(Name=crawler)
+    assert glue.get_crawler(Name=crawler)["Crawler"]["State"] == "STOPPING"
+    with pytest.raises(ClientError) as stopping:
+        glue.stop_crawler(Name=crawler)
+    assert stopping.value.response["Error"]["Code"] == "CrawlerStoppingException"
+    assert _wait_crawler(glue, crawler)["LastCrawl"]["Status"] == "CANCELLED"
+    with pytest.raises(ClientError) as not_running:
+        glue.stop_crawler(Name=crawler)
+    assert not_running.value.response["Error"]["Code"] == "CrawlerNotRunningException"
+
+
 def test_update_crawler_changes_its_targets(s3, glue, bucket):
     _raw_layout(s3, bucket)
     crawler, database = _name("crawler"), _name("db").replace("-", "_")
@@ -347,7 +370,8 @@ def test_spark_job_reads_csv_and_writes_parquet_in_s3(s3, glue, logs, spark_job,
 
 def test_spark_job_failure_reports_the_scripts_exception(glue, spark_job):
     bucket, job = spark_job
-    run_id = glue.start_job_run(JobName=job, Arguments={"--target": f"s3://{bucket}/never/", "--explode": "yes"})["JobRunId"]
+    arguments = {"--target": f"s3://{bucket}/never/", "--explode": "yes"}
+    run_id = glue.start_job_run(JobName=job, Arguments=arguments)["JobRunId"]
     run = _wait_run(glue, job, run_id)
     assert run["JobRunState"] == "FAILED"
     assert run["ErrorMessage"] == f"RuntimeError: refusing to process s3://{bucket}/input/"
@@ -385,7 +409,8 @@ def test_failing_script_gives_failed_with_its_message(s3, glue, bucket):
 
 def test_missing_script_location_fails_with_a_clear_message(glue, bucket):
     job = _name("nojob")
-    glue.create_job(Name=job, Role="glue-role", Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/missing.py"})
+    command = {"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/missing.py"}
+    glue.create_job(Name=job, Role="glue-role", Command=command)
     run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])
     assert run["JobRunState"] == "FAILED"
     assert run["ErrorMessage"] == f"ScriptLocation s3://{bucket}/missing.py does not exist in S3."
@@ -450,7 +475,8 @@ def test_fail_next_job_run_fails_exactly_one_run(stack, s3, glue, logs, bucket):
 def test_update_job_replaces_the_definition(s3, glue, bucket):
     job = _python_job(s3, glue, bucket, "print('v1')\n", DefaultArguments={"--old": "1"}, Timeout=5)
     command = glue.get_job(JobName=job)["Job"]["Command"]
-    glue.update_job(JobName=job, JobUpdate={"Role": "glue-role", "Command": command, "DefaultArguments": {"--new": "2"}})
+    update = {"Role": "glue-role", "Command": command, "DefaultArguments": {"--new": "2"}}
+    glue.update_job(JobName=job, JobUpdate=update)
     updated = glue.get_job(JobName=job)["Job"]
     assert updated["DefaultArguments"] == {"--new": "2"}
     assert "Timeout" not in updated

@@ -75,7 +75,8 @@ def test_provider_crawler_and_job_operators_run_against_the_stack(stack):
     glue = session.client("glue", endpoint_url=stack["AWS_ENDPOINT_URL"])
     bucket = names["LOCAL_AWS_DAG_BUCKET"]
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="raw/customers/customers.csv", Body=b"customer_id,customer_name,industry\nC1,Acme,Retail\n")
+    customers = b"customer_id,customer_name,industry\nC1,Acme,Retail\n"
+    s3.put_object(Bucket=bucket, Key="raw/customers/customers.csv", Body=customers)
     alert = {"device_id": "D1", "error_code": 7, "details": "fan", "alert_timestamp": "2025-10-01T10:00:00Z"}
     s3.put_object(Bucket=bucket, Key="raw/alerts/dt=2025-10-01/a.json", Body=json.dumps(alert).encode())
     s3.put_object(Bucket=bucket, Key="scripts/job.py", Body=JOB_SCRIPT.encode())
@@ -93,7 +94,8 @@ def test_provider_crawler_and_job_operators_run_against_the_stack(stack):
                 (DAG_ID, logical_date),
             )
             states = dict(cursor.fetchall())
-    expected = {name: "success" for name in ("create_crawler", "update_crawler", "crawl", "crawl_deferred", "job", "job_deferred")}
+    tasks = ("create_crawler", "update_crawler", "crawl", "crawl_deferred", "job", "job_deferred")
+    expected = {name: "success" for name in tasks}
     assert states == expected, result.stdout[-8000:]
 
     crawler = glue.get_crawler(Name=names["LOCAL_AWS_DAG_CRAWLER"])["Crawler"]
