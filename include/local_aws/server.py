@@ -128,6 +128,11 @@ class ControlApp:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="port to try first (0: any free port)")
+    parser.add_argument(
+        "--host",
+        default=config.HOST,
+        help="address to listen on (default 127.0.0.1; a container needs 0.0.0.0 to publish the port)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -150,9 +155,9 @@ def main(argv: list[str] | None = None) -> None:
 
     app = ControlApp(DomainDispatcherApplication(create_backend_app), None)
     try:
-        server = make_server(config.HOST, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+        server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     except OSError:
-        server = make_server(config.HOST, 0, app, threaded=True, request_handler=MotoRequestHandler)
+        server = make_server(args.host, 0, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_address[1]
     endpoint_url = f"http://{config.HOST}:{port}"
 
