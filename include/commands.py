@@ -35,20 +35,12 @@ class UsageError(Exception):
     """A mistake the user can fix; printed as a message, not a traceback."""
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
-
-
 def stack_env() -> dict[str, str]:
     """The environment for running against the local stack; fails clearly when it is not up."""
     if not STACK_ENV.exists():
         raise UsageError("The local stack is not running: start it with `make up` (or run `make demo`).")
+    from include.local_aws.stack import read_env_file
+
     values = read_env_file(STACK_ENV)
     try:
         urllib.request.urlopen(values["AWS_ENDPOINT_URL"], timeout=3).close()

@@ -35,3 +35,20 @@ def stack() -> dict[str, str]:
     from include.local_aws.stack import ensure_up
 
     return ensure_up()
+
+
+@pytest.fixture(scope="session")
+def aws(stack):
+    """A factory of boto3 clients for the local stack: `aws("s3")`."""
+    import boto3
+
+    def client(service: str):
+        return boto3.client(
+            service,
+            endpoint_url=stack["AWS_ENDPOINT_URL"],
+            region_name=stack["AWS_DEFAULT_REGION"],
+            aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    return client

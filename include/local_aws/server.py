@@ -181,7 +181,19 @@ def main(argv: list[str] | None = None) -> None:
 
     threading.Thread(target=warm_up, daemon=True).start()
 
-    state = {"pid": os.getpid(), "port": port, "endpoint_url": endpoint_url}
+    # The alerts API (API Gateway + Lambda in AWS) on a port of its own, storing into this stack's S3.
+    from include.alerts_api import local_server as alerts_api
+    from include.settings import load as load_settings
+
+    alerts_server = alerts_api.start(
+        config.HOST,
+        0,
+        bucket=load_settings().RAW_BUCKET,
+        s3_client=runner.loopback.client("s3", config.REGION),
+    )
+    alerts_api_url = f"http://{config.HOST}:{alerts_server.server_address[1]}{alerts_api.PATH}"
+
+    state = {"pid": os.getpid(), "port": port, "endpoint_url": endpoint_url, "alerts_api_url": alerts_api_url}
     tmp = config.SERVER_STATE.with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     tmp.replace(config.SERVER_STATE)

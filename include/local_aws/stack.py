@@ -187,6 +187,7 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         "AIRFLOW_CONN_WAREHOUSE": warehouse_dsn,
         "PYTHONPATH": str(config.ROOT),
         "SPARK_LOCAL_IP": config.HOST,
+        "ALERTS_API_URL": (_server_state() or {}).get("alerts_api_url", ""),
     }
 
 

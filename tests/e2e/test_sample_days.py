@@ -12,7 +12,6 @@ import sys
 from datetime import date
 from decimal import Decimal
 
-import boto3
 import psycopg2
 import pytest
 
@@ -82,8 +81,8 @@ def env(stack):
 
 
 @pytest.fixture(scope="module")
-def s3(env):
-    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"])
+def s3(aws):
+    return aws("s3")
 
 
 @pytest.fixture(scope="module")

@@ -100,3 +100,20 @@ def test_concurrent_posts_each_get_stored(api):
         ))
     assert [status for status, _, _ in results] == [202] * 8
     assert len(_keys(s3, bucket)) == 8
+
+
+def test_the_stack_serves_the_alerts_api_at_alerts_api_url(stack, aws):
+    """`make up` starts the API with the stack and publishes it as ALERTS_API_URL."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(stack["ALERTS_API_URL"])
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    connection.request("POST", url.path, json.dumps(ALERT), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 202
+    alert_id = json.loads(response.read())["alert_id"]
+
+    s3 = aws("s3")
+    stored = s3.get_object(Bucket=stack["RAW_BUCKET"], Key=f"alerts/dt=2025-10-02/{alert_id}.json")
+    assert json.loads(stored["Body"].read())["device_id"] == ALERT["device_id"]
+    s3.delete_object(Bucket=stack["RAW_BUCKET"], Key=f"alerts/dt=2025-10-02/{alert_id}.json")

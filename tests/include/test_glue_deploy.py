@@ -6,7 +6,6 @@ import io
 import shutil
 import zipfile
 
-import boto3
 import pytest
 
 from include.glue_deploy import GLUE_SCRIPTS_DIR, build_package_zip, deploy, scripts_version
@@ -41,8 +40,8 @@ def test_zip_holds_the_transform_package():
 
 
 @pytest.mark.stack
-def test_deploy_uploads_once_under_a_version_prefix(stack, scripts_copy):
-    s3 = boto3.client("s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_DEFAULT_REGION"])
+def test_deploy_uploads_once_under_a_version_prefix(stack, aws, scripts_copy):
+    s3 = aws("s3")
     bucket = stack["ARTIFACTS_BUCKET"]
 
     first = deploy(s3, bucket, prefix="test-deploy", scripts_dir=scripts_copy)
