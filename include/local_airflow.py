@@ -54,6 +54,7 @@ CLI_TIMEOUT = 180
 STOP_TIMEOUT = 45
 # The scheduler marks a finished backfill complete every 30 s.
 COMPLETE_TIMEOUT = 90
+RECONNECT_TIMEOUT = 120
 POLL_SECONDS = 3
 # Upper bound for one day's run, from its start to its end; the backfill's bound is this times the
 # number of rounds of days at once.
@@ -295,18 +296,39 @@ class Metadata:
     """Read-only queries on Airflow's metadata database (its tables are stable across 3.x)."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self._dsn = _metadata_dsn(env)
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
         import psycopg2
 
-        self._connection = psycopg2.connect(_metadata_dsn(env), connect_timeout=10)
-        self._connection.autocommit = True
+        connection = psycopg2.connect(self._dsn, connect_timeout=10)
+        connection.autocommit = True
+        return connection
 
     def close(self) -> None:
-        self._connection.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def rows(self, query: str, *parameters: Any) -> list[tuple]:
-        with self._connection.cursor() as cursor:
-            cursor.execute(query, parameters)
-            return cursor.fetchall()
+        """The query's rows; a restarted database server is waited for, up to RECONNECT_TIMEOUT."""
+        import psycopg2
+
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        while True:
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                with self._connection.cursor() as cursor:
+                    cursor.execute(query, parameters)
+                    return cursor.fetchall()
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+                self.close()
+                if time.monotonic() > deadline:
+                    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise LocalAirflowError(f"Airflow's metadata database does not answer: {message}") from None
+                time.sleep(2)
 
     def dag(self, dag_id: str) -> tuple | None:
         found = self.rows("SELECT is_paused, is_stale, last_parsed_time FROM dag WHERE dag_id = %s", dag_id)
