@@ -40,7 +40,6 @@ REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / ".local"
 LOGS = LOCAL / "logs"
 JWT_SECRET_FILE = LOCAL / "airflow-jwt-secret"
-API_SECRET_FILE = LOCAL / "airflow-api-secret"
 STATE_FILE = LOCAL / "airflow-services.json"
 LOCK_FILE = LOCAL / "airflow-services.lock"
 BIN = Path(sys.executable).parent
@@ -110,7 +109,6 @@ def services_env(stack_env: dict[str, str], port: int, parallel: int) -> dict[st
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(JWT_SECRET_FILE),
-        "AIRFLOW__API__SECRET_KEY": _secret(API_SECRET_FILE),
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         # Pick up a changed DAG file quickly, but do not re-parse it in a loop.
@@ -249,7 +247,8 @@ def _stop(services: Services, say: Say) -> None:
     killed = _stop_groups(list(pids))
     STATE_FILE.unlink(missing_ok=True)
     if killed:
-        say(f"stopped the Airflow services (killed the {', '.join(pids[pid] for pid in killed)} after {STOP_TIMEOUT} s)")
+        names = ", ".join(pids[pid] for pid in killed)
+        say(f"stopped the Airflow services (killed the {names} after {STOP_TIMEOUT} s)")
     else:
         say("stopped the Airflow services")
 
@@ -367,6 +366,14 @@ class Metadata:
             " WHERE b.backfill_id = %s ORDER BY b.sort_ordinal",
             backfill_id,
         )
+
+    def unfinished_runs_outside_backfills(self, dag_id: str) -> list[str]:
+        found = self.rows(
+            "SELECT run_id FROM dag_run WHERE dag_id = %s AND state IN ('queued', 'running')"
+            " AND backfill_id IS NULL ORDER BY logical_date",
+            dag_id,
+        )
+        return [row[0] for row in found]
 
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         found = self.rows(
@@ -531,9 +538,10 @@ def _cancel(services: Services, backfill_id: int, say: Say) -> None:
 
 
 def _set_paused(services: Services, dag_id: str, paused: bool) -> None:
-    result = services.airflow("dags", "pause" if paused else "unpause", dag_id)
+    command = "pause" if paused else "unpause"
+    result = services.airflow("dags", command, dag_id)
     if result.returncode != 0:
-        raise LocalAirflowError(f"airflow dags {'pause' if paused else 'unpause'} {dag_id} failed: {_cli_failure(result)}")
+        raise LocalAirflowError(f"airflow dags {command} {dag_id} failed: {_cli_failure(result)}")
 
 
 @contextlib.contextmanager
@@ -574,6 +582,13 @@ def run_backfill(
         metadata = Metadata(services.env)
         try:
             was_paused = _wait_until_parsed(services, metadata, dag_id, dag_file, say)
+            others = metadata.unfinished_runs_outside_backfills(dag_id)
+            if others:
+                shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+                say(
+                    f"note: {len(others)} other run(s) of {dag_id} are marked queued or running ({shown}); "
+                    "the scheduler will carry them on too"
+                )
             if was_paused:
                 _set_paused(services, dag_id, False)
             backfill_id = None

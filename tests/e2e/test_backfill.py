@@ -97,7 +97,9 @@ def expected():
         if key.startswith("hardware_logs/")
     }
     assert sorted(partitions) == list(DAYS)
-    return {day: classify([line for line in lines if line.strip()], customers, sales) for day, lines in partitions.items()}
+    return {
+        day: classify([line for line in lines if line.strip()], customers, sales) for day, lines in partitions.items()
+    }
 
 
 @pytest.fixture(scope="module")
