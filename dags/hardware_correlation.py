@@ -240,7 +240,13 @@ def hardware_correlation():
 
     check_staging = SQLCheckOperator(task_id="check_staging", sql="check_staging.sql")
     swap_day_into_warehouse = SQLExecuteQueryOperator(
-        task_id="swap_day_into_warehouse", sql="swap_day.sql", parameters=audit
+        task_id="swap_day_into_warehouse",
+        sql="swap_day.sql",
+        parameters=audit,
+        # One statement per execute (psycopg prepares statements with parameters), all in one
+        # transaction that the hook commits after the last one.
+        split_statements=True,
+        autocommit=False,
     )
 
     partition = "log_date = '{{ ds }}'"

@@ -6,9 +6,10 @@ INSERT INTO hardware_error_analysis (
     log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,
     customer_name, industry, customer_id, sale_date, error_timestamp, log_date
 )
+-- The load job stages days and instants as ISO-8601 text, so no time zone can shift them.
 SELECT
     log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,
-    customer_name, industry, customer_id, sale_date, error_timestamp, log_date
+    customer_name, industry, customer_id, sale_date::date, error_timestamp::timestamptz, log_date::date
 FROM staging.hardware_error_analysis_{{ ds_nodash }};
 
 INSERT INTO pipeline_run_audit (

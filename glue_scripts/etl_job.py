@@ -1,0 +1,72 @@
+"""Glue ETL job: one day of hardware logs to Parquet, quarantine and the day's audit counts.
+
+Arguments (Glue's `--name value` form): --log_date YYYY-MM-DD, --database (the crawler's Glue
+database), --processed_path, --quarantine_path, --audit_path, and optionally --logs_table,
+--customers_table, --sales_table. Glue adds --JOB_NAME, --JOB_RUN_ID and options of its own, which
+are ignored here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+
+from pyspark.sql import SparkSession
+
+from hardware_correlation import catalog, storage
+from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
+
+log = logging.getLogger("etl_job")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--log_date", type=date.fromisoformat, required=True)
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--logs_table", default="hardware_logs")
+    parser.add_argument("--customers_table", default="customers")
+    parser.add_argument("--sales_table", default="sales")
+    parser.add_argument("--processed_path", required=True)
+    parser.add_argument("--quarantine_path", required=True)
+    parser.add_argument("--audit_path", required=True)
+    parser.add_argument("--JOB_RUN_ID", default=None)
+    # Glue passes many options of its own (--TempDir, --enable-metrics, --job-language, ...).
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+def find_inputs(args: argparse.Namespace) -> EtlInputs:
+    """Day D's log files and the reference tables' files, located through the Glue Data Catalog."""
+    logs = catalog.partition_location(args.database, args.logs_table, [args.log_date.isoformat()])
+    customers = catalog.table_location(args.database, args.customers_table)
+    sales = catalog.table_location(args.database, args.sales_table)
+    return EtlInputs(
+        log_files=storage.list_files(logs, ".csv"),
+        customer_files=storage.list_files(customers, ".csv"),
+        sale_files=storage.list_files(sales, ".csv"),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        inputs = find_inputs(args)
+    except storage.JobInputError as error:
+        # One clear line: it becomes the Glue run's ErrorMessage.
+        raise SystemExit(f"JobInputError: {error}") from None
+    outputs = EtlOutputs(args.processed_path, args.quarantine_path, args.audit_path)
+    spark = SparkSession.builder.appName(f"hardware-correlation-etl-{args.log_date}").getOrCreate()
+    try:
+        audit = run_etl(spark, args.log_date, inputs, outputs, args.JOB_RUN_ID)
+    except storage.JobInputError as error:
+        raise SystemExit(f"{type(error).__name__}: {error}") from None
+    finally:
+        spark.stop()
+    log.info("audit for %s: %s", args.log_date, audit)
+
+
+if __name__ == "__main__":
+    main()

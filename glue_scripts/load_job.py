@@ -1,0 +1,125 @@
+"""Glue load job: day D's Parquet into a PostgreSQL staging table, over JDBC.
+
+Arguments: --log_date YYYY-MM-DD, --processed_path (root of the day-partitioned Parquet),
+--connection_name (the Glue Connection with the JDBC URL and the Secrets Manager id of the
+credentials), --staging_table (schema.table, replaced). The DAG then swaps the staged rows into
+`hardware_error_analysis` in one transaction. Credentials never travel in arguments or logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hardware_correlation import schemas as S
+from hardware_correlation import storage
+
+log = logging.getLogger("load_job")
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+# Text in ISO-8601 with an explicit UTC offset: PostgreSQL casts it to the same instant and day
+# whatever the time zones of the JVM, the driver and the database session.
+_ISO_INSTANT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--log_date", type=date.fromisoformat, required=True)
+    parser.add_argument("--processed_path", required=True)
+    parser.add_argument("--connection_name", required=True)
+    parser.add_argument("--staging_table", required=True)
+    args, _ = parser.parse_known_args(argv)
+    if not _TABLE_NAME.match(args.staging_table):
+        parser.error(f"--staging_table must be schema.table in lower case, got {args.staging_table!r}")
+    return args
+
+
+def warehouse_jdbc(connection_name: str) -> tuple[str, dict[str, str]]:
+    """The JDBC URL from the Glue Connection and the credentials from Secrets Manager."""
+    import boto3
+
+    connection = boto3.client("glue").get_connection(Name=connection_name, HidePassword=False)["Connection"]
+    properties = connection.get("ConnectionProperties", {})
+    url = properties.get("JDBC_CONNECTION_URL")
+    if not url:
+        raise storage.JobInputError(f"Glue Connection {connection_name} has no JDBC_CONNECTION_URL")
+    secret_id = properties.get("SECRET_ID")
+    if secret_id:
+        secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+        user, password = secret["username"], secret["password"]
+    else:
+        user, password = properties.get("USERNAME"), properties.get("PASSWORD")
+    if not user or not password:
+        raise storage.JobInputError(f"Glue Connection {connection_name} names no credentials (SECRET_ID)")
+    return url, {"user": user, "password": password, "driver": "org.postgresql.Driver"}
+
+
+def staging_rows(day_rows: DataFrame) -> DataFrame:
+    """The staging table's columns: contract section 4, instants and days as ISO-8601 text."""
+    return day_rows.select(
+        "log_id",
+        "device_id",
+        "cpu_temp_celsius",
+        "memory_usage_gb",
+        "sale_id",
+        "days_since_sale",
+        "customer_name",
+        "industry",
+        "customer_id",
+        F.date_format("sale_date", "yyyy-MM-dd").alias("sale_date"),
+        F.date_format("error_timestamp", _ISO_INSTANT).alias("error_timestamp"),
+        F.date_format("log_date", "yyyy-MM-dd").alias("log_date"),
+    )
+
+
+def read_day(spark: SparkSession, processed_path: str, log_date: date) -> DataFrame:
+    folder = storage.join(processed_path, f"log_date={log_date.isoformat()}")
+    if not storage.exists_folder(folder):
+        # The ETL writes no folder for a day without loaded rows: stage an empty day.
+        rows = spark.createDataFrame([], S.LOADED_FILE)
+    else:
+        rows = spark.read.schema(S.LOADED_FILE).parquet(folder)
+    return rows.withColumn("log_date", F.lit(log_date))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "java_exception", None) or error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        url, properties = warehouse_jdbc(args.connection_name)
+    except storage.JobInputError as error:
+        raise SystemExit(f"JobInputError: {error}") from None
+    spark = SparkSession.builder.appName(f"hardware-correlation-load-{args.log_date}").getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    try:
+        rows = staging_rows(read_day(spark, args.processed_path, args.log_date))
+        (
+            rows.write.mode("overwrite")
+            .option("batchsize", 10_000)
+            .option("reWriteBatchedInserts", "true")
+            .option("numPartitions", 4)
+            .jdbc(url, args.staging_table, properties=properties)
+        )
+    except Exception as error:
+        if "postgresql" not in repr(error).lower() and "jdbc" not in repr(error).lower():
+            raise
+        # The JDBC URL names host, port and database only; the credentials are not in the message.
+        raise SystemExit(f"WarehouseError: loading {args.staging_table} at {url} failed: {_first_line(error)}") from None
+    finally:
+        spark.stop()
+    log.info("staged day %s into %s", args.log_date, args.staging_table)
+
+
+if __name__ == "__main__":
+    main()
