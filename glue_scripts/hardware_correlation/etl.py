@@ -1,0 +1,170 @@
+"""One day of the ETL: read the raw files, classify every row, write Parquet, quarantine and audit.
+
+`run_etl` is what `etl_job.py` runs once it has found the files through the Glue Data Catalog; the
+benchmark runs it on local files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from hardware_correlation import schemas as S
+from hardware_correlation import storage
+from hardware_correlation import transforms as X
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EtlInputs:
+    log_files: list[str]
+    customer_files: list[str]
+    sale_files: list[str]
+
+
+@dataclass(frozen=True)
+class EtlOutputs:
+    """Roots of the outputs; day D goes to `<root>/log_date=D/` (the audit to `audit.json` there)."""
+
+    processed_path: str
+    quarantine_path: str
+    audit_path: str
+
+    def day(self, root: str, log_date: date) -> str:
+        return storage.join(root, f"log_date={log_date.isoformat()}")
+
+    def audit_file(self, log_date: date) -> str:
+        return storage.join(self.day(self.audit_path, log_date), "audit.json")
+
+
+def configure(spark: SparkSession) -> None:
+    """Session settings the ETL relies on, whatever the cluster's defaults."""
+    # Only the partitions present in the written data are replaced: day D, never other days.
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    # INT96 is a legacy encoding; microsecond timestamps read the same in every Parquet reader.
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+
+
+def check_inputs(inputs: EtlInputs) -> set[str]:
+    """Schema drift fails here, before anything is written. Returns the log files' header lines."""
+    if not inputs.customer_files:
+        raise storage.JobInputError("no customers file (*.csv) in the customers table's location")
+    if not inputs.sale_files:
+        raise storage.JobInputError("no sales file (*.csv) in the sales table's location")
+    storage.check_headers(inputs.customer_files, S.CUSTOMER_COLUMNS)
+    storage.check_headers(inputs.sale_files, S.SALE_COLUMNS)
+    return storage.check_headers(inputs.log_files, S.LOG_COLUMNS)
+
+
+def read_log_lines(spark: SparkSession, files: list[str], header_lines: set[str]) -> DataFrame:
+    """The data lines of the day's files: not their headers, not blank lines."""
+    if not files:
+        return spark.createDataFrame([], S.LOG_LINES)
+    text = spark.read.text(files)
+    return text.filter(
+        ~F.col("value").isin(*header_lines) & (F.trim(F.col("value")) != "")
+    ).select(
+        F.col("value").alias("line"),
+        F.col("_metadata.file_path").alias("source_file"),
+        # Increasing within each file's lines: the file order that breaks timestamp ties.
+        F.monotonically_increasing_id().alias("line_number"),
+    )
+
+
+def read_csv(spark: SparkSession, files: list[str], schema) -> DataFrame:
+    return (
+        spark.read.schema(schema)
+        .option("header", True)
+        .option("escape", '"')
+        .option("mode", "PERMISSIVE")
+        .csv(files)
+    )
+
+
+def run_etl(
+    spark: SparkSession,
+    log_date: date,
+    inputs: EtlInputs,
+    outputs: EtlOutputs,
+    job_run_id: str | None = None,
+) -> dict:
+    """Process day `log_date` and return its audit record (also written to the audit file)."""
+    header_lines = check_inputs(inputs)
+    configure(spark)
+    audit_file = outputs.audit_file(log_date)
+    # The audit's presence says the day's outputs are complete: withdraw it while they change.
+    storage.delete_file(audit_file)
+
+    sales = read_csv(spark, inputs.sale_files, S.RAW_SALES)
+    customers = read_csv(spark, inputs.customer_files, S.RAW_CUSTOMERS)
+    lines = read_log_lines(spark, inputs.log_files, header_lines)
+
+    parsed = lines.transform(X.parse_log_lines)
+    flagged = parsed.transform(X.flag_repeated, X.repeated_log_ids(parsed))
+
+    # Most rows are plain non-errors: they are only counted (by the observation, while the rest is
+    # cached), never carried through the joins or kept in memory.
+    plain_non_error = (
+        F.col("malformed_detail").isNull() & ~F.col("needs_ranking") & ~F.col("is_error")
+    )
+    tally = Observation("log_rows")
+    rest = (
+        flagged.observe(
+            tally,
+            F.count(F.lit(1)).alias("input_rows"),
+            F.count(F.when(plain_non_error, True)).alias("plain_non_error"),
+        )
+        .filter(~plain_non_error)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    classified = (
+        rest.transform(X.rank_duplicates)
+        .transform(X.classify, X.sales_in_force(sales), X.current_customers(customers))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        counts = {row["outcome"]: row["rows"] for row in X.outcome_counts(classified).collect()}
+        observed = tally.get
+        counts[S.NON_ERROR] = counts.get(S.NON_ERROR, 0) + observed["plain_non_error"]
+        audit = X.audit_record(counts, log_date, job_run_id)
+        if audit["input_rows"] != observed["input_rows"]:
+            raise RuntimeError(
+                f"audit does not add up: {observed['input_rows']} input rows, outcomes {counts}"
+            )
+
+        _write_day(
+            classified.transform(X.loaded_rows, log_date),
+            outputs.processed_path,
+            outputs.day(outputs.processed_path, log_date),
+            audit["loaded"],
+        )
+        quarantined = sum(audit[S.AUDIT_NAMES[o]] for o in S.QUARANTINED_OUTCOMES)
+        _write_day(
+            classified.transform(X.quarantine_rows, log_date),
+            outputs.quarantine_path,
+            outputs.day(outputs.quarantine_path, log_date),
+            quarantined,
+        )
+    finally:
+        classified.unpersist()
+        rest.unpersist()
+
+    storage.write_json(audit_file, audit)
+    log.info("day %s: %s", log_date, audit)
+    return audit
+
+
+def _write_day(rows: DataFrame, root: str, day_folder: str, count: int) -> None:
+    if count == 0:
+        # Dynamic overwrite replaces only the partitions it writes: with no rows it would leave an
+        # earlier run's rows of this day in place.
+        storage.delete_folder(day_folder)
+        return
+    rows.write.mode("overwrite").partitionBy("log_date").parquet(root)

@@ -1,0 +1,336 @@
+"""Contract section 3, rule by rule, as pure DataFrame -> DataFrame functions.
+
+Each function ends in a `select` that states its output columns. They compose with `df.transform`:
+
+    parsed = lines.transform(parse_log_lines)
+    deduped = parsed.transform(mark_duplicates, repeated_log_ids(parsed))
+    classified = deduped.transform(classify, sales_in_force(sales), current_customers(customers))
+
+`classified` carries one `outcome` per input row; `loaded_rows`, `quarantine_rows` and
+`outcome_counts` turn it into what the ETL job writes.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from hardware_correlation import schemas as S
+
+# CSV per RFC 4180, recognised with regular expressions rather than a CSV parser so that the whole
+# parse compiles to JVM code (Spark's CSV expressions are interpreted row by row). A field is quoted
+# ("..." with "" for a quote), unquoted (no comma, not starting with a quote) or empty. Matched
+# against "," + line, every field is preceded by a comma, so no match is empty.
+_FIELD = r'"[^"]*+(?:""[^"]*+)*+"|[^,"][^,]*+|'
+_QUOTED_LINE = rf"^(?:,(?:{_FIELD}))++$"
+_QUOTED_FIELD = rf",({_FIELD})"
+# Contract section 2: ISO-8601 with seconds and an explicit zone; without a zone the UTC day, and so
+# the partition and the hardware's age, would be a guess.
+_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+_INTEGER = r"^[+-]?[0-9]+$"
+_NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_SECONDS_PER_DAY = 86_400
+
+PARSED_COLUMNS = (
+    "line", "source_file", "line_number", *S.LOG_COLUMNS,
+    "parsed_timestamp", "parsed_cpu", "parsed_memory", "is_error", "malformed_detail",
+)
+
+
+def _blank(column: Column) -> Column:
+    return column.isNull() | (F.trim(column) == "")
+
+
+def utc_date(timestamp: Column) -> Column:
+    """The UTC calendar day of an instant, whatever the session's time zone."""
+    return F.date_from_unix_date(F.floor(F.unix_seconds(timestamp) / _SECONDS_PER_DAY).cast("int"))
+
+
+def parse_log_lines(lines: DataFrame) -> DataFrame:
+    """Split raw log lines (line, source_file, line_number) into fields and find malformed rows.
+
+    `line_number` orders the lines of one file. Lines without a quote are split on commas, which is
+    all CSV parsing does for them; quoted lines are taken apart per RFC 4180. Empty fields are NULL.
+    `malformed_detail` names the first rule of contract section 3, step 1 that the row breaks, or is
+    NULL for a well-formed row.
+    """
+    line = F.col("line")
+    quoted = line.contains('"')
+    comma_line = F.concat(F.lit(","), line)
+    tokens = F.when(quoted, F.regexp_extract_all(comma_line, F.lit(_QUOTED_FIELD), 1)).otherwise(
+        F.split(line, ",", -1)
+    )
+
+    def field(index: int) -> Column:
+        token = F.get(tokens, index)
+        unquoted = F.when(
+            quoted & token.startswith('"'),
+            F.regexp_replace(token.substr(F.lit(2), F.length(token) - 2), '""', '"'),
+        ).otherwise(token)
+        return F.when(unquoted != "", unquoted)
+
+    split = lines.select(
+        "line",
+        "source_file",
+        "line_number",
+        *(field(index).alias(name) for index, name in enumerate(S.LOG_COLUMNS)),
+        F.when(quoted & ~comma_line.rlike(_QUOTED_LINE), F.lit("badly quoted field"))
+        .when(F.size(tokens) != len(S.LOG_COLUMNS), F.lit("wrong number of fields"))
+        .alias("structure_error"),
+    )
+
+    typed = split.select(
+        "*",
+        F.when(F.trim("timestamp").rlike(_TIMESTAMP), F.expr("try_cast(trim(`timestamp`) AS TIMESTAMP)"))
+        .alias("parsed_timestamp"),
+        F.when(F.col("cpu_temp_celsius").rlike(_INTEGER), F.expr("try_cast(cpu_temp_celsius AS INT)"))
+        .alias("parsed_cpu"),
+        F.when(F.col("memory_usage_gb").rlike(_NUMBER), F.col("memory_usage_gb").cast("double"))
+        .alias("parsed_memory"),
+    )
+
+    detail = F.coalesce(
+        F.col("structure_error"),
+        F.when(_blank(F.col("log_id")), F.lit("empty log_id")),
+        F.when(_blank(F.col("device_id")), F.lit("empty device_id")),
+        F.when(_blank(F.col("event_type")), F.lit("empty event_type")),
+        F.when(_blank(F.col("timestamp")), F.lit("empty timestamp")),
+        F.when(F.col("parsed_timestamp").isNull(), F.lit("unparseable timestamp")),
+        F.when(
+            F.col("cpu_temp_celsius").isNotNull() & F.col("parsed_cpu").isNull(),
+            F.lit("cpu_temp_celsius is not an integer"),
+        ),
+        F.when(
+            F.col("memory_usage_gb").isNotNull() & F.col("parsed_memory").isNull(),
+            F.lit("memory_usage_gb is not a number"),
+        ),
+    )
+    return typed.select(
+        "line",
+        "source_file",
+        "line_number",
+        *S.LOG_COLUMNS,
+        "parsed_timestamp",
+        "parsed_cpu",
+        "parsed_memory",
+        (F.upper(F.trim("event_type")) == "ERROR").alias("is_error"),
+        detail.alias("malformed_detail"),
+    )
+
+
+def log_id_hash(column: Column) -> Column:
+    return F.xxhash64(column)
+
+
+def repeated_log_ids(parsed: DataFrame) -> DataFrame:
+    """Hashes of the log_ids that occur on more than one line of the partition.
+
+    A superset of the duplicated log_ids (malformed lines count here, and hashes may collide), small
+    in practice: `mark_duplicates` then ranks only the lines that carry one of them.
+    """
+    return (
+        parsed.filter(F.col("log_id").isNotNull())
+        .groupBy(log_id_hash(F.col("log_id")).alias("log_id_hash"))
+        .agg(F.count(F.lit(1)).alias("lines"))
+        .filter(F.col("lines") > 1)
+        .select("log_id_hash")
+    )
+
+
+def flag_repeated(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
+    """Mark the well-formed rows whose log_id hash is in `repeated` (`needs_ranking`)."""
+    candidates = F.broadcast(repeated.select("log_id_hash", F.lit(True).alias("is_repeated")))
+    return parsed.join(
+        candidates, on=log_id_hash(F.col("log_id")) == F.col("log_id_hash"), how="left"
+    ).select(
+        *PARSED_COLUMNS,
+        (F.col("is_repeated").isNotNull() & F.col("malformed_detail").isNull()).alias("needs_ranking"),
+    )
+
+
+def rank_duplicates(flagged: DataFrame) -> DataFrame:
+    """Contract section 3, step 2: among well-formed rows sharing a log_id, all but the earliest.
+
+    Only rows flagged by `flag_repeated` are ranked, so the shuffle is as small as the repeats. Ties
+    on the timestamp keep the first line in file order, so reruns mark the same rows.
+    """
+    earliest_first = Window.partitionBy("log_id").orderBy(
+        "parsed_timestamp", "source_file", "line_number"
+    )
+    ranked = flagged.filter(F.col("needs_ranking")).withColumn(
+        "is_duplicate", F.row_number().over(earliest_first) > 1
+    )
+    single = flagged.filter(~F.col("needs_ranking")).withColumn("is_duplicate", F.lit(False))
+    return single.unionByName(ranked).select(*PARSED_COLUMNS, "is_duplicate")
+
+
+def mark_duplicates(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
+    """`is_duplicate` for every row; `repeated` is `repeated_log_ids(parsed)` or a superset of it."""
+    return parsed.transform(flag_repeated, repeated).transform(rank_duplicates)
+
+
+def sales_in_force(sales: DataFrame) -> DataFrame:
+    """Every sale with the day from which it is in force and the day it stops being (exclusive).
+
+    A sale is in force from its sale_date until the device's next sale on a later day; of several
+    sales of one device on one day only the greatest sale_id is ever in force (contract section 3,
+    step 4). Rows without a device_id or sale_id, or with a sale_date that is not YYYY-MM-DD, cannot
+    be placed in time and are left out (`unusable_sales` counts them).
+    """
+    latest_first = Window.partitionBy("device_id").orderBy(
+        F.col("sale_date").desc(), F.col("sale_id").desc(), F.col("customer_id").desc_nulls_last()
+    )
+    next_sale_date = F.lag("sale_date").over(latest_first)
+    return (
+        sales.transform(_usable_sales)
+        .select("device_id", "sale_id", "customer_id", "sale_date", next_sale_date.alias("next_sale_date"))
+        # Rows of the same device and day after the first lost the tie for that day.
+        .filter(F.col("next_sale_date").isNull() | (F.col("next_sale_date") != F.col("sale_date")))
+        .select(
+            "device_id",
+            "sale_id",
+            "customer_id",
+            "sale_date",
+            F.col("next_sale_date").alias("valid_until"),
+        )
+    )
+
+
+def _parsed_sale_date() -> Column:
+    return F.when(
+        F.col("sale_date").rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), F.expr("try_cast(sale_date AS DATE)")
+    )
+
+
+def _sale_is_usable() -> Column:
+    return ~_blank(F.col("sale_id")) & ~_blank(F.col("device_id")) & _parsed_sale_date().isNotNull()
+
+
+def _usable_sales(sales: DataFrame) -> DataFrame:
+    return sales.filter(_sale_is_usable()).select(
+        "sale_id", "customer_id", "device_id", _parsed_sale_date().alias("sale_date")
+    )
+
+
+def unusable_sales(sales: DataFrame) -> DataFrame:
+    """The sales rows that `sales_in_force` leaves out."""
+    return sales.filter(~_sale_is_usable()).select(*S.SALE_COLUMNS)
+
+
+def current_customers(customers: DataFrame) -> DataFrame:
+    """One row per customer_id of the snapshot; a repeated id keeps its greatest name, industry."""
+    latest = F.max(F.struct("customer_name", "industry"))
+    return (
+        customers.filter(~_blank(F.col("customer_id")))
+        .groupBy("customer_id")
+        .agg(latest.alias("customer"))
+        .select("customer_id", "customer.customer_name", "customer.industry")
+    )
+
+
+def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> DataFrame:
+    """Contract section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
+
+    `in_force` is `sales_in_force(sales)`, `customers` is `current_customers(customers)`.
+    Only kept error rows look up a sale: every other row joins on a NULL key, which matches nothing
+    and costs nothing. Both dimensions are broadcast.
+    """
+    error_date = utc_date(F.col("parsed_timestamp"))
+    kept_error = F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & F.col("is_error")
+    sales = F.broadcast(
+        in_force.select(
+            F.col("device_id").alias("sale_device_id"),
+            "sale_id",
+            F.col("customer_id").alias("sale_customer_id"),
+            "sale_date",
+            "valid_until",
+        )
+    )
+    known = F.broadcast(
+        customers.select(F.col("customer_id").alias("known_customer_id"), "customer_name", "industry")
+    )
+    with_keys = deduped.select(
+        "*",
+        error_date.alias("error_date"),
+        F.when(kept_error, F.col("device_id")).alias("match_device_id"),
+    )
+    in_force_on_error_day = (
+        (F.col("match_device_id") == F.col("sale_device_id"))
+        & (F.col("sale_date") <= F.col("error_date"))
+        & (F.col("valid_until").isNull() | (F.col("error_date") < F.col("valid_until")))
+    )
+    joined = with_keys.join(sales, on=in_force_on_error_day, how="left").join(
+        known, on=F.col("sale_customer_id") == F.col("known_customer_id"), how="left"
+    )
+    outcome = (
+        F.when(F.col("malformed_detail").isNotNull(), F.lit(S.MALFORMED))
+        .when(F.col("is_duplicate"), F.lit(S.DUPLICATE))
+        .when(~F.col("is_error"), F.lit(S.NON_ERROR))
+        .when(F.col("sale_id").isNull(), F.lit(S.NO_SALE))
+        .when(F.col("known_customer_id").isNull(), F.lit(S.UNKNOWN_CUSTOMER))
+        .otherwise(F.lit(S.LOADED_OUTCOME))
+    )
+    return joined.select(
+        *PARSED_COLUMNS,
+        "is_duplicate",
+        outcome.alias("outcome"),
+        "sale_id",
+        F.col("sale_customer_id").alias("customer_id"),
+        "customer_name",
+        "industry",
+        "sale_date",
+        F.datediff(F.col("error_date"), F.col("sale_date")).alias("days_since_sale"),
+    )
+
+
+def loaded_rows(classified: DataFrame, log_date: date) -> DataFrame:
+    """Contract section 4's columns for the loaded rows of day `log_date`."""
+    return classified.filter(F.col("outcome") == S.LOADED_OUTCOME).select(
+        "log_id",
+        "device_id",
+        F.col("parsed_cpu").alias("cpu_temp_celsius"),
+        F.col("parsed_memory").alias("memory_usage_gb"),
+        "sale_id",
+        "days_since_sale",
+        "customer_name",
+        "industry",
+        "customer_id",
+        "sale_date",
+        F.col("parsed_timestamp").alias("error_timestamp"),
+        F.lit(log_date).alias("log_date"),
+    )
+
+
+def quarantine_rows(classified: DataFrame, log_date: date) -> DataFrame:
+    """Every malformed, duplicate, no-sale and unknown-customer row, as read, with its reason."""
+    return classified.filter(F.col("outcome").isin(*S.QUARANTINED_OUTCOMES)).select(
+        *S.LOG_COLUMNS,
+        F.col("outcome").alias("reason"),
+        F.coalesce(
+            F.col("malformed_detail"),
+            F.when(
+                F.col("outcome") == S.UNKNOWN_CUSTOMER,
+                F.concat(F.lit("customer_id "), F.col("customer_id"), F.lit(" is not in customers")),
+            ),
+        ).alias("detail"),
+        F.col("line").alias("raw_line"),
+        "source_file",
+        F.lit(log_date).alias("log_date"),
+    )
+
+
+def outcome_counts(classified: DataFrame) -> DataFrame:
+    """Rows per outcome (outcomes without rows are absent)."""
+    return classified.groupBy("outcome").agg(F.count(F.lit(1)).alias("rows")).select("outcome", "rows")
+
+
+def audit_record(counts: dict[str, int], log_date: date, job_run_id: str | None) -> dict:
+    """The day's audit (contract section 4) from the rows per outcome; every outcome is present."""
+    record: dict = {"log_date": log_date.isoformat()}
+    record["input_rows"] = sum(counts.get(outcome, 0) for outcome in S.OUTCOMES)
+    for outcome, name in S.AUDIT_NAMES.items():
+        record[name] = int(counts.get(outcome, 0))
+    record["job_run_id"] = job_run_id
+    return record
