@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# In-process Airflow (the DAG integrity tests) keeps its config and database inside the project.
+os.environ.setdefault("AIRFLOW_HOME", str(Path(__file__).resolve().parent.parent / ".local" / "airflow-tests"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 @pytest.fixture(scope="session")
