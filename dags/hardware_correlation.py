@@ -3,7 +3,9 @@
 
 Is there a correlation between hardware errors, the client's industry and the age of the hardware?
 
-Each run processes one UTC day D of device logs, its data interval (`{{ ds }}` is D):
+Each run processes one UTC day D of device logs: its data interval, [D, D+1). Templates use
+`data_interval_start`, which is D for scheduled runs, backfills and manual runs alike (a manual run's
+logical date is the end of the interval it processes):
 
 1. **deploy_glue_scripts** uploads `glue_scripts/` to the artifacts bucket under a content-hash
    version prefix (nothing is uploaded when that version is already there).
@@ -46,7 +48,7 @@ SETTINGS = pipeline_settings.load()
 SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
 RAW = f"s3://{SETTINGS.RAW_BUCKET}"
 PROCESSED = f"s3://{SETTINGS.PROCESSED_BUCKET}"
-STAGING_TABLE = "staging.hardware_error_analysis_{{ ds_nodash }}"
+STAGING_TABLE = "staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}"
 AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
 GLUE_POLL_SECONDS = SETTINGS.number("GLUE_POLL_SECONDS")
 GLUE_TIMEOUT_MINUTES = SETTINGS.number("GLUE_JOB_TIMEOUT_MINUTES")
@@ -77,7 +79,7 @@ def _glue_job(task_id: str, job_name: str, script_location, extra_py_files, scri
         task_id=task_id,
         job_name=job_name,
         script_location=script_location,
-        script_args={"--log_date": "{{ ds }}", **script_args},
+        script_args={"--log_date": "{{ data_interval_start | ds }}", **script_args},
         iam_role_name=SETTINGS.GLUE_ROLE_NAME,
         s3_bucket=SETTINGS.ARTIFACTS_BUCKET,
         update_config=True,
@@ -114,7 +116,8 @@ def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySenso
 
 @dag(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2025, 10, 1),
+    # Early enough for any history a backfill may ask for: tasks do not run before it.
+    start_date=datetime(2015, 1, 1),
     catchup=False,
     max_active_runs=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
     doc_md=__doc__,
@@ -145,7 +148,7 @@ def hardware_correlation():
     deployed = deploy_glue_scripts()
 
     sensors = [
-        _raw_sensor("wait_for_hardware_logs", "hardware_logs/dt={{ ds }}/*.csv", wildcard=True),
+        _raw_sensor("wait_for_hardware_logs", "hardware_logs/dt={{ data_interval_start | ds }}/*.csv", wildcard=True),
         _raw_sensor("wait_for_customers", "customers/customers.csv"),
         _raw_sensor("wait_for_sales", "sales/sales.csv"),
     ]
@@ -217,19 +220,22 @@ def hardware_correlation():
     )
 
     @task
-    def collect_run_audit(etl_job_run_id: str, load_job_run_id: str, scripts_version: str, ds=None, run_id=None) -> dict:
+    def collect_run_audit(
+        etl_job_run_id: str, load_job_run_id: str, scripts_version: str, data_interval_start=None, run_id=None
+    ) -> dict:
         """The ETL's counts for day D plus what traces the run: the row of `pipeline_run_audit`."""
         import json
 
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+        log_date = data_interval_start.date().isoformat()
         body = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID).read_key(
-            key=f"audit/log_date={ds}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET
+            key=f"audit/log_date={log_date}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET
         )
         counts = json.loads(body)
         return {
             **{name: int(counts[name]) for name in AUDIT_COUNTS},
-            "log_date": ds,
+            "log_date": log_date,
             "dag_run_id": run_id,
             "etl_job_run_id": etl_job_run_id,
             "load_job_run_id": load_job_run_id,
@@ -249,7 +255,7 @@ def hardware_correlation():
         autocommit=False,
     )
 
-    partition = "log_date = '{{ ds }}'"
+    partition = "log_date = '{{ data_interval_start | ds }}'"
     verify_columns = SQLColumnCheckOperator(
         task_id="verify_columns",
         table="hardware_error_analysis",
@@ -274,7 +280,7 @@ def hardware_correlation():
             },
             "rows_match_etl": {
                 "check_statement": "SUM(loaded) = (SELECT COUNT(*) FROM hardware_error_analysis"
-                " WHERE log_date = '{{ ds }}')"
+                " WHERE log_date = '{{ data_interval_start | ds }}')"
             },
         },
     )

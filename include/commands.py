@@ -84,8 +84,14 @@ def run(day_text: str, env: dict[str, str] | None = None) -> int:
         raise UsageError("Say which day to run: `make run DATE=2025-10-01`.")
     day = parse_day(day_text)
     env = env or stack_env()
+    return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
+
+
+def dags_test_command(day: date) -> list[str]:
+    """`airflow dags test` for log day D: a manual run processes the interval that ends at its
+    logical date, so the logical date is D + 1 and the data interval [D, D + 1)."""
     airflow = str(Path(sys.executable).parent / "airflow")
-    return subprocess.call([airflow, "dags", "test", DAG_ID, day.isoformat()], env=env, cwd=REPO)
+    return [airflow, "dags", "test", DAG_ID, (day + timedelta(days=1)).isoformat()]
 
 
 def days_between(first: date, last: date) -> list[date]:

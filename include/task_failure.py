@@ -35,6 +35,6 @@ def log_task_failure(context) -> None:
         ti.task_id,
         ti.dag_id,
         ti.try_number,
-        context.get("ds"),
+        context["data_interval_start"].date() if context.get("data_interval_start") else None,
         detail or context.get("exception"),
     )

@@ -4,5 +4,5 @@ SELECT
     COUNT(*) = {{ ti.xcom_pull(task_ids='collect_run_audit')['loaded'] | int }} AS row_count_matches_etl,
     COUNT(*) FILTER (WHERE log_id IS NULL OR device_id IS NULL OR sale_id IS NULL) = 0 AS keys_present,
     COUNT(*) FILTER (WHERE days_since_sale < 0) = 0 AS ages_not_negative,
-    COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ ds }}') = 0 AS only_day_d
-FROM staging.hardware_error_analysis_{{ ds_nodash }}
+    COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ data_interval_start | ds }}') = 0 AS only_day_d
+FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}

@@ -10,7 +10,7 @@ INSERT INTO hardware_error_analysis (
 SELECT
     log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,
     customer_name, industry, customer_id, sale_date::date, error_timestamp::timestamptz, log_date::date
-FROM staging.hardware_error_analysis_{{ ds_nodash }};
+FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};
 
 INSERT INTO pipeline_run_audit (
     log_date, input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded,
@@ -35,4 +35,4 @@ ON CONFLICT (log_date) DO UPDATE SET
     scripts_version = EXCLUDED.scripts_version,
     finished_at = EXCLUDED.finished_at;
 
-DROP TABLE staging.hardware_error_analysis_{{ ds_nodash }};
+DROP TABLE staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};

@@ -107,7 +107,7 @@ def test_glue_jobs_are_sized_and_versioned(dag):
         assert kwargs["WorkerType"] and kwargs["NumberOfWorkers"] >= 1
         assert kwargs["Timeout"] > 0
         assert task.update_config and task.verbose and task.stop_job_run_on_kill
-        assert task.script_args["--log_date"] == "{{ ds }}"
+        assert task.script_args["--log_date"] == "{{ data_interval_start | ds }}"
         # No credentials travel in job arguments.
         flat = repr(task.script_args) + repr(kwargs)
         assert "password" not in flat.lower() and "secret" not in flat.lower()

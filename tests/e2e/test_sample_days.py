@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from datetime import date
 from decimal import Decimal
 
@@ -121,9 +120,8 @@ def test_rerunning_a_day_leaves_identical_rows(sample_days_ran, env):
 
 def test_a_day_without_logs_fails_at_its_sensor(sample_days_ran, env):
     quick = {**env, "SENSOR_TIMEOUT_SECONDS": "6", "SENSOR_POKE_SECONDS": "2"}
-    airflow = str(commands.Path(sys.executable).parent / "airflow")
     result = subprocess.run(
-        [airflow, "dags", "test", commands.DAG_ID, "2025-09-15"],
+        commands.dags_test_command(date(2025, 9, 15)),
         env=quick, cwd=commands.REPO, capture_output=True, text=True, timeout=600,
     )
     output = result.stdout + result.stderr
