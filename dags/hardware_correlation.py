@@ -156,6 +156,9 @@ def hardware_correlation():
     create_warehouse_tables = SQLExecuteQueryOperator(
         task_id="create_warehouse_tables",
         sql=sorted(f"ddl/{path.name}" for path in (SQL_DIR / "ddl").glob("*.sql")),
+        # Two sessions creating the same new table at once collide in PostgreSQL's catalog (unique
+        # violation on pg_type) despite IF NOT EXISTS: days running at once take turns here.
+        max_active_tis_per_dag=1,
     )
 
     crawler_config = {
