@@ -25,9 +25,27 @@ def _glue_run_error(task, ti) -> str | None:
     )
 
 
+def _crawl_error(task) -> str | None:
+    """The crawler's last crawl and its error, when the failed task ran a Glue crawler: the provider's
+    waiter only says that the crawl ended FAILED, not why."""
+    crawler_name = getattr(task, "crawler_name", None)
+    if not crawler_name:
+        return None
+    from airflow.providers.amazon.aws.hooks.glue_crawler import GlueCrawlerHook
+
+    try:
+        crawl = GlueCrawlerHook(aws_conn_id=task.aws_conn_id).get_crawler(crawler_name).get("LastCrawl", {})
+    except Exception as error:  # the callback must report, never raise
+        return f"Glue crawler {crawler_name}: state unknown ({error})"
+    return (
+        f"Glue crawler {crawler_name}: last crawl {crawl.get('Status', 'unknown')}: "
+        f"{crawl.get('ErrorMessage') or 'no error message'}"
+    )
+
+
 def log_task_failure(context) -> None:
     ti, task = context["ti"], context["task"]
-    detail = _glue_run_error(task, ti)
+    detail = _glue_run_error(task, ti) or _crawl_error(task)
     if detail is None and hasattr(task, "bucket_key"):
         detail = f"raw data never arrived: no object matches {task.bucket_key}"
     log.error(
