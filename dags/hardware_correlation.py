@@ -130,6 +130,8 @@ def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySenso
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": timedelta(minutes=15),
         "on_failure_callback": log_task_failure,
+        # A try that fails and is retried says why too: the provider's own error only gives the state.
+        "on_retry_callback": log_task_failure,
         "aws_conn_id": SETTINGS.AWS_CONN_ID,
         "conn_id": SETTINGS.WAREHOUSE_CONN_ID,
     },
