@@ -119,6 +119,10 @@ def services_env(stack_env: dict[str, str], port: int, parallel: int) -> dict[st
     }
 
 
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
 def _metadata_dsn(env: dict[str, str]) -> str:
     return env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
 
@@ -375,6 +379,15 @@ class Metadata:
         )
         return [row[0] for row in found]
 
+    def runs_of_other_days(self, dag_id: str, first: date, last: date) -> list[str]:
+        found = self.rows(
+            "SELECT run_id FROM dag_run WHERE dag_id = %s AND logical_date >= %s AND logical_date < %s"
+            " AND data_interval_start IS DISTINCT FROM logical_date AND state IN ('success', 'failed')"
+            " ORDER BY logical_date",
+            dag_id, _midnight(first), _midnight(last + timedelta(days=1)),
+        )
+        return [row[0] for row in found]
+
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         found = self.rows(
             "SELECT task_id FROM task_instance WHERE dag_id = %s AND run_id = %s AND state = 'failed'"
@@ -521,15 +534,45 @@ def _wait_until_completed(services: Services, metadata: Metadata, backfill_id: i
         time.sleep(1)
 
 
-def _cancel(services: Services, backfill_id: int, say: Say) -> None:
-    """Cancel the backfill the way Airflow's API does, and fail its runs still in progress."""
+def _internal(services: Services, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of this module's internal commands (below), run with Airflow's code in the services' env."""
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "include.local_airflow", "cancel", str(backfill_id)],
+        return subprocess.run(
+            [sys.executable, "-m", "include.local_airflow", *args],
             env=services.env, cwd=REPO, capture_output=True, text=True, timeout=CLI_TIMEOUT, start_new_session=True,
         )
     except subprocess.TimeoutExpired:
-        say(f"warning: cancelling backfill {backfill_id} did not finish within {CLI_TIMEOUT} s")
+        raise LocalAirflowError(f"`{args[0]}` did not finish within {CLI_TIMEOUT} s") from None
+
+
+def _remove_runs_of_other_days(
+    services: Services, metadata: Metadata, dag_id: str, first: date, last: date, say: Say
+) -> None:
+    """Remove finished runs whose logical date is in the range but whose data interval is another day's.
+
+    `make run D` (`airflow dags test`) records a manual run at logical date D + 1 that processed
+    [D, D + 1). Backfill runs are keyed by logical date too, so reprocessing day D + 1 would clear
+    that run and process day D again instead. `airflow dags test` itself replaces a run at the same
+    logical date in the same way.
+    """
+    runs = metadata.runs_of_other_days(dag_id, first, last)
+    if not runs:
+        return
+    result = _internal(services, "delete-runs", dag_id, *runs)
+    if result.returncode != 0:
+        raise LocalAirflowError(f"removing earlier runs of other days failed: {_cli_failure(result)}")
+    say(
+        f"removed {len(runs)} earlier run record(s) whose logical date is in the range but which processed "
+        f"the day before (`make run` runs: {', '.join(runs)})"
+    )
+
+
+def _cancel(services: Services, backfill_id: int, say: Say) -> None:
+    """Cancel the backfill the way Airflow's API does, and fail its runs still in progress."""
+    try:
+        result = _internal(services, "cancel", str(backfill_id))
+    except LocalAirflowError as error:
+        say(f"warning: cancelling backfill {backfill_id} failed: {error}")
         return
     if result.returncode == 0:
         say(f"cancelled backfill {backfill_id}: its unfinished days are marked failed")
@@ -589,6 +632,7 @@ def run_backfill(
                     f"note: {len(others)} other run(s) of {dag_id} are marked queued or running ({shown}); "
                     "the scheduler will carry them on too"
                 )
+            _remove_runs_of_other_days(services, metadata, dag_id, first, last, say)
             if was_paused:
                 _set_paused(services, dag_id, False)
             backfill_id = None
@@ -610,7 +654,7 @@ def run_backfill(
             metadata.close()
 
 
-# -- internal command, run in the services' environment --------------------------------------
+# -- internal commands, run in the services' environment -------------------------------------
 
 
 def _cancel_here(backfill_id: int) -> None:
@@ -649,8 +693,24 @@ def _cancel_here(backfill_id: int) -> None:
         backfill.completed_at = airflow_timezone.utcnow()
 
 
+def _delete_runs_here(dag_id: str, run_ids: list[str]) -> None:
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for dag_run in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(run_ids))):
+            session.delete(dag_run)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "cancel":
         _cancel_here(int(sys.argv[2]))
+    elif len(sys.argv) >= 4 and sys.argv[1] == "delete-runs":
+        _delete_runs_here(sys.argv[2], sys.argv[3:])
     else:
-        sys.exit("usage: python -m include.local_airflow cancel BACKFILL_ID (internal; see run_backfill)")
+        sys.exit(
+            "usage: python -m include.local_airflow {cancel BACKFILL_ID | delete-runs DAG_ID RUN_ID...}"
+            " (internal; see run_backfill)"
+        )
