@@ -12,10 +12,12 @@ logical date is the end of the interval it processes):
 2. **wait_for_*** sensors wait for day D's `hardware_logs/dt=D/` partition, `customers/` and `sales/`.
 3. The Glue crawler is created or updated, then run, to catalog the raw zone.
 4. **run_etl_job** (Glue) filters errors, matches each to the sale in force and its customer,
-   computes the hardware's age at the error, writes Parquet, quarantine and the day's audit counts.
-5. **run_load_job** (Glue) copies day D's Parquet into a per-day staging table in PostgreSQL.
+   computes the hardware's age at the error, writes Parquet, quarantine and the day's audit counts;
+   the same for day D's alerts (`alerts/dt=D/`, when there are any).
+5. **run_load_job** (Glue) copies day D's Parquet into per-day staging tables in PostgreSQL.
 6. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
-   replaces day D of `hardware_error_analysis` and its `pipeline_run_audit` row in one transaction.
+   replaces day D of `hardware_error_analysis`, `hardware_alerts` and its `pipeline_run_audit` row
+   in one transaction.
 7. **verify_*** checks the warehouse rows of day D; a failed check fails the run.
 
 Backfills are explicit (`catchup=False`): `airflow backfill create --dag-id hardware_correlation ...`.
@@ -49,7 +51,11 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
 RAW = f"s3://{SETTINGS.RAW_BUCKET}"
 PROCESSED = f"s3://{SETTINGS.PROCESSED_BUCKET}"
 STAGING_TABLE = "staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}"
+ALERTS_STAGING_TABLE = "staging.hardware_alerts_{{ data_interval_start | ds_nodash }}"
 AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+ALERT_COUNTS = (
+    "alert_input_rows", "alert_malformed", "alert_duplicates", "alert_no_sale", "alert_unknown_customer", "alert_loaded"
+)
 GLUE_POLL_SECONDS = SETTINGS.number("GLUE_POLL_SECONDS")
 GLUE_TIMEOUT_MINUTES = SETTINGS.number("GLUE_JOB_TIMEOUT_MINUTES")
 
@@ -205,8 +211,11 @@ def hardware_correlation():
         {
             "--database": SETTINGS.GLUE_DATABASE,
             "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
-            "--quarantine_path": f"{PROCESSED}/quarantine/",
+            "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/",
             "--audit_path": f"{PROCESSED}/audit/",
+            "--alerts_table": "alerts",
+            "--alerts_path": f"{PROCESSED}/hardware_alerts/",
+            "--alerts_quarantine_path": f"{PROCESSED}/quarantine/alerts/",
         },
         create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"]),
     )
@@ -220,6 +229,8 @@ def hardware_correlation():
             "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
             "--connection_name": SETTINGS.GLUE_WAREHOUSE_CONNECTION,
             "--staging_table": STAGING_TABLE,
+            "--alerts_path": f"{PROCESSED}/hardware_alerts/",
+            "--alerts_staging_table": ALERTS_STAGING_TABLE,
         },
         create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"], [SETTINGS.GLUE_WAREHOUSE_CONNECTION]),
     )
@@ -234,12 +245,17 @@ def hardware_correlation():
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         log_date = data_interval_start.date().isoformat()
-        body = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID).read_key(
-            key=f"audit/log_date={log_date}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET
+        s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID)
+        counts = json.loads(
+            s3.read_key(key=f"audit/log_date={log_date}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
         )
-        counts = json.loads(body)
+        # Written by the same ETL run before audit.json: present whenever audit.json is.
+        alert_counts = json.loads(
+            s3.read_key(key=f"audit/log_date={log_date}/alerts.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
+        )
         return {
             **{name: int(counts[name]) for name in AUDIT_COUNTS},
+            **{name: int(alert_counts[name]) for name in ALERT_COUNTS},
             "log_date": log_date,
             "dag_run_id": run_id,
             "etl_job_run_id": etl_job_run_id,
@@ -285,6 +301,14 @@ def hardware_correlation():
             },
             "rows_match_etl": {
                 "check_statement": "SUM(loaded) = (SELECT COUNT(*) FROM hardware_error_analysis"
+                " WHERE log_date = '{{ data_interval_start | ds }}')"
+            },
+            "alert_audit_equation": {
+                "check_statement": "SUM(alert_input_rows) = SUM(alert_malformed + alert_duplicates"
+                " + alert_no_sale + alert_unknown_customer + alert_loaded)"
+            },
+            "alerts_match_etl": {
+                "check_statement": "SUM(alert_loaded) = (SELECT COUNT(*) FROM hardware_alerts"
                 " WHERE log_date = '{{ data_interval_start | ds }}')"
             },
         },

@@ -1,9 +1,11 @@
-"""Glue ETL job: one day of hardware logs to Parquet, quarantine and the day's audit counts.
+"""Glue ETL job: one day of hardware logs and alerts to Parquet, quarantine and the day's audit counts.
 
 Arguments (Glue's `--name value` form): --log_date YYYY-MM-DD, --database (the crawler's Glue
 database), --processed_path, --quarantine_path, --audit_path, and optionally --logs_table,
---customers_table, --sales_table. Glue adds --JOB_NAME, --JOB_RUN_ID and options of its own, which
-are ignored here.
+--customers_table, --sales_table. With --alerts_path (root of the alerts' Parquet) and
+--alerts_quarantine_path, the day's partition of --alerts_table (default alerts) is processed too,
+its counts written to `alerts.json` next to `audit.json`; a day without alerts gives zero counts.
+Glue adds --JOB_NAME, --JOB_RUN_ID and options of its own, which are ignored here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import date
 from pyspark.sql import SparkSession
 
 from hardware_correlation import catalog, storage
+from hardware_correlation.alerts_etl import AlertInputs, AlertOutputs, run_alerts
 from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
 
 log = logging.getLogger("etl_job")
@@ -31,9 +34,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--processed_path", required=True)
     parser.add_argument("--quarantine_path", required=True)
     parser.add_argument("--audit_path", required=True)
+    parser.add_argument("--alerts_table", default="alerts")
+    parser.add_argument("--alerts_path", default=None)
+    parser.add_argument("--alerts_quarantine_path", default=None)
     parser.add_argument("--JOB_RUN_ID", default=None)
     # Glue passes many options of its own (--TempDir, --enable-metrics, --job-language, ...).
     args, _ = parser.parse_known_args(argv)
+    if bool(args.alerts_path) != bool(args.alerts_quarantine_path):
+        parser.error("--alerts_path and --alerts_quarantine_path go together")
     return args
 
 
@@ -49,17 +57,38 @@ def find_inputs(args: argparse.Namespace) -> EtlInputs:
     )
 
 
+def find_alert_files(args: argparse.Namespace) -> list[str]:
+    """Day D's alert files; none when the catalog has no alerts partition of D (a normal day)."""
+    try:
+        location = catalog.partition_location(args.database, args.alerts_table, [args.log_date.isoformat()])
+    except storage.JobInputError as error:
+        log.info("no alerts for %s: %s", args.log_date, error)
+        return []
+    return storage.list_files(location, ".json")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         inputs = find_inputs(args)
+        alert_files = find_alert_files(args) if args.alerts_path else None
     except storage.JobInputError as error:
         # One clear line: it becomes the Glue run's ErrorMessage.
         raise SystemExit(f"JobInputError: {error}") from None
     outputs = EtlOutputs(args.processed_path, args.quarantine_path, args.audit_path)
     spark = SparkSession.builder.appName(f"hardware-correlation-etl-{args.log_date}").getOrCreate()
     try:
+        if alert_files is not None:
+            # run_etl writes audit.json last: withdrawn until then, it says the day is incomplete.
+            storage.delete_file(outputs.audit_file(args.log_date))
+            run_alerts(
+                spark,
+                args.log_date,
+                AlertInputs(alert_files, inputs.customer_files, inputs.sale_files),
+                AlertOutputs(args.alerts_path, args.alerts_quarantine_path, args.audit_path),
+                args.JOB_RUN_ID,
+            )
         audit = run_etl(spark, args.log_date, inputs, outputs, args.JOB_RUN_ID)
     except storage.JobInputError as error:
         raise SystemExit(f"{type(error).__name__}: {error}") from None

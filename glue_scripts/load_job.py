@@ -1,9 +1,11 @@
-"""Glue load job: day D's Parquet into a PostgreSQL staging table, over JDBC.
+"""Glue load job: day D's Parquet into PostgreSQL staging tables, over JDBC.
 
 Arguments: --log_date YYYY-MM-DD, --processed_path (root of the day-partitioned Parquet),
 --connection_name (the Glue Connection with the JDBC URL and the Secrets Manager id of the
-credentials), --staging_table (schema.table, replaced). The DAG then swaps the staged rows into
-`hardware_error_analysis` in one transaction. Credentials never travel in arguments or logs.
+credentials), --staging_table (schema.table, replaced), and together --alerts_path (root of the
+alerts' Parquet) and --alerts_staging_table for the day's alerts. The DAG then swaps the staged
+rows into `hardware_error_analysis` and `hardware_alerts` in one transaction. Credentials never
+travel in arguments or logs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import date
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from hardware_correlation import alerts as A
 from hardware_correlation import schemas as S
 from hardware_correlation import storage
 
@@ -34,9 +37,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--processed_path", required=True)
     parser.add_argument("--connection_name", required=True)
     parser.add_argument("--staging_table", required=True)
+    parser.add_argument("--alerts_path", default=None)
+    parser.add_argument("--alerts_staging_table", default=None)
     args, _ = parser.parse_known_args(argv)
-    if not _TABLE_NAME.match(args.staging_table):
-        parser.error(f"--staging_table must be schema.table in lower case, got {args.staging_table!r}")
+    for name in ("staging_table", "alerts_staging_table"):
+        table = getattr(args, name)
+        if table is not None and not _TABLE_NAME.match(table):
+            parser.error(f"--{name} must be schema.table in lower case, got {table!r}")
+    if bool(args.alerts_path) != bool(args.alerts_staging_table):
+        parser.error("--alerts_path and --alerts_staging_table go together")
     return args
 
 
@@ -78,14 +87,43 @@ def staging_rows(day_rows: DataFrame) -> DataFrame:
     )
 
 
-def read_day(spark: SparkSession, processed_path: str, log_date: date) -> DataFrame:
+def staging_alerts(day_alerts: DataFrame) -> DataFrame:
+    """The columns of `hardware_alerts`, instants and days as ISO-8601 text."""
+    return day_alerts.select(
+        "alert_id",
+        "device_id",
+        "error_code",
+        "details",
+        F.date_format("alert_timestamp", _ISO_INSTANT).alias("alert_timestamp"),
+        F.date_format("received_at", _ISO_INSTANT).alias("received_at"),
+        "sale_id",
+        "customer_id",
+        "customer_name",
+        "industry",
+        F.date_format("sale_date", "yyyy-MM-dd").alias("sale_date"),
+        "days_since_sale",
+        F.date_format("log_date", "yyyy-MM-dd").alias("log_date"),
+    )
+
+
+def read_day(spark: SparkSession, processed_path: str, log_date: date, schema=S.LOADED_FILE) -> DataFrame:
     folder = storage.join(processed_path, f"log_date={log_date.isoformat()}")
     if not storage.exists_folder(folder):
         # The ETL writes no folder for a day without loaded rows: stage an empty day.
-        rows = spark.createDataFrame([], S.LOADED_FILE)
+        rows = spark.createDataFrame([], schema)
     else:
-        rows = spark.read.schema(S.LOADED_FILE).parquet(folder)
+        rows = spark.read.schema(schema).parquet(folder)
     return rows.withColumn("log_date", F.lit(log_date))
+
+
+def stage(rows: DataFrame, url: str, table: str, properties: dict[str, str]) -> None:
+    (
+        rows.write.mode("overwrite")
+        .option("batchsize", 10_000)
+        .option("reWriteBatchedInserts", "true")
+        .option("numPartitions", 4)
+        .jdbc(url, table, properties=properties)
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -102,23 +140,22 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"JobInputError: {error}") from None
     spark = SparkSession.builder.appName(f"hardware-correlation-load-{args.log_date}").getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", "UTC")
+    table = args.staging_table
     try:
-        rows = staging_rows(read_day(spark, args.processed_path, args.log_date))
-        (
-            rows.write.mode("overwrite")
-            .option("batchsize", 10_000)
-            .option("reWriteBatchedInserts", "true")
-            .option("numPartitions", 4)
-            .jdbc(url, args.staging_table, properties=properties)
-        )
+        stage(staging_rows(read_day(spark, args.processed_path, args.log_date)), url, table, properties)
+        if args.alerts_staging_table:
+            table = args.alerts_staging_table
+            alerts = read_day(spark, args.alerts_path, args.log_date, A.LOADED_ALERT_FILE)
+            stage(staging_alerts(alerts), url, table, properties)
     except Exception as error:
         if "postgresql" not in repr(error).lower() and "jdbc" not in repr(error).lower():
             raise
         # The JDBC URL names host, port and database only; the credentials are not in the message.
-        raise SystemExit(f"WarehouseError: loading {args.staging_table} at {url} failed: {_first_line(error)}") from None
+        raise SystemExit(f"WarehouseError: loading {table} at {url} failed: {_first_line(error)}") from None
     finally:
         spark.stop()
-    log.info("staged day %s into %s", args.log_date, args.staging_table)
+    staged = [args.staging_table, *filter(None, [args.alerts_staging_table])]
+    log.info("staged day %s into %s", args.log_date, ", ".join(staged))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,21 @@
--- Day D's staged rows must be exactly the rows the ETL loaded, with their keys and a non-negative
--- age, before they may replace the warehouse's rows of D. Each column must come out true.
+-- Day D's staged rows, errors and alerts, must be exactly the rows the ETL loaded, with their keys
+-- and a non-negative age, before they may replace the warehouse's rows of D. Each column must come
+-- out true.
+WITH errors AS (
 SELECT
     COUNT(*) = {{ ti.xcom_pull(task_ids='collect_run_audit')['loaded'] | int }} AS row_count_matches_etl,
     COUNT(*) FILTER (WHERE log_id IS NULL OR device_id IS NULL OR sale_id IS NULL) = 0 AS keys_present,
     COUNT(*) FILTER (WHERE days_since_sale < 0) = 0 AS ages_not_negative,
     COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ data_interval_start | ds }}') = 0 AS only_day_d
 FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}
+),
+alerts AS (
+SELECT
+    COUNT(*) = {{ ti.xcom_pull(task_ids='collect_run_audit')['alert_loaded'] | int }} AS alert_count_matches_etl,
+    COUNT(DISTINCT alert_id) = COUNT(*) AS alert_ids_unique,
+    COUNT(*) FILTER (WHERE alert_id IS NULL OR device_id IS NULL OR sale_id IS NULL) = 0 AS alert_keys_present,
+    COUNT(*) FILTER (WHERE days_since_sale < 0) = 0 AS alert_ages_not_negative,
+    COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ data_interval_start | ds }}') = 0 AS alerts_only_day_d
+FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }}
+)
+SELECT * FROM errors CROSS JOIN alerts

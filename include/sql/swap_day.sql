@@ -1,5 +1,6 @@
--- Replaces day D of the warehouse in one transaction: the operator commits once, after the last
--- statement, so a failure anywhere leaves the previous rows of D and their audit row in place.
+-- Replaces day D of the warehouse (errors, alerts and the audit row) in one transaction: the operator
+-- commits once, after the last statement, so a failure anywhere leaves the previous rows of D and
+-- their audit row in place.
 DELETE FROM hardware_error_analysis WHERE log_date = %(log_date)s;
 
 INSERT INTO hardware_error_analysis (
@@ -12,14 +13,27 @@ SELECT
     customer_name, industry, customer_id, sale_date::date, error_timestamp::timestamptz, log_date::date
 FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};
 
+DELETE FROM hardware_alerts WHERE log_date = %(log_date)s;
+
+INSERT INTO hardware_alerts (
+    alert_id, device_id, error_code, details, alert_timestamp, received_at, sale_id, customer_id,
+    customer_name, industry, sale_date, days_since_sale, log_date
+)
+SELECT
+    alert_id, device_id, error_code, details, alert_timestamp::timestamptz, received_at::timestamptz,
+    sale_id, customer_id, customer_name, industry, sale_date::date, days_since_sale, log_date::date
+FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
+
 INSERT INTO pipeline_run_audit (
     log_date, input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded,
-    dag_run_id, etl_job_run_id, load_job_run_id, scripts_version, finished_at
+    alert_input_rows, alert_malformed, alert_duplicates, alert_no_sale, alert_unknown_customer,
+    alert_loaded, dag_run_id, etl_job_run_id, load_job_run_id, scripts_version, finished_at
 )
 VALUES (
     %(log_date)s, %(input_rows)s, %(malformed)s, %(duplicates)s, %(non_error)s, %(no_sale)s,
-    %(unknown_customer)s, %(loaded)s, %(dag_run_id)s, %(etl_job_run_id)s, %(load_job_run_id)s,
-    %(scripts_version)s, now()
+    %(unknown_customer)s, %(loaded)s, %(alert_input_rows)s, %(alert_malformed)s,
+    %(alert_duplicates)s, %(alert_no_sale)s, %(alert_unknown_customer)s, %(alert_loaded)s,
+    %(dag_run_id)s, %(etl_job_run_id)s, %(load_job_run_id)s, %(scripts_version)s, now()
 )
 ON CONFLICT (log_date) DO UPDATE SET
     input_rows = EXCLUDED.input_rows,
@@ -29,6 +43,12 @@ ON CONFLICT (log_date) DO UPDATE SET
     no_sale = EXCLUDED.no_sale,
     unknown_customer = EXCLUDED.unknown_customer,
     loaded = EXCLUDED.loaded,
+    alert_input_rows = EXCLUDED.alert_input_rows,
+    alert_malformed = EXCLUDED.alert_malformed,
+    alert_duplicates = EXCLUDED.alert_duplicates,
+    alert_no_sale = EXCLUDED.alert_no_sale,
+    alert_unknown_customer = EXCLUDED.alert_unknown_customer,
+    alert_loaded = EXCLUDED.alert_loaded,
     dag_run_id = EXCLUDED.dag_run_id,
     etl_job_run_id = EXCLUDED.etl_job_run_id,
     load_job_run_id = EXCLUDED.load_job_run_id,
@@ -36,3 +56,5 @@ ON CONFLICT (log_date) DO UPDATE SET
     finished_at = EXCLUDED.finished_at;
 
 DROP TABLE staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};
+
+DROP TABLE staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
