@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -587,6 +588,13 @@ def _set_paused(services: Services, dag_id: str, paused: bool) -> None:
         raise LocalAirflowError(f"airflow dags {command} {dag_id} failed: {_cli_failure(result)}")
 
 
+def _pause_again(services: Services, dag_id: str, say: Say) -> None:
+    try:
+        _set_paused(services, dag_id, True)
+    except LocalAirflowError as error:
+        say(f"warning: {error}")
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Let `kill` (not only Ctrl-C) unwind through the clean-up below."""
@@ -632,24 +640,32 @@ def run_backfill(
                     f"note: {len(others)} other run(s) of {dag_id} are marked queued or running ({shown}); "
                     "the scheduler will carry them on too"
                 )
-            _remove_runs_of_other_days(services, metadata, dag_id, first, last, say)
-            if was_paused:
-                _set_paused(services, dag_id, False)
-            backfill_id = None
-            finished = False
-            try:
-                backfill_id = _create_backfill(services, metadata, dag_id, first, last, parallel)
-                say(f"backfill {backfill_id}: {first} .. {last}, {parallel} day(s) at once")
-                results = _follow(services, metadata, dag_id, backfill_id, parallel, say)
-                finished = True
-                _wait_until_completed(services, metadata, backfill_id, say)
-                return results
-            finally:
-                if backfill_id is not None and not finished:
-                    _cancel(services, backfill_id, say)
-                if was_paused:
-                    with contextlib.suppress(LocalAirflowError):
-                        _set_paused(services, dag_id, True)
+            # Unpausing, and pausing again at the end, take seconds of CLI start-up each: they run
+            # alongside the other steps (a backfill may be created while its DAG is paused).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                unpausing = pool.submit(_set_paused, services, dag_id, False) if was_paused else None
+                backfill_id = None
+                finished = False
+                try:
+                    _remove_runs_of_other_days(services, metadata, dag_id, first, last, say)
+                    backfill_id = _create_backfill(services, metadata, dag_id, first, last, parallel)
+                    if unpausing is not None:
+                        unpausing.result()
+                    say(f"backfill {backfill_id}: {first} .. {last}, {parallel} day(s) at once")
+                    results = _follow(services, metadata, dag_id, backfill_id, parallel, say)
+                    finished = True
+                    pausing = pool.submit(_pause_again, services, dag_id, say) if was_paused else None
+                    _wait_until_completed(services, metadata, backfill_id, say)
+                    if pausing is not None:
+                        pausing.result()
+                    return results
+                finally:
+                    if backfill_id is not None and not finished:
+                        _cancel(services, backfill_id, say)
+                    if was_paused and not finished:
+                        with contextlib.suppress(Exception):
+                            unpausing.result()
+                        _pause_again(services, dag_id, say)
         finally:
             metadata.close()
 
