@@ -70,12 +70,7 @@ def read_log_lines(spark: SparkSession, files: list[str], header_lines: set[str]
     text = spark.read.text(files)
     return text.filter(
         ~F.col("value").isin(*header_lines) & (F.trim(F.col("value")) != "")
-    ).select(
-        F.col("value").alias("line"),
-        F.col("_metadata.file_path").alias("source_file"),
-        # Increasing within each file's lines: the file order that breaks timestamp ties.
-        F.monotonically_increasing_id().alias("line_number"),
-    )
+    ).select(F.col("value").alias("line"), F.col("_metadata.file_path").alias("source_file"))
 
 
 def read_csv(spark: SparkSession, files: list[str], schema) -> DataFrame:
@@ -125,7 +120,8 @@ def run_etl(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     classified = (
-        rest.transform(X.rank_duplicates)
+        rest.transform(X.type_log_fields)
+        .transform(X.rank_duplicates)
         .transform(X.classify, X.sales_in_force(sales), X.current_customers(customers))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )

@@ -18,13 +18,11 @@ RAW_LOG = all_strings(LOG_COLUMNS)
 RAW_CUSTOMERS = all_strings(CUSTOMER_COLUMNS)
 RAW_SALES = all_strings(SALE_COLUMNS)
 
-# One line of a raw log file as read with the text reader, the file it came from, and a number that
-# orders the lines of one file (increasing, not necessarily consecutive).
+# One line of a raw log file as read with the text reader, and the file it came from.
 LOG_LINES = T.StructType(
     [
         T.StructField("line", T.StringType(), True),
         T.StructField("source_file", T.StringType(), True),
-        T.StructField("line_number", T.LongType(), True),
     ]
 )
 

@@ -1,13 +1,16 @@
 """Contract section 3, rule by rule, as pure DataFrame -> DataFrame functions.
 
-Each function ends in a `select` that states its output columns. They compose with `df.transform`:
+Each function ends in a `select` that states the columns it produces. They compose with
+`df.transform`:
 
     parsed = lines.transform(parse_log_lines)
-    deduped = parsed.transform(mark_duplicates, repeated_log_ids(parsed))
+    typed = parsed.transform(type_log_fields)
+    deduped = typed.transform(mark_duplicates, repeated_log_ids(parsed))
     classified = deduped.transform(classify, sales_in_force(sales), current_customers(customers))
 
 `classified` carries one `outcome` per input row; `loaded_rows`, `quarantine_rows` and
-`outcome_counts` turn it into what the ETL job writes.
+`outcome_counts` turn it into what the ETL job writes. Parsing only validates; the typed values are
+computed separately so that a job can skip them for rows that never need them (most non-errors).
 """
 
 from __future__ import annotations
@@ -27,20 +30,25 @@ _FIELD = r'"[^"]*+(?:""[^"]*+)*+"|[^,"][^,]*+|'
 _QUOTED_LINE = rf"^(?:,(?:{_FIELD}))++$"
 _QUOTED_FIELD = rf",({_FIELD})"
 # Contract section 2: ISO-8601 with seconds and an explicit zone; without a zone the UTC day, and so
-# the partition and the hardware's age, would be a guess.
+# the partition and the hardware's age, would be a guess. Ranges are checked separately: alternations
+# in the pattern would make it several times slower.
 _TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+_FRACTION = r"^.{19}\.([0-9]+)"
 _INTEGER = r"^[+-]?[0-9]+$"
 _NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _SECONDS_PER_DAY = 86_400
 
-PARSED_COLUMNS = (
-    "line", "source_file", "line_number", *S.LOG_COLUMNS,
-    "parsed_timestamp", "parsed_cpu", "parsed_memory", "is_error", "malformed_detail",
-)
+LINE_COLUMNS = ("line", "source_file")
+PARSED_COLUMNS = (*LINE_COLUMNS, "line_number", *S.LOG_COLUMNS, "is_error", "malformed_detail")
+TYPED_COLUMNS = ("parsed_timestamp", "parsed_cpu", "parsed_memory")
 
 
 def _blank(column: Column) -> Column:
     return column.isNull() | (F.trim(column) == "")
+
+
+def _adding(df: DataFrame, *columns: Column) -> DataFrame:
+    return df.select(*(F.col(name) for name in df.columns), *columns)
 
 
 def utc_date(timestamp: Column) -> Column:
@@ -48,13 +56,11 @@ def utc_date(timestamp: Column) -> Column:
     return F.date_from_unix_date(F.floor(F.unix_seconds(timestamp) / _SECONDS_PER_DAY).cast("int"))
 
 
-def parse_log_lines(lines: DataFrame) -> DataFrame:
-    """Split raw log lines (line, source_file, line_number) into fields and find malformed rows.
+def _split_fields(lines: DataFrame) -> DataFrame:
+    """The six fields of each line (NULL when empty) and what is wrong with its structure, if any.
 
-    `line_number` orders the lines of one file. Lines without a quote are split on commas, which is
-    all CSV parsing does for them; quoted lines are taken apart per RFC 4180. Empty fields are NULL.
-    `malformed_detail` names the first rule of contract section 3, step 1 that the row breaks, or is
-    NULL for a well-formed row.
+    Lines without a quote are split on commas, which is all CSV parsing does for them; quoted lines
+    are taken apart per RFC 4180.
     """
     line = F.col("line")
     quoted = line.contains('"')
@@ -67,56 +73,108 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
         token = F.get(tokens, index)
         unquoted = F.when(
             quoted & token.startswith('"'),
-            F.regexp_replace(token.substr(F.lit(2), F.length(token) - 2), '""', '"'),
+            F.replace(token.substr(F.lit(2), F.length(token) - 2), F.lit('""'), F.lit('"')),
         ).otherwise(token)
         return F.when(unquoted != "", unquoted)
 
-    split = lines.select(
-        "line",
-        "source_file",
-        "line_number",
+    return lines.select(
+        *LINE_COLUMNS,
         *(field(index).alias(name) for index, name in enumerate(S.LOG_COLUMNS)),
         F.when(quoted & ~comma_line.rlike(_QUOTED_LINE), F.lit("badly quoted field"))
         .when(F.size(tokens) != len(S.LOG_COLUMNS), F.lit("wrong number of fields"))
         .alias("structure_error"),
     )
 
-    typed = split.select(
-        "*",
-        F.when(F.trim("timestamp").rlike(_TIMESTAMP), F.expr("try_cast(trim(`timestamp`) AS TIMESTAMP)"))
-        .alias("parsed_timestamp"),
-        F.when(F.col("cpu_temp_celsius").rlike(_INTEGER), F.expr("try_cast(cpu_temp_celsius AS INT)"))
-        .alias("parsed_cpu"),
-        F.when(F.col("memory_usage_gb").rlike(_NUMBER), F.col("memory_usage_gb").cast("double"))
-        .alias("parsed_memory"),
+
+def _timestamp_text() -> Column:
+    return F.trim(F.col("timestamp"))
+
+
+def _valid_timestamp(text: Column) -> Column:
+    """The shape of `_TIMESTAMP` and a real calendar day, time of day and UTC offset."""
+    in_range = (
+        (F.substring(text, 1, 4) >= "0001")
+        & F.expr("try_cast(substring(trim(`timestamp`), 1, 10) AS DATE)").isNotNull()
+        & (F.substring(text, 12, 2) <= "23")
+        & (F.substring(text, 15, 2) <= "59")
+        & (F.substring(text, 18, 2) <= "59")
+        & (
+            text.endswith("Z")
+            | ((F.substring(text, -5, 2) <= "23") & (F.substring(text, -2, 2) <= "59"))
+        )
+    )
+    return text.rlike(_TIMESTAMP) & in_range
+
+
+def _valid_integer(text: Column) -> Column:
+    # Nine digits always fit an INT; longer ones must be checked.
+    return text.rlike(_INTEGER) & (
+        (F.length(text) <= 9) | F.expr("try_cast(cpu_temp_celsius AS INT)").isNotNull()
     )
 
+
+def parse_log_lines(lines: DataFrame) -> DataFrame:
+    """Split raw log lines (line, source_file) into fields and find malformed rows.
+
+    `malformed_detail` names the first rule of contract section 3, step 1 that the row breaks, or is
+    NULL for a well-formed row. `line_number` increases with the lines of each file (within a file
+    split, Spark keeps the lines in order); it breaks timestamp ties between duplicates.
+    """
+    fields = lines.transform(_split_fields)
     detail = F.coalesce(
         F.col("structure_error"),
         F.when(_blank(F.col("log_id")), F.lit("empty log_id")),
         F.when(_blank(F.col("device_id")), F.lit("empty device_id")),
         F.when(_blank(F.col("event_type")), F.lit("empty event_type")),
         F.when(_blank(F.col("timestamp")), F.lit("empty timestamp")),
-        F.when(F.col("parsed_timestamp").isNull(), F.lit("unparseable timestamp")),
+        F.when(~_valid_timestamp(_timestamp_text()), F.lit("unparseable timestamp")),
         F.when(
-            F.col("cpu_temp_celsius").isNotNull() & F.col("parsed_cpu").isNull(),
+            F.col("cpu_temp_celsius").isNotNull() & ~_valid_integer(F.col("cpu_temp_celsius")),
             F.lit("cpu_temp_celsius is not an integer"),
         ),
         F.when(
-            F.col("memory_usage_gb").isNotNull() & F.col("parsed_memory").isNull(),
+            F.col("memory_usage_gb").isNotNull() & ~F.col("memory_usage_gb").rlike(_NUMBER),
             F.lit("memory_usage_gb is not a number"),
         ),
     )
-    return typed.select(
-        "line",
-        "source_file",
-        "line_number",
+    return fields.select(
+        *LINE_COLUMNS,
+        # Being non-deterministic, it also keeps the optimizer from pushing later filters into this
+        # projection, which would copy the parsing expressions into every filter that reads them.
+        F.monotonically_increasing_id().alias("line_number"),
         *S.LOG_COLUMNS,
-        "parsed_timestamp",
-        "parsed_cpu",
-        "parsed_memory",
         (F.upper(F.trim("event_type")) == "ERROR").alias("is_error"),
         detail.alias("malformed_detail"),
+    )
+
+
+def _timestamp_value(text: Column) -> Column:
+    """The instant of a timestamp that `_valid_timestamp` accepts, computed from its parts."""
+    local_seconds = (
+        F.unix_date(F.to_date(F.substring(text, 1, 10))).cast("long") * _SECONDS_PER_DAY
+        + F.substring(text, 12, 2).cast("int") * 3600
+        + F.substring(text, 15, 2).cast("int") * 60
+        + F.substring(text, 18, 2).cast("int")
+    )
+    offset_minutes = F.when(text.endswith("Z"), F.lit(0)).otherwise(
+        F.when(F.substring(text, -6, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
+        * (F.substring(text, -5, 2).cast("int") * 60 + F.substring(text, -2, 2).cast("int"))
+    )
+    fraction = F.regexp_extract(text, _FRACTION, 1)
+    micros = F.when(fraction == "", F.lit(0)).otherwise(
+        F.rpad(F.substring(fraction, 1, 6), 6, "0").cast("int")
+    )
+    return F.timestamp_micros((local_seconds - offset_minutes * 60) * 1_000_000 + micros)
+
+
+def type_log_fields(parsed: DataFrame) -> DataFrame:
+    """The timestamp (UTC), cpu_temp_celsius and memory_usage_gb of well-formed rows as values."""
+    well_formed = F.col("malformed_detail").isNull()
+    return _adding(
+        parsed,
+        F.when(well_formed, _timestamp_value(_timestamp_text())).alias("parsed_timestamp"),
+        F.when(well_formed, F.col("cpu_temp_celsius").cast("int")).alias("parsed_cpu"),
+        F.when(well_formed, F.col("memory_usage_gb").cast("double")).alias("parsed_memory"),
     )
 
 
@@ -145,7 +203,7 @@ def flag_repeated(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
     return parsed.join(
         candidates, on=log_id_hash(F.col("log_id")) == F.col("log_id_hash"), how="left"
     ).select(
-        *PARSED_COLUMNS,
+        *(parsed[name] for name in parsed.columns),
         (F.col("is_repeated").isNotNull() & F.col("malformed_detail").isNull()).alias("needs_ranking"),
     )
 
@@ -153,7 +211,7 @@ def flag_repeated(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
 def rank_duplicates(flagged: DataFrame) -> DataFrame:
     """Contract section 3, step 2: among well-formed rows sharing a log_id, all but the earliest.
 
-    Only rows flagged by `flag_repeated` are ranked, so the shuffle is as small as the repeats. Ties
+    Needs the typed timestamp (`type_log_fields`). Only rows flagged by `flag_repeated` are ranked, so the shuffle is as small as the repeats. Ties
     on the timestamp keep the first line in file order, so reruns mark the same rows.
     """
     earliest_first = Window.partitionBy("log_id").orderBy(
@@ -163,12 +221,13 @@ def rank_duplicates(flagged: DataFrame) -> DataFrame:
         "is_duplicate", F.row_number().over(earliest_first) > 1
     )
     single = flagged.filter(~F.col("needs_ranking")).withColumn("is_duplicate", F.lit(False))
-    return single.unionByName(ranked).select(*PARSED_COLUMNS, "is_duplicate")
+    kept = [name for name in flagged.columns if name != "needs_ranking"]
+    return single.unionByName(ranked).select(*kept, "is_duplicate")
 
 
-def mark_duplicates(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
+def mark_duplicates(typed: DataFrame, repeated: DataFrame) -> DataFrame:
     """`is_duplicate` for every row; `repeated` is `repeated_log_ids(parsed)` or a superset of it."""
-    return parsed.transform(flag_repeated, repeated).transform(rank_duplicates)
+    return typed.transform(flag_repeated, repeated).transform(rank_duplicates)
 
 
 def sales_in_force(sales: DataFrame) -> DataFrame:
@@ -233,6 +292,7 @@ def current_customers(customers: DataFrame) -> DataFrame:
 def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> DataFrame:
     """Contract section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
 
+    `deduped` has the parsed and typed columns and `is_duplicate`.
     `in_force` is `sales_in_force(sales)`, `customers` is `current_customers(customers)`.
     Only kept error rows look up a sale: every other row joins on a NULL key, which matches nothing
     and costs nothing. Both dimensions are broadcast.
@@ -274,6 +334,7 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
     )
     return joined.select(
         *PARSED_COLUMNS,
+        *TYPED_COLUMNS,
         "is_duplicate",
         outcome.alias("outcome"),
         "sale_id",
