@@ -16,7 +16,7 @@ section 3), in this order:
 
 An alert without an alert_id (written by another producer) gets `sha256:` + the SHA-256 of the JSON
 array of its four fields as written, so a rerun gives it the same id, and a copy sent twice counts
-as a duplicate. Fields that are JSON numbers or booleans are taken as their text.
+as a duplicate. A field that is not a JSON string (a number, say) is taken as its JSON text.
 
     records = files.transform(split_records)
     parsed = records.transform(parse_alerts).transform(mark_duplicates)

@@ -35,7 +35,8 @@ CUSTOMERS = [
 ]
 
 
-def alert(device="DEV-A101", ts="2025-10-02T10:00:00Z", alert_id="a-1", received="2025-10-02T10:00:01.000Z", **extra):
+def alert(device="DEV-A101", ts="2025-10-02T10:00:00Z", alert_id="a-1", received="2025-10-02T10:00:01Z", **extra):
+    """One stored alert as a JSON line; a field given as None is left out."""
     record = {"alert_id": alert_id, "device_id": device, "error_code": "E101_OVERHEAT",
               "details": "CPU temperature above threshold", "alert_timestamp": ts, "received_at": received}
     record.update(extra)
@@ -191,14 +192,14 @@ def test_classify_uses_the_sale_in_force_at_the_alerts_utc_day(spark):
 
 
 def test_loaded_and_quarantined_alerts(spark):
-    rows = classified(
-        spark,
+    records = [
         alert(alert_id="ok", device="DEV-B202", ts="2025-10-02T20:15:00+02:00", received="2025-10-02T18:15:02.517Z"),
         alert(alert_id="ok", device="DEV-B202", received="2025-10-02T18:20:00Z"),
         alert(alert_id="no-sale", device="DEV-E501"),
         alert(alert_id="unknown", device="DEV-C302"),
         "not json",
-    ).cache()
+    ]
+    rows = classified(spark, *records).cache()
     loaded = rows.transform(A.loaded_alerts, DAY)
     assert tuple(loaded.columns) == A.LOADED_ALERT_COLUMNS
     assertDataFrameEqual(
@@ -214,10 +215,10 @@ def test_loaded_and_quarantined_alerts(spark):
     assertDataFrameEqual(
         quarantined.select("alert_id", "reason", "detail", "raw_record", "record_number"),
         [
-            ("ok", S.DUPLICATE, "alert_id ok was received earlier", alert(alert_id="ok", device="DEV-B202", received="2025-10-02T18:20:00Z"), 2),
-            ("no-sale", S.NO_SALE, "device DEV-E501 has no sale on or before 2025-10-02", alert(alert_id="no-sale", device="DEV-E501"), 3),
-            ("unknown", S.UNKNOWN_CUSTOMER, "customer_id CUST-007 is not in customers", alert(alert_id="unknown", device="DEV-C302"), 4),
-            (None, S.MALFORMED, "unparseable JSON: the record is not one JSON object", "not json", 5),
+            ("ok", S.DUPLICATE, "alert_id ok was received earlier", records[1], 2),
+            ("no-sale", S.NO_SALE, "device DEV-E501 has no sale on or before 2025-10-02", records[2], 3),
+            ("unknown", S.UNKNOWN_CUSTOMER, "customer_id CUST-007 is not in customers", records[3], 4),
+            (None, S.MALFORMED, "unparseable JSON: the record is not one JSON object", records[4], 5),
         ],
     )
     counts = {row["outcome"]: row["rows"] for row in A.outcome_counts(rows).collect()}
