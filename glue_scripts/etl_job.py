@@ -62,13 +62,17 @@ def find_alert_files(args: argparse.Namespace) -> list[str]:
     try:
         location = catalog.partition_location(args.database, args.alerts_table, [args.log_date.isoformat()])
     except storage.JobInputError as error:
-        log.info("no alerts for %s: %s", args.log_date, error)
+        # The crawler adds an alerts partition only for a day with alert files: a normal day.
+        log.info("zero alerts for %s: no alerts partition of that day in the catalog (%s)", args.log_date, error)
         return []
     return storage.list_files(location, ".json")
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # py4j logs at INFO while the interpreter exits, after the error line: the run's error must stay
+    # the last line the script writes, which Glue reports as its ErrorMessage.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         inputs = find_inputs(args)
