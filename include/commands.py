@@ -149,6 +149,8 @@ def print_warehouse(env: dict[str, str]) -> None:
         "hardware_error_analysis": "SELECT log_date, log_id, device_id, industry, customer_name, sale_id,"
         " sale_date, days_since_sale, cpu_temp_celsius, memory_usage_gb, error_timestamp"
         " FROM hardware_error_analysis ORDER BY log_date, log_id",
+        "hardware_alerts": "SELECT log_date, alert_id, device_id, error_code, industry, customer_name,"
+        " sale_id, days_since_sale, alert_timestamp FROM hardware_alerts ORDER BY log_date, alert_timestamp",
         "pipeline_run_audit": "SELECT log_date, input_rows, malformed, duplicates, non_error, no_sale,"
         " unknown_customer, loaded, scripts_version FROM pipeline_run_audit ORDER BY log_date",
     }
