@@ -133,6 +133,9 @@ def _first_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # py4j logs at INFO while the interpreter exits, after the error line: the run's error must stay
+    # the last line the script writes, which Glue reports as its ErrorMessage.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         url, properties = warehouse_jdbc(args.connection_name)
