@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from hardware_correlation import catalog, storage
 from hardware_correlation.alerts_etl import AlertInputs, AlertOutputs, run_alerts
-from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
+from hardware_correlation.etl import EtlInputs, EtlOutputs, check_inputs, run_etl
 
 log = logging.getLogger("etl_job")
 
@@ -76,10 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         inputs = find_inputs(args)
+        # Schema drift fails the run before a Spark session starts and before anything is written,
+        # the alerts of the day included.
+        check_inputs(inputs)
         alert_files = find_alert_files(args) if args.alerts_path else None
     except storage.JobInputError as error:
         # One clear line: it becomes the Glue run's ErrorMessage.
-        raise SystemExit(f"JobInputError: {error}") from None
+        raise SystemExit(f"{type(error).__name__}: {error}") from None
     outputs = EtlOutputs(args.processed_path, args.quarantine_path, args.audit_path)
     spark = SparkSession.builder.appName(f"hardware-correlation-etl-{args.log_date}").getOrCreate()
     try:
