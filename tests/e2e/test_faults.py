@@ -1,0 +1,636 @@
+"""Faults on the local stack: each one provoked for real, the pipeline must come through it.
+
+The real DAG runs under `airflow dags test` four times, on the sample data moved to October 2031
+(every date shifted by the same number of days, so outcomes and ages are those of the sample data's
+README), in a corner of the stack of its own: its own raw and processed buckets, Glue jobs, crawler,
+catalog database and Glue Connection, and its own PostgreSQL warehouse. So the faults reach no other
+test running on the same stack, and a far-off day collides with nobody's runs in Airflow's metadata
+database.
+
+1. Day 2031-10-01, first run: the ETL job's first run fails (the stack's fail-next-run control) and
+   the warehouse is down while the load job's first run connects to it. Airflow's retries carry the
+   day through; its rows, audit row and quarantine are exactly what the contract's rules give.
+2. The same day again, with one more error row in its partition that the warehouse refuses: the swap
+   fails after its DELETE, and the day's previous rows and audit row are still there.
+3. Day 2031-10-02 with the crawler failing (a target folder missing): the run fails naming the
+   crawler's error, nothing is loaded.
+4. Day 2031-10-01 with a log file whose header drifted: the run fails naming the file and its
+   columns, the previous rows are intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+
+from include import commands, local_airflow
+from include.local_aws import faults
+from include.local_aws import postgres as stack_postgres
+from include.raw_zone import upload_raw_zone
+from tests.include.contract_rules import OUTCOMES, RowOutcome, classify, read_reference, utc
+
+pytestmark = pytest.mark.stack
+
+SHIFT = date(2031, 10, 1) - date(2025, 10, 1)
+DAYS = tuple(str(date.fromisoformat(day) + SHIFT) for day in commands.SAMPLE_DAYS)
+FIRST, SECOND = DAYS[0], DAYS[1]
+RUN_TIMEOUT = 1200
+# The module's own names for everything a fault touches; the DAG reads them from the environment.
+ISOLATED = {
+    "RAW_BUCKET": "hardware-correlation-faults-raw",
+    "PROCESSED_BUCKET": "hardware-correlation-faults-processed",
+    "GLUE_DATABASE": "hardware_correlation_faults_raw",
+    "CRAWLER_NAME": "hardware-correlation-faults-raw",
+    "ETL_JOB_NAME": "hardware-correlation-faults-etl",
+    "LOAD_JOB_NAME": "hardware-correlation-faults-load",
+    "GLUE_WAREHOUSE_CONNECTION": "hardware-correlation-faults-warehouse",
+}
+ETL_JOB, LOAD_JOB = ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"]
+AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+ROW_COLUMNS = (
+    "log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale, customer_name,"
+    " industry, customer_id, sale_date, error_timestamp, log_date"
+)
+QUARANTINE_REASONS = {
+    "malformed": "malformed",
+    "duplicates": "duplicate",
+    "no_sale": "no_sale",
+    "unknown_customer": "unknown_customer",
+}
+LOG_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
+_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
+
+
+# -- the shifted sample data ---------------------------------------------------------------------
+
+
+def shift_dates(text: str) -> str:
+    return _DATE.sub(lambda match: str(date.fromisoformat(match.group(0)) + SHIFT), text)
+
+
+def shifted_sample(target: Path) -> Path:
+    """The sample raw zone with every date (in names and contents) moved by SHIFT."""
+    for source in sorted(commands.SAMPLE_DATA.rglob("*")):
+        if source.is_dir() or source.suffix == ".md":
+            continue
+        destination = target / shift_dates(source.relative_to(commands.SAMPLE_DATA).as_posix())
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(shift_dates(source.read_text(encoding="utf-8")), encoding="utf-8")
+    return target
+
+
+# -- a warehouse of the module's own -------------------------------------------------------------
+
+
+def _server_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as `postgres` (or `nobody`), as the stack does."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    pytest.skip("running as root without a 'postgres' or 'nobody' user to run PostgreSQL")
+
+
+class PrivateWarehouse:
+    """A PostgreSQL server on 127.0.0.1 that this module may stop and start.
+
+    The stack's cluster also holds Airflow's metadata database (and other tests' warehouse days), so
+    stopping it would stop `airflow dags test` itself. This server stands in for the warehouse only:
+    the DAG's `warehouse` connection and the Glue Connection of the load job both point at it.
+    """
+
+    ROLE = "faults"
+
+    def __init__(self) -> None:
+        self.user = _server_user()
+        self.bin = stack_postgres.pg_bin()
+        self.base = Path(tempfile.mkdtemp(prefix="hc-faults-pg-"))
+        self.data, self.sockets = self.base / "data", self.base / "run"
+        self.sockets.mkdir()
+        self.password = secrets.token_hex(16)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            for path in (self.base, self.sockets):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        password_file = self.base / "initdb-pw"
+        password_file.write_text(self.password)
+        if self.user:
+            os.chown(password_file, pwd.getpwnam(self.user).pw_uid, -1)
+        try:
+            self._run(
+                "initdb", "-D", str(self.data), "-U", self.ROLE, f"--pwfile={password_file}",
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+            )
+        finally:
+            password_file.unlink()
+
+    def _run(self, program: str, *args: str) -> None:
+        argv = [str(self.bin / program), *args]
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=self.base)
+        assert result.returncode == 0, f"{program} failed: {result.stderr or result.stdout}"
+
+    def dsn(self, database: str = "warehouse") -> str:
+        return f"postgresql://{self.ROLE}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://127.0.0.1:{self.port}/warehouse"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "postgres.log"), "-o", options,
+                  "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def accepts(self) -> bool:
+        try:
+            psycopg2.connect(self.dsn("postgres"), connect_timeout=2).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+    def create_database(self) -> None:
+        connection = psycopg2.connect(self.dsn("postgres"))
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE DATABASE warehouse")
+        finally:
+            connection.close()
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class WarehouseOutage(threading.Thread):
+    """Stops the warehouse once the load job's first run for `day` has started; starts it again
+    once that run has ended. Whatever happens, the warehouse is running when the thread ends."""
+
+    def __init__(self, warehouse: PrivateWarehouse, glue, day: str) -> None:
+        super().__init__(daemon=True)
+        self.warehouse, self.glue, self.day = warehouse, glue, day
+        self.known = {run["Id"] for run in job_runs(glue, LOAD_JOB)}
+        self.done = threading.Event()
+        self.failed_run: dict | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            first = None
+            while first is None and not self.done.is_set():
+                first = next((r for r in job_runs(self.glue, LOAD_JOB, self.day) if r["Id"] not in self.known), None)
+                time.sleep(0.3)
+            if first is None:
+                return
+            self.warehouse.stop()
+            while not self.done.is_set():
+                run = self.glue.get_job_run(JobName=LOAD_JOB, RunId=first["Id"])["JobRun"]
+                if run["JobRunState"] not in ("STARTING", "RUNNING", "STOPPING", "WAITING"):
+                    self.failed_run = run
+                    break
+                time.sleep(0.3)
+        except BaseException as error:  # reported by the test, after the warehouse is back
+            self.error = error
+        finally:
+            if not self.warehouse.accepts():
+                self.warehouse.start()
+
+
+# -- reading the stack back ----------------------------------------------------------------------
+
+
+def job_runs(glue, job_name: str, day: str | None = None) -> list[dict]:
+    """The job's runs (for log day `day` if given), oldest first."""
+    try:
+        runs = [
+            run
+            for page in glue.get_paginator("get_job_runs").paginate(JobName=job_name)
+            for run in page["JobRuns"]
+        ]
+    except glue.exceptions.EntityNotFoundException:
+        return []
+    if day is not None:
+        runs = [run for run in runs if run.get("Arguments", {}).get("--log_date") == day]
+    return sorted(runs, key=lambda run: run["StartedOn"])
+
+
+@dataclass
+class DagRunResult:
+    returncode: int
+    output: str
+    etl_runs: list[dict]
+    load_runs: list[dict]
+
+
+@contextlib.contextmanager
+def no_backfill_scheduler():
+    """Keep `make backfill` out while `airflow dags test` runs.
+
+    A backfill unpauses the DAG and runs a scheduler, which queues every scheduled task of the DAG,
+    those of a `dags test` run included, and runs them with its own environment. The backfill holds
+    this lock exclusively while its scheduler runs: wait for it, and hold it shared meanwhile.
+    """
+    with open(local_airflow.LOCK_FILE, "a") as lock:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"a backfill held {local_airflow.LOCK_FILE} for more than {RUN_TIMEOUT} s")
+                time.sleep(5)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def run_day(env: dict[str, str], glue, day: str, **overrides: str) -> DagRunResult:
+    """`make run DATE=day` in the module's corner of the stack, with the Glue runs it started."""
+    before = {job: {run["Id"] for run in job_runs(glue, job)} for job in (ETL_JOB, LOAD_JOB)}
+    with no_backfill_scheduler():
+        started = time.monotonic()
+        result = subprocess.run(
+            commands.dags_test_command(date.fromisoformat(day)),
+            env={**env, **overrides}, cwd=commands.REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        )
+    output = result.stdout + result.stderr
+    # Shown by pytest when a test fails.
+    print(f"--- airflow dags test for log day {day}: exit {result.returncode} after"
+          f" {time.monotonic() - started:.0f} s ---\n{output[-40000:]}")
+    new = {job: [run for run in job_runs(glue, job, day) if run["Id"] not in before[job]] for job in before}
+    return DagRunResult(result.returncode, output, new[ETL_JOB], new[LOAD_JOB])
+
+
+def s3_lines(s3, bucket: str, day: str) -> list[str]:
+    """The data lines of day D's partition as it is in the raw bucket, file by file."""
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])
+    lines = []
+    for key in sorted(item["Key"] for item in listing if item["Key"].endswith(".csv")):
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
+        lines.extend(line for line in text[1:] if line.strip())
+    return lines
+
+
+def expected_outcomes(s3, env: dict[str, str], reference: Path, day: str) -> list[RowOutcome]:
+    customers, sales = read_reference(reference)
+    return classify(s3_lines(s3, env["RAW_BUCKET"], day), customers, sales)
+
+
+def expected_rows(outcomes: list[RowOutcome], reference: Path, day: str) -> set[tuple]:
+    with open(reference / "customers" / "customers.csv", encoding="utf-8") as handle:
+        customers = {row["customer_id"]: row for row in csv.DictReader(handle)}
+    rows = set()
+    for outcome in (o for o in outcomes if o.outcome == "loaded"):
+        log_id, timestamp, device, _, cpu, memory = next(csv.reader([outcome.line]))
+        moment = utc(timestamp)
+        customer = customers[outcome.customer_id]
+        rows.add((
+            log_id, device, int(cpu) if cpu else None, float(memory) if memory else None, outcome.sale_id,
+            outcome.days_since_sale, customer["customer_name"], customer["industry"], outcome.customer_id,
+            date.fromordinal(moment.date().toordinal() - outcome.days_since_sale), moment, date.fromisoformat(day),
+        ))
+    return rows
+
+
+def expected_counts(outcomes: list[RowOutcome]) -> dict[str, int]:
+    return {"input_rows": len(outcomes), **{name: sum(o.outcome == name for o in outcomes) for name in OUTCOMES}}
+
+
+def warehouse_rows(dsn: str, day: str) -> set[tuple]:
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT {ROW_COLUMNS} FROM hardware_error_analysis WHERE log_date = %s", (day,))
+        rows = {tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()}
+    connection.close()
+    return rows
+
+
+def execute(dsn: str, statement: str, parameters: tuple = ()) -> list[tuple]:
+    """One statement in its own committed transaction; the rows it returns, if any."""
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(statement, parameters)
+        rows = cursor.fetchall() if cursor.description else []
+    connection.close()
+    return rows
+
+
+def audit_row(dsn: str, day: str) -> dict | None:
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM pipeline_run_audit WHERE log_date = %s", (day,))
+        row = cursor.fetchone()
+        names = [column.name for column in cursor.description]
+    connection.close()
+    return dict(zip(names, row)) if row else None
+
+
+def quarantine(s3, bucket: str, day: str, folder: Path) -> Counter:
+    """(reason, raw line) of every row in s3://PROCESSED/quarantine/hardware_logs/log_date=D/."""
+    prefix = f"quarantine/hardware_logs/log_date={day}/"
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    files = [key for key in keys if key.endswith(".parquet")]
+    assert files, f"no Parquet under s3://{bucket}/{prefix}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, key in enumerate(files):
+        s3.download_file(bucket, key, str(folder / f"part-{index}.parquet"))
+    return Counter(duckdb.sql(f"SELECT reason, raw_line FROM read_parquet('{folder}/*.parquet')").fetchall())
+
+
+def failure_line(output: str, task_id: str, day: str) -> str:
+    """The failure callback's line for the task's first failed try of log day D."""
+    pattern = re.compile(rf"Task {task_id} of {commands.DAG_ID} failed \(try \d+\) for log day {day}: .*")
+    found = pattern.search(output)
+    assert found, f"no failure line of {task_id} in the run's output"
+    return found.group(0)
+
+
+def delete_objects(s3, bucket: str, prefix: str = "") -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def put_csv(s3, bucket: str, key: str, header: str, *rows: str) -> None:
+    body = io.BytesIO(("\n".join([header, *rows]) + "\n").encode("utf-8"))
+    s3.upload_fileobj(body, bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
+
+
+# -- the module's corner of the stack ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def warehouse():
+    server = PrivateWarehouse()
+    try:
+        server.start()
+        server.create_database()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    return shifted_sample(tmp_path_factory.mktemp("faults-raw-zone"))
+
+
+@pytest.fixture(scope="module")
+def s3(aws):
+    return aws("s3")
+
+
+@pytest.fixture(scope="module")
+def glue(aws):
+    return aws("glue")
+
+
+@pytest.fixture(scope="module")
+def env(stack, aws, s3, glue, warehouse, reference) -> dict[str, str]:
+    """The stack's environment with the module's own buckets, Glue resources and warehouse, which
+    start empty: the raw bucket holds the shifted sample data only."""
+    env = {**commands.stack_env(), **ISOLATED}
+    env["WAREHOUSE_DSN"] = env["AIRFLOW_CONN_WAREHOUSE"] = warehouse.dsn()
+    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"]):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            delete_objects(s3, bucket)
+
+    secret_name = f"{ISOLATED['GLUE_WAREHOUSE_CONNECTION']}-credentials"
+    secret = f'{{"username": "{warehouse.ROLE}", "password": "{warehouse.password}"}}'
+    secretsmanager = aws("secretsmanager")
+    try:
+        secretsmanager.put_secret_value(SecretId=secret_name, SecretString=secret)
+    except secretsmanager.exceptions.ResourceNotFoundException:
+        secretsmanager.create_secret(Name=secret_name, SecretString=secret)
+    connection = {
+        "Name": ISOLATED["GLUE_WAREHOUSE_CONNECTION"],
+        "ConnectionType": "JDBC",
+        "ConnectionProperties": {"JDBC_CONNECTION_URL": warehouse.jdbc_url, "SECRET_ID": secret_name},
+    }
+    try:
+        glue.update_connection(Name=connection["Name"], ConnectionInput=connection)
+    except glue.exceptions.EntityNotFoundException:
+        glue.create_connection(ConnectionInput=connection)
+
+    # A catalog left by an earlier session would hold partitions of files that are gone.
+    try:
+        glue.delete_crawler(Name=ISOLATED["CRAWLER_NAME"])
+    except glue.exceptions.EntityNotFoundException:
+        pass
+    try:
+        glue.delete_database(Name=ISOLATED["GLUE_DATABASE"])
+    except glue.exceptions.EntityNotFoundException:
+        pass
+
+    upload_raw_zone(reference, env["RAW_BUCKET"], s3)
+    return env
+
+
+# -- 1. a Glue run failing once, and the warehouse down during the load -------------------------
+
+ETL_FAULT = "Injected fault: the worker running this job run was lost"
+
+
+@pytest.fixture(scope="module")
+def first_run(env, glue, warehouse) -> DagRunResult:
+    faults.fail_next_job_run(env["AWS_ENDPOINT_URL"], ETL_JOB, ETL_FAULT)
+    outage = WarehouseOutage(warehouse, glue, FIRST)
+    outage.start()
+    try:
+        # A first retry a few seconds later than usual: time enough to start the warehouse again.
+        result = run_day(env, glue, FIRST, RETRY_DELAY_SECONDS="5")
+    finally:
+        outage.done.set()
+        outage.join(timeout=120)
+    assert outage.error is None, f"the warehouse outage went wrong: {outage.error!r}"
+    assert outage.failed_run is not None, "the load job never ran while the warehouse was down"
+    return result
+
+
+def test_a_glue_run_failing_once_is_retried_and_the_day_is_right(first_run, env, s3, reference):
+    assert first_run.returncode == 0
+    assert [run["JobRunState"] for run in first_run.etl_runs] == ["FAILED", "SUCCEEDED"]
+    assert first_run.etl_runs[0]["ErrorMessage"] == ETL_FAULT
+    line = failure_line(first_run.output, "run_etl_job", FIRST)
+    assert f"Glue job {ETL_JOB} run {first_run.etl_runs[0]['Id']} ended FAILED: {ETL_FAULT}" in line
+
+    outcomes = expected_outcomes(s3, env, reference, FIRST)
+    assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == expected_rows(outcomes, reference, FIRST)
+    audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
+    assert {name: audit[name] for name in AUDIT_COLUMNS} == expected_counts(outcomes)
+    # The sample data README's counts for this day, moved to 2031.
+    assert expected_counts(outcomes) == {
+        "input_rows": 15, "malformed": 3, "duplicates": 1, "non_error": 5, "no_sale": 1,
+        "unknown_customer": 1, "loaded": 4,
+    }
+    assert audit["etl_job_run_id"] == first_run.etl_runs[-1]["Id"]
+    assert audit["load_job_run_id"] == first_run.load_runs[-1]["Id"]
+
+
+def test_the_warehouse_down_during_the_load_fails_clearly_and_the_retry_loads(first_run, env, aws, warehouse):
+    """The warehouse's server process is really stopped (pg_ctl stop) as soon as the load job's first
+    run has started, before that run connects, and started again once the run has ended; the DAG's
+    retry of run_load_job then stages the day and the swap loads it."""
+    assert first_run.returncode == 0
+    assert [run["JobRunState"] for run in first_run.load_runs] == ["FAILED", "SUCCEEDED"]
+    failed = first_run.load_runs[0]
+    message = failed["ErrorMessage"]
+    assert message.startswith("WarehouseError: ")
+    assert warehouse.jdbc_url in message
+    assert "refused" in message
+
+    line = failure_line(first_run.output, "run_load_job", FIRST)
+    assert f"Glue job {LOAD_JOB} run {failed['Id']} ended FAILED: WarehouseError: " in line
+    assert warehouse.jdbc_url in line
+
+    logs = aws("logs")
+    glue_logs = "\n".join(
+        event["message"]
+        for group in ("/aws-glue/jobs/output", "/aws-glue/jobs/error")
+        for run in first_run.load_runs
+        for event in logs.get_log_events(logGroupName=group, logStreamName=run["Id"], startFromHead=True)["events"]
+    )
+    assert "WarehouseError" in glue_logs
+    for text in (message, first_run.output, glue_logs):
+        assert warehouse.password not in text
+    assert audit_row(env["WAREHOUSE_DSN"], FIRST)["load_job_run_id"] == first_run.load_runs[-1]["Id"]
+
+
+def test_the_audit_adds_up_and_the_quarantine_holds_exactly_the_quarantined_rows(
+    first_run, env, s3, reference, tmp_path
+):
+    audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
+    assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
+    outcomes = expected_outcomes(s3, env, reference, FIRST)
+    wanted = Counter((QUARANTINE_REASONS[o.outcome], o.line) for o in outcomes if o.outcome in QUARANTINE_REASONS)
+    assert quarantine(s3, env["PROCESSED_BUCKET"], FIRST, tmp_path) == wanted
+    assert sum(wanted.values()) == sum(audit[name] for name in QUARANTINE_REASONS)
+
+
+# -- 2. a load failing halfway --------------------------------------------------------------------
+
+
+def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, env, s3, glue):
+    """A resent file brings one more error row for the day, and the warehouse refuses it (a CHECK
+    constraint added for this test, NOT VALID so it judges only new rows): the swap's INSERT fails
+    after its DELETE has run. The transaction must take the DELETE back."""
+    before_rows = warehouse_rows(env["WAREHOUSE_DSN"], FIRST)
+    before_audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
+    assert before_rows and before_audit
+    before_alerts = execute(env["WAREHOUSE_DSN"], "SELECT * FROM hardware_alerts WHERE log_date = %s", (FIRST,))
+    resent = f"hardware_logs/dt={FIRST}/resent.csv"
+    put_csv(s3, env["RAW_BUCKET"], resent, LOG_HEADER, f"LOG-900,{FIRST}T17:00:00Z,DEV-A101,ERROR,97,8.0")
+    execute(
+        env["WAREHOUSE_DSN"],
+        "ALTER TABLE hardware_error_analysis ADD CONSTRAINT refuses_log_900 CHECK (log_id <> 'LOG-900') NOT VALID",
+    )
+    try:
+        result = run_day(env, glue, FIRST)
+    finally:
+        execute(env["WAREHOUSE_DSN"], "ALTER TABLE hardware_error_analysis DROP CONSTRAINT refuses_log_900")
+        s3.delete_object(Bucket=env["RAW_BUCKET"], Key=resent)
+
+    assert result.returncode != 0
+    assert [run["JobRunState"] for run in result.etl_runs] == ["SUCCEEDED"]
+    assert [run["JobRunState"] for run in result.load_runs] == ["SUCCEEDED"]
+    line = failure_line(result.output, "swap_day_into_warehouse", FIRST)
+    assert "refuses_log_900" in line
+    # The run staged the new row and passed check_staging: the swap's INSERT, which comes after its
+    # DELETE in the same transaction, is what failed.
+    staging_table = f"staging.hardware_error_analysis_{FIRST.replace('-', '')}"
+    staged = execute(env["WAREHOUSE_DSN"], f"SELECT log_id FROM {staging_table}")
+    assert {log_id for (log_id,) in staged} == {row[0] for row in before_rows} | {"LOG-900"}
+    assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
+    assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
+    assert execute(env["WAREHOUSE_DSN"], "SELECT * FROM hardware_alerts WHERE log_date = %s", (FIRST,)) == before_alerts
+
+
+# -- 3. a crawler failure -------------------------------------------------------------------------
+
+
+def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, s3, glue, reference):
+    """The alerts folder, one of the crawler's targets, is missing from the raw zone: the crawl fails."""
+    delete_objects(s3, env["RAW_BUCKET"], "alerts/")
+    try:
+        result = run_day(env, glue, SECOND)
+    finally:
+        upload_raw_zone(reference, env["RAW_BUCKET"], s3)
+
+    assert result.returncode != 0
+    last_crawl = glue.get_crawler(Name=ISOLATED["CRAWLER_NAME"])["Crawler"]["LastCrawl"]
+    assert last_crawl["Status"] == "FAILED"
+    assert f"s3://{env['RAW_BUCKET']}/alerts/" in last_crawl["ErrorMessage"]
+    line = failure_line(result.output, "run_crawler", SECOND)
+    assert ISOLATED["CRAWLER_NAME"] in line
+    assert last_crawl["ErrorMessage"] in line
+    assert result.etl_runs == [] and result.load_runs == []
+    assert warehouse_rows(env["WAREHOUSE_DSN"], SECOND) == set()
+    assert audit_row(env["WAREHOUSE_DSN"], SECOND) is None
+
+
+# -- 4. a raw file whose header drifted -----------------------------------------------------------
+
+
+def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, glue):
+    before_rows = warehouse_rows(env["WAREHOUSE_DSN"], FIRST)
+    before_audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
+    audit_file = {"Bucket": env["PROCESSED_BUCKET"], "Key": f"audit/log_date={FIRST}/audit.json"}
+    audit_written = s3.head_object(**audit_file)["LastModified"]
+    drifted = f"hardware_logs/dt={FIRST}/late-batch.csv"
+    put_csv(
+        s3, env["RAW_BUCKET"], drifted,
+        LOG_HEADER.replace("cpu_temp_celsius", "cpu_temperature"),
+        f"LOG-901,{FIRST}T18:00:00Z,DEV-A101,ERROR,97,8.0",
+    )
+    try:
+        result = run_day(env, glue, FIRST)
+    finally:
+        s3.delete_object(Bucket=env["RAW_BUCKET"], Key=drifted)
+
+    assert result.returncode != 0
+    assert result.etl_runs and all(run["JobRunState"] == "FAILED" for run in result.etl_runs)
+    assert result.load_runs == []
+    message = result.etl_runs[-1]["ErrorMessage"]
+    assert f"s3://{env['RAW_BUCKET']}/{drifted}" in message
+    assert "cpu_temperature" in message
+    assert message in failure_line(result.output, "run_etl_job", FIRST)
+    # The ETL stopped before writing anything: the day's audit file is the previous run's.
+    assert s3.head_object(**audit_file)["LastModified"] == audit_written
+    assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
+    assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
