@@ -506,7 +506,9 @@ def test_a_glue_run_failing_once_is_retried_and_the_day_is_right(first_run, env,
 def test_the_warehouse_down_during_the_load_fails_clearly_and_the_retry_loads(first_run, env, aws, warehouse):
     """The warehouse's server process is really stopped (pg_ctl stop) as soon as the load job's first
     run has started, before that run connects, and started again once the run has ended; the DAG's
-    retry of run_load_job then stages the day and the swap loads it."""
+    retry of run_load_job then stages the day and the swap loads it. The warehouse is a server of the
+    module's own: the stack's cluster also holds Airflow's metadata database, which `airflow dags
+    test` needs throughout, and other tests' warehouse days."""
     assert first_run.returncode == 0
     assert [run["JobRunState"] for run in first_run.load_runs] == ["FAILED", "SUCCEEDED"]
     failed = first_run.load_runs[0]
