@@ -128,6 +128,12 @@ def run_etl(
     try:
         counts = {row["outcome"]: row["rows"] for row in X.outcome_counts(classified).collect()}
         observed = tally.get
+        if not observed:
+            # Adaptive execution drops a plan over an empty input, the observation with it.
+            observed = flagged.agg(
+                F.count(F.lit(1)).alias("input_rows"),
+                F.count(F.when(plain_non_error, True)).alias("plain_non_error"),
+            ).collect()[0].asDict()
         counts[S.NON_ERROR] = counts.get(S.NON_ERROR, 0) + observed["plain_non_error"]
         audit = X.audit_record(counts, log_date, job_run_id)
         if audit["input_rows"] != observed["input_rows"]:
