@@ -7,7 +7,12 @@ triggerer (the Glue tasks defer). It waits until the dag-processor has parsed th
 the DAG, creates the backfill with Airflow's own `airflow backfill create ... --reprocess-behavior
 completed`, follows its runs in the metadata database and prints one line per day, then pauses the DAG
 again if it was paused and stops the services. Ctrl-C or an error cancels the backfill first, so the
-next one is not refused as "already running".
+next one is not refused as "already running". Finished `make run` records whose logical date falls in
+the range are removed first (see `_remove_runs_of_other_days`).
+
+While its services run, a backfill holds `.local/airflow-services.lock` exclusively: its scheduler
+would also run the tasks of an `airflow dags test` run of the DAG, so such runs may hold the lock
+shared to keep backfills out, and a backfill waits for them.
 
 The services share one JWT secret, generated once into `.local/airflow-jwt-secret` (mode 600, never
 printed). Their output goes to `.local/logs/airflow-<service>.log`; task logs stay under
@@ -55,6 +60,7 @@ STOP_TIMEOUT = 45
 # The scheduler marks a finished backfill complete every 30 s.
 COMPLETE_TIMEOUT = 90
 RECONNECT_TIMEOUT = 120
+LOCK_TIMEOUT = 1800
 POLL_SECONDS = 3
 # Upper bound for one day's run, from its start to its end; the backfill's bound is this times the
 # number of rounds of days at once.
@@ -274,15 +280,34 @@ def _wait_for_api(services: Services) -> None:
     )
 
 
+def _lock_exclusively(lock: Any, say: Say) -> None:
+    """Take LOCK_FILE for the services' lifetime, waiting up to LOCK_TIMEOUT for its holders.
+
+    Another backfill holds it exclusively; an `airflow dags test` run may hold it shared, since the
+    scheduler would also pick up that run's tasks.
+    """
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        say(f"waiting for another backfill or `airflow dags test` run to finish (it holds {_rel(LOCK_FILE)})")
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            continue
+    raise LocalAirflowError(f"{_rel(LOCK_FILE)} was still held after {LOCK_TIMEOUT} s: another backfill or test run")
+
+
 @contextlib.contextmanager
 def running_services(stack_env: dict[str, str], parallel: int, say: Say = print) -> Iterator[Services]:
     """Start the services, yield them once the api-server answers, and stop them on the way out."""
     LOCAL.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LocalAirflowError("another backfill is running its Airflow services in this checkout") from None
+    with open(LOCK_FILE, "a") as lock:
+        _lock_exclusively(lock, say)
         _stop_leftovers(say)
         port = free_port()
         services = _start(services_env(stack_env, port, parallel), port, say)

@@ -16,6 +16,7 @@ Every day's audit must equal what the generator says it wrote, or the section fa
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -94,14 +95,18 @@ def _glue_seconds(env: dict[str, str], audit_row: dict) -> float:
     return total
 
 
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run(
     env: dict[str, str] | None = None,
     days: int = DAYS,
     rows_per_day: int = ROWS_PER_DAY,
     parallel: int | None = None,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = _progress,
 ) -> dict[str, float]:
-    """Run the section; returns its figures by name."""
+    """Run the section; returns its figures by name. Progress goes to stderr, apart from the figures."""
     from include import commands, local_airflow
     from include.settings import load
 
