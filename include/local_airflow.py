@@ -483,9 +483,8 @@ def _cli_failure(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def _create_backfill(
-    services: Services, metadata: Metadata, dag_id: str, first: date, last: date, parallel: int
+    services: Services, metadata: Metadata, dag_id: str, first: date, last: date, parallel: int, before: datetime
 ) -> int:
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
     active = metadata.active_backfill(dag_id)
     if active is not None:
         raise LocalAirflowError(
@@ -671,9 +670,10 @@ def run_backfill(
                 unpausing = pool.submit(_set_paused, services, dag_id, False) if was_paused else None
                 backfill_id = None
                 finished = False
+                before = datetime.now(timezone.utc) - timedelta(seconds=1)
                 try:
                     _remove_runs_of_other_days(services, metadata, dag_id, first, last, say)
-                    backfill_id = _create_backfill(services, metadata, dag_id, first, last, parallel)
+                    backfill_id = _create_backfill(services, metadata, dag_id, first, last, parallel, before)
                     if unpausing is not None:
                         unpausing.result()
                     say(f"backfill {backfill_id}: {first} .. {last}, {parallel} day(s) at once")
@@ -685,6 +685,10 @@ def run_backfill(
                         pausing.result()
                     return results
                 finally:
+                    if backfill_id is None and not finished:
+                        # Interrupted while `airflow backfill create` ran: it may have got that far.
+                        with contextlib.suppress(LocalAirflowError):
+                            backfill_id = metadata.backfill_after(dag_id, before)
                     if backfill_id is not None and not finished:
                         _cancel(services, backfill_id, say)
                     if was_paused and not finished:
