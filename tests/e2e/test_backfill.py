@@ -110,11 +110,35 @@ def backfilled(env, s3):
     return result.stdout
 
 
+def backfill_runs(env, output: str) -> list[tuple]:
+    """(start, end) of each run of the backfill whose id the output names, from Airflow's records."""
+    backfill_id = int(re.search(r"^backfill (\d+):", output, re.MULTILINE).group(1))
+    dsn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.start_date, r.end_date FROM backfill_dag_run b JOIN dag_run r ON r.id = b.dag_run_id"
+            " WHERE b.backfill_id = %s",
+            (backfill_id,),
+        )
+        return cursor.fetchall()
+
+
 def test_backfill_prints_one_line_per_day(backfilled):
     for day in DAYS:
         assert re.search(rf"^{day}\s+success\s+\S+", backfilled, re.MULTILINE), backfilled
     assert "2 day(s) at once" in backfilled
     assert "3 of 3 days succeeded" in backfilled
+
+
+def test_days_ran_two_at_once(backfilled, env):
+    runs = backfill_runs(env, backfilled)
+    assert len(runs) == len(DAYS)
+    events = sorted([(start, 1) for start, _ in runs] + [(end, -1) for _, end in runs])
+    at_once = peak = 0
+    for _, change in events:
+        at_once += change
+        peak = max(peak, at_once)
+    assert peak == 2
 
 
 @pytest.mark.parametrize("day", DAYS)
