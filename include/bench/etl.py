@@ -9,10 +9,11 @@ seed), written once into `.local/bench/` and reused.
   `duckdb_seconds`, `etl_vs_duckdb` (goal: at most 4) and `etl_peak_rss_mib`, the peak memory of the
   Spark driver, JVM and Python together (goal: under 2 GiB). The ETL's audit must equal what the
   generator wrote, or the section fails.
-- `load_vs_copy`: the load job's staging write (`load_job.stage`, over JDBC with the Glue
-  Connection's URL and the secret's credentials, as in Glue) of the ETL's rows into the stack's
-  PostgreSQL, against PostgreSQL's COPY of the same rows with psycopg2; medians of RUNS. Figures
-  `load_rows_per_s` (goal: at least 250k) and `copy_rows_per_s`.
+- `load_vs_copy`: the load job's staging write (`load_job.stage`: CSV files streamed into COPY
+  through the JDBC driver, with the Glue Connection's URL and the secret's credentials, as in Glue)
+  of the ETL's rows into the stack's PostgreSQL, against psycopg2's COPY of the same rows and
+  Spark's JDBC writer with batched inserts; medians of RUNS. Figures `load_rows_per_s` (goal: at
+  least 250k), `copy_rows_per_s` and `jdbc_insert_rows_per_s`.
 """
 
 from __future__ import annotations
@@ -285,18 +286,28 @@ def load_vs_copy() -> Iterator[tuple[str, object]]:
             f" FROM read_parquet('{processed}/log_date={DAY}/*.parquet'))"
             f" TO '{csv_path}' (FORMAT csv, HEADER false)"
         )
-        for _ in range(RUNS):
+        jdbc_times = []
+        for run in range(RUNS):
             started = time.perf_counter()
-            load_job.stage(day_rows, url, STAGING_TABLE, properties)
+            load_job.stage(spark, day_rows, url, STAGING_TABLE, properties, str(Path(scratch) / f"load-{run}"))
             load_times.append(time.perf_counter() - started)
             copy_times.append(_copy_once(dsn, csv_path, rows))
+            # Spark's own JDBC writer with batched inserts, for comparison.
+            started = time.perf_counter()
+            (
+                day_rows.write.mode("overwrite").option("batchsize", 10_000)
+                .option("reWriteBatchedInserts", "true").jdbc(url, f"{STAGING_TABLE}_jdbc", properties=properties)
+            )
+            jdbc_times.append(time.perf_counter() - started)
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {STAGING_TABLE}")
         staged = cursor.fetchone()[0]
         cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}_jdbc")
     day_rows.unpersist()
     if staged != rows:
         raise BenchError(f"the load staged {staged} rows of {rows}")
     yield "load_rows", rows
     yield "load_rows_per_s", round(rows / statistics.median(load_times))
     yield "copy_rows_per_s", round(rows / statistics.median(copy_times))
+    yield "jdbc_insert_rows_per_s", round(rows / statistics.median(jdbc_times))
