@@ -1,0 +1,63 @@
+"""`run_etl` on local files: what a day writes, and that a rerun replaces that day only."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from hardware_correlation import storage
+from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
+
+SAMPLE = Path(__file__).resolve().parents[2] / "include" / "sample_data"
+HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
+
+
+def _day(tmp_path: Path, day: str, *lines: str) -> EtlInputs:
+    folder = tmp_path / "raw" / "hardware_logs" / f"dt={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "part-0.csv").write_text("\n".join([HEADER, *lines]) + "\n")
+    return EtlInputs(
+        log_files=storage.list_files(str(folder), ".csv"),
+        customer_files=[str(SAMPLE / "customers" / "customers.csv")],
+        sale_files=[str(SAMPLE / "sales" / "sales.csv")],
+    )
+
+
+def test_a_rerun_replaces_only_its_day(spark, tmp_path):
+    outputs = EtlOutputs(str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"))
+    first = _day(
+        tmp_path, "2025-10-01",
+        "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9",
+        "LOG-010,2025-10-01T12:05:00Z,DEV-D401,ERROR,85,4.0",
+    )
+    audit = run_etl(spark, date(2025, 10, 1), first, outputs, "jr_1")
+    assert (audit["input_rows"], audit["loaded"], audit["no_sale"]) == (2, 1, 1)
+    second = _day(tmp_path, "2025-10-02", "LOG-005,2025-10-02T10:30:00Z,DEV-B201,ERROR,83,5.5")
+    assert run_etl(spark, date(2025, 10, 2), second, outputs, "jr_2")["loaded"] == 1
+    kept = sorted(p.name for p in (tmp_path / "processed" / "log_date=2025-10-02").glob("*.parquet"))
+
+    # Day 1 again, now empty: its rows and quarantine go, day 2 stays as it was.
+    (tmp_path / "raw" / "hardware_logs" / "dt=2025-10-01" / "part-0.csv").write_text(HEADER + "\n")
+    audit = run_etl(spark, date(2025, 10, 1), first, outputs, "jr_3")
+    assert audit["input_rows"] == 0 and audit["job_run_id"] == "jr_3"
+    assert not (tmp_path / "processed" / "log_date=2025-10-01").exists()
+    assert not (tmp_path / "quarantine" / "log_date=2025-10-01").exists()
+    assert sorted(p.name for p in (tmp_path / "processed" / "log_date=2025-10-02").glob("*.parquet")) == kept
+    written = json.loads((tmp_path / "audit" / "log_date=2025-10-01" / "audit.json").read_text())
+    assert written == audit
+
+
+def test_schema_drift_fails_before_anything_is_written(spark, tmp_path):
+    outputs = EtlOutputs(str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"))
+    inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
+    drifted = tmp_path / "sales.csv"
+    drifted.write_text("sale_id,customer_id,device_id\nSALE-1,CUST-001,DEV-A101\n")
+    inputs = EtlInputs(inputs.log_files, inputs.customer_files, [str(drifted)])
+    with pytest.raises(storage.SchemaDriftError) as raised:
+        run_etl(spark, date(2025, 10, 1), inputs, outputs)
+    assert str(drifted) in str(raised.value)
+    assert "expected columns sale_id, customer_id, device_id, sale_date; found sale_id, customer_id, device_id" in str(raised.value)
+    assert not any(tmp_path.glob("processed")) and not any(tmp_path.glob("audit"))
