@@ -50,6 +50,9 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     # INT96 is a legacy encoding; microsecond timestamps read the same in every Parquet reader.
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    # The parse compiles to large methods; HotSpot does not JIT-compile a method over 8000 bytes of
+    # bytecode and would interpret it. Past that size Spark generates smaller per-operator code.
+    spark.conf.set("spark.sql.codegen.hugeMethodLimit", "8000")
 
 
 def check_inputs(inputs: EtlInputs) -> set[str]:
