@@ -131,6 +131,13 @@ def stage(spark: SparkSession, rows: DataFrame, url: str, table: str, properties
     return warehouse.copy_rows(spark, rows, url, properties, table, scratch)
 
 
+def _from_warehouse(error: BaseException) -> bool:
+    """Whether the error came from PostgreSQL or its driver (a refused connection among them)."""
+    # str() of a Py4JJavaError holds the Java stack trace with its causes; its repr() holds neither.
+    text = str(error).lower()
+    return "org.postgresql" in text or "java.sql." in text or "jdbc" in text
+
+
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "java_exception", None) or error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             alerts = read_day(spark, args.alerts_path, args.log_date, A.LOADED_ALERT_FILE)
             stage(spark, staging_alerts(alerts), url, table, properties, scratch_folder(args, table))
     except Exception as error:
-        if "postgresql" not in repr(error).lower() and "jdbc" not in repr(error).lower():
+        if not _from_warehouse(error):
             raise
         # The JDBC URL names host, port and database only; the credentials are not in the message.
         raise SystemExit(f"WarehouseError: loading {table} at {url} failed: {_first_line(error)}") from None

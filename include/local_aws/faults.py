@@ -1,4 +1,4 @@
-"""Test controls of the local stack's Glue job runs, over its control API (`/_stack/...`).
+"""Test controls of the local stack's Glue job runs and crawls, over its control API (`/_stack/...`).
 
 These exist only on the local stack; nothing in AWS corresponds to them, and the pipeline's code never
 calls them. Tests use them to provoke what is hard to provoke honestly:
@@ -7,6 +7,9 @@ calls them. Tests use them to provoke what is hard to provoke honestly:
   its script, with `message` as ErrorMessage and in the run's error log.
 - `set_timeout_scale(endpoint_url, job_name, seconds_per_minute)`: a Timeout minute of the job's runs
   lasts that many seconds (Glue's Timeout is whole minutes); None restores 60.
+- `fail_next_crawl(endpoint_url, crawler_name, message, times=1)`: the next `times` crawls of the
+  crawler fail without crawling, with `message` as LastCrawl.ErrorMessage and in the crawler's log;
+  `times=0` cancels what is left.
 """
 
 from __future__ import annotations
@@ -50,3 +53,9 @@ def fail_next_job_run(endpoint_url: str, job_name: str, message: str) -> None:
 def set_timeout_scale(endpoint_url: str, job_name: str, seconds_per_minute: float | None) -> None:
     """Let one Timeout minute of `job_name`'s runs last `seconds_per_minute` seconds (None: 60)."""
     _post(endpoint_url, _job_path(job_name, "timeout-scale"), {"seconds_per_minute": seconds_per_minute})
+
+
+def fail_next_crawl(endpoint_url: str, crawler_name: str, message: str, times: int = 1) -> None:
+    """Make the next `times` crawls of `crawler_name` end FAILED with `message`, without crawling."""
+    path = f"/_stack/glue/crawlers/{urllib.parse.quote(crawler_name, safe='')}/fail-next-crawl"
+    _post(endpoint_url, path, {"message": message, "times": times})

@@ -8,7 +8,9 @@ registered. The crawler goes RUNNING -> STOPPING -> READY with LastCrawl.Status 
 (with an ErrorMessage) or CANCELLED, and GetCrawlerMetrics reports what the last crawl did.
 
 Where the target holds several folders, each folder directly under it is a table; where it holds only
-files and `key=value` folders, the target itself is the table (Glue's behaviour for a table path).
+files and `key=value` folders, the target itself is the table (Glue's behaviour for a table path). A
+target prefix with no objects yet gives no table and does not fail the crawl, as in AWS; a target
+bucket that does not exist fails it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,31 @@ class CrawlError(Exception):
 
 class CrawlCancelled(Exception):
     pass
+
+
+class CrawlControls:
+    """Test controls set through the stack's control API: failures injected into the next crawls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fail_next: dict[str, tuple[str, int]] = {}
+
+    def fail_next_crawls(self, crawler_name: str, message: str, times: int) -> None:
+        with self._lock:
+            if times > 0:
+                self._fail_next[crawler_name] = (message, times)
+            else:
+                self._fail_next.pop(crawler_name, None)
+
+    def take_failure(self, crawler_name: str) -> str | None:
+        with self._lock:
+            message, times = self._fail_next.pop(crawler_name, (None, 0))
+            if times > 1:
+                self._fail_next[crawler_name] = (message, times - 1)
+            return message
+
+
+CONTROLS = CrawlControls()
 
 
 class LocalCrawl(FakeCrawl):
@@ -213,6 +240,9 @@ def _run_crawl(loopback: Loopback, crawler: FakeCrawler, crawl: LocalCrawl) -> N
     try:
         writer = LogWriter(loopback.client("logs", region), LOG_GROUP, crawler.name)
         writer.write(f"[{crawl.crawl_id}] BENCHMARK : Running Start Crawl for Crawler {crawler.name}")
+        injected = CONTROLS.take_failure(crawler.name)
+        if injected:
+            raise CrawlError(injected)
         Crawl(loopback, crawler, crawl, writer).run()
         # A stop that came in after the last table still ends the crawl as stopped, as in AWS.
         crawl.outcome = "CANCELLED" if crawl.cancel_requested else "SUCCEEDED"
@@ -340,7 +370,9 @@ class Crawl:
                 continue
             relative.append((obj, rel.split("/")[:-1]))
         if not relative:
-            raise CrawlError(f"S3 target {path} does not exist: no objects under it.")
+            # AWS crawls a prefix that has no objects (yet) without error and catalogs nothing there.
+            self.note(f"S3 target {path} has no data objects: no table for it.")
+            return []
 
         target_is_table = all(not dirs or _PARTITION_FOLDER.fullmatch(dirs[0]) for _, dirs in relative)
         if target_is_table:

@@ -2,7 +2,7 @@
 
 Started detached by `python -m include.local_aws up`; not meant to be run by hand. Once listening it
 writes its pid and port to `.local/stack-server.json`. Besides AWS's APIs it serves a small control
-API under `/_stack/` (see README.md): a health check and the test controls for Glue job runs.
+API under `/_stack/` (see README.md): a health check and the test controls for Glue job runs and crawls.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ logger.s3abucket.level = error
 """
 
 _JOB_CONTROL = re.compile(r"^/_stack/glue/jobs/(?P<job>[^/]+)/(?P<action>fail-next-run|timeout-scale)$")
+_CRAWLER_CONTROL = re.compile(r"^/_stack/glue/crawlers/(?P<crawler>[^/]+)/fail-next-crawl$")
 
 
 def write_spark_conf(endpoint_url: str) -> None:
@@ -122,6 +123,17 @@ class ControlApp:
                 raise ValueError("seconds_per_minute must be a positive number or null")
             controls.set_seconds_per_timeout_minute(job, seconds)
             return 200, {"job": job, "seconds_per_minute": seconds}
+        match = _CRAWLER_CONTROL.match(path)
+        if match and method == "POST":
+            from include.local_aws import glue_crawlers
+
+            crawler = match.group("crawler")
+            message = str(body.get("message") or "Failure injected by the local stack.")
+            times = body.get("times", 1)
+            if not isinstance(times, int) or times < 0:
+                raise ValueError("times must be a whole number, 0 or more")
+            glue_crawlers.CONTROLS.fail_next_crawls(crawler, message, times)
+            return 200, {"crawler": crawler, "fail_next_crawl": message, "times": times}
         return 404, {"error": f"no such control route: {method} {path}"}
 
 

@@ -12,8 +12,8 @@ database.
    day through; its rows, audit row and quarantine are exactly what the contract's rules give.
 2. The same day again, with one more error row in its partition that the warehouse refuses: the swap
    fails after its DELETE, and the day's previous rows and audit row are still there.
-3. Day 2031-10-02 with the crawler failing (a target folder missing): the run fails naming the
-   crawler's error, nothing is loaded.
+3. Day 2031-10-02 with every try of the crawl failing (the stack's fail-next-crawl control): the run
+   fails naming the crawler's error, nothing is loaded.
 4. Day 2031-10-01 with a log file whose header drifted: the run fails naming the file and its
    columns, the previous rows are intact.
 """
@@ -56,6 +56,8 @@ SHIFT = date(2031, 10, 1) - date(2025, 10, 1)
 DAYS = tuple(str(date.fromisoformat(day) + SHIFT) for day in commands.SAMPLE_DAYS)
 FIRST, SECOND = DAYS[0], DAYS[1]
 RUN_TIMEOUT = 1200
+# run_crawler's first try and its two retries (the DAG's default_args).
+CRAWL_TRIES = 3
 # The module's own names for everything a fault touches; the DAG reads them from the environment.
 ISOLATED = {
     "RAW_BUCKET": "hardware-correlation-faults-raw",
@@ -586,18 +588,19 @@ def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, e
 # -- 3. a crawler failure -------------------------------------------------------------------------
 
 
-def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, s3, glue, reference):
-    """The alerts folder, one of the crawler's targets, is missing from the raw zone: the crawl fails."""
-    delete_objects(s3, env["RAW_BUCKET"], "alerts/")
+def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, glue):
+    """Every try of run_crawler (its retries included) finds the crawl failing."""
+    crawler = ISOLATED["CRAWLER_NAME"]
+    cause = f"Service is unable to assume provided role for crawler {crawler}; check the role's trust policy"
+    faults.fail_next_crawl(env["AWS_ENDPOINT_URL"], crawler, cause, times=CRAWL_TRIES)
     try:
         result = run_day(env, glue, SECOND)
     finally:
-        upload_raw_zone(reference, env["RAW_BUCKET"], s3)
+        faults.fail_next_crawl(env["AWS_ENDPOINT_URL"], crawler, cause, times=0)
 
     assert result.returncode != 0
-    last_crawl = glue.get_crawler(Name=ISOLATED["CRAWLER_NAME"])["Crawler"]["LastCrawl"]
-    assert last_crawl["Status"] == "FAILED"
-    assert f"s3://{env['RAW_BUCKET']}/alerts/" in last_crawl["ErrorMessage"]
+    last_crawl = glue.get_crawler(Name=crawler)["Crawler"]["LastCrawl"]
+    assert (last_crawl["Status"], last_crawl["ErrorMessage"]) == ("FAILED", cause)
     line = failure_line(result.output, "run_crawler", SECOND)
     assert ISOLATED["CRAWLER_NAME"] in line
     assert last_crawl["ErrorMessage"] in line

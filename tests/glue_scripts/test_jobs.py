@@ -247,5 +247,7 @@ def test_load_fails_clearly_without_secrets_when_postgresql_is_unreachable(world
     run = world.run_load("2025-10-04", f"staging.jobtest_down_{world.suffix}", connection=down)
     assert run["JobRunState"] == "FAILED"
     message = run["ErrorMessage"]
+    assert message.startswith("WarehouseError: loading staging.jobtest_down_"), message
     assert "127.0.0.1:9" in message
+    assert "refused" in message
     assert secret["password"] not in message and secret["username"] not in message

@@ -239,16 +239,23 @@ def test_crawler_creates_one_table_per_folder_under_a_bucket_root(s3, glue, buck
     assert tables == {"raw_customers", "raw_hardware_logs", "raw_alerts"}
 
 
-def test_crawler_target_that_does_not_exist_fails_with_a_message(s3, glue, bucket):
+def test_crawler_target_prefix_without_objects_gives_no_table_and_no_failure(s3, glue, logs, bucket):
+    """As in AWS: a raw zone whose alerts folder has not received its first alert still crawls."""
+    _put(s3, bucket, "some/customers/customers.csv", "customer_id,name\nC1,Acme\n")
+    database = _name("db")
     crawler = _name("crawler")
     glue.create_crawler(
-        Name=crawler, Role="glue-role", DatabaseName="unused",
-        Targets={"S3Targets": [{"Path": f"s3://{bucket}/nothing-here/"}]},
+        Name=crawler, Role="glue-role", DatabaseName=database,
+        Targets={"S3Targets": [{"Path": f"s3://{bucket}/some/customers/"}, {"Path": f"s3://{bucket}/nothing-here/"}]},
     )
     last = _crawl(glue, crawler)["LastCrawl"]
-    assert last["Status"] == "FAILED"
-    assert f"s3://{bucket}/nothing-here/" in last["ErrorMessage"]
+    assert last["Status"] == "SUCCEEDED", last
+    assert [t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]] == ["customers"]
+    messages = _log_messages(logs, "/aws-glue/crawlers", crawler)
+    assert any(f"s3://{bucket}/nothing-here/ has no data objects" in message for message in messages)
 
+
+def test_crawler_target_bucket_that_does_not_exist_fails_with_a_message(s3, glue, bucket):
     missing_bucket = _name("crawler")
     glue.create_crawler(
         Name=missing_bucket, Role="glue-role", DatabaseName="unused",
@@ -470,6 +477,23 @@ def test_fail_next_job_run_fails_exactly_one_run(stack, s3, glue, logs, bucket):
     assert (failed["JobRunState"], failed["ErrorMessage"]) == ("FAILED", "Injected: executor lost")
     assert _log_messages(logs, "/aws-glue/jobs/error", failed_id) == ["Injected: executor lost"]
     assert _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])["JobRunState"] == "SUCCEEDED"
+
+
+def test_fail_next_crawl_fails_exactly_one_crawl(stack, s3, glue, logs, bucket):
+    _put(s3, bucket, "customers/customers.csv", "customer_id,name\nC1,Acme\n")
+    crawler = _name("crawler")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=_name("db"), Targets={"S3Targets": [{"Path": f"s3://{bucket}/"}]}
+    )
+    faults.fail_next_crawl(stack["AWS_ENDPOINT_URL"], crawler, "Injected: unable to assume the role", times=2)
+    for _ in range(2):
+        last = _crawl(glue, crawler)["LastCrawl"]
+        assert (last["Status"], last["ErrorMessage"]) == ("FAILED", "Injected: unable to assume the role")
+    assert any("ERROR : Injected: unable to assume the role" in m for m in _log_messages(logs, "/aws-glue/crawlers", crawler))
+    assert _crawl(glue, crawler)["LastCrawl"]["Status"] == "SUCCEEDED"
+    faults.fail_next_crawl(stack["AWS_ENDPOINT_URL"], crawler, "never seen", times=5)
+    faults.fail_next_crawl(stack["AWS_ENDPOINT_URL"], crawler, "never seen", times=0)
+    assert _crawl(glue, crawler)["LastCrawl"]["Status"] == "SUCCEEDED"
 
 
 def test_update_job_replaces_the_definition(s3, glue, bucket):
