@@ -84,7 +84,8 @@ def run(day_text: str, env: dict[str, str] | None = None) -> int:
         raise UsageError("Say which day to run: `make run DATE=2025-10-01`.")
     day = parse_day(day_text)
     env = env or stack_env()
-    return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
+    with local_airflow.no_backfill_running():
+        return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
 
 
 def dags_test_command(day: date) -> list[str]:
@@ -185,6 +186,9 @@ def main(argv: list[str]) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except local_airflow.LocalAirflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ next one is not refused as "already running". Finished `make run` records whose 
 the range are removed first (see `_remove_runs_of_other_days`).
 
 While its services run, a backfill holds `.local/airflow-services.lock` exclusively: its scheduler
-would also run the tasks of an `airflow dags test` run of the DAG, so such runs may hold the lock
-shared to keep backfills out, and a backfill waits for them.
+would also run the tasks of an `airflow dags test` run of the DAG, so such runs (`make run` among
+them) hold the lock shared (`no_backfill_running`): each waits for the other.
 
 The services share one JWT secret, generated once into `.local/airflow-jwt-secret` (mode 600, never
 printed). Their output goes to `.local/logs/airflow-<service>.log`; task logs stay under
@@ -280,26 +280,38 @@ def _wait_for_api(services: Services) -> None:
     )
 
 
-def _lock_exclusively(lock: Any, say: Say) -> None:
-    """Take LOCK_FILE for the services' lifetime, waiting up to LOCK_TIMEOUT for its holders.
-
-    Another backfill holds it exclusively; an `airflow dags test` run may hold it shared, since the
-    scheduler would also pick up that run's tasks.
-    """
+def _take_lock(lock: Any, mode: int, waiting_for: str, say: Say) -> None:
+    """Take LOCK_FILE in `mode` (fcntl.LOCK_EX or LOCK_SH), waiting up to LOCK_TIMEOUT for its holders."""
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, mode | fcntl.LOCK_NB)
         return
     except BlockingIOError:
-        say(f"waiting for another backfill or `airflow dags test` run to finish (it holds {_rel(LOCK_FILE)})")
+        say(f"waiting for {waiting_for} to finish (it holds {_rel(LOCK_FILE)})")
     deadline = time.monotonic() + LOCK_TIMEOUT
     while time.monotonic() < deadline:
         time.sleep(5)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, mode | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             continue
-    raise LocalAirflowError(f"{_rel(LOCK_FILE)} was still held after {LOCK_TIMEOUT} s: another backfill or test run")
+    raise LocalAirflowError(f"{_rel(LOCK_FILE)} was still held after {LOCK_TIMEOUT} s by {waiting_for}")
+
+
+@contextlib.contextmanager
+def no_backfill_running(say: Say = print) -> Iterator[None]:
+    """Keep backfills out while an `airflow dags test` run of the DAG goes, waiting for a running one.
+
+    A backfill's scheduler would also queue and run the tasks of a `dags test` run, with its own
+    environment: the two hold LOCK_FILE, the backfill exclusively and `dags test` runs shared.
+    """
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "a") as lock:
+        _take_lock(lock, fcntl.LOCK_SH, "a running backfill", say)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -307,7 +319,8 @@ def running_services(stack_env: dict[str, str], parallel: int, say: Say = print)
     """Start the services, yield them once the api-server answers, and stop them on the way out."""
     LOCAL.mkdir(parents=True, exist_ok=True)
     with open(LOCK_FILE, "a") as lock:
-        _lock_exclusively(lock, say)
+        # Another backfill holds the lock exclusively, `airflow dags test` runs hold it shared.
+        _take_lock(lock, fcntl.LOCK_EX, "another backfill or an `airflow dags test` run", say)
         _stop_leftovers(say)
         port = free_port()
         services = _start(services_env(stack_env, port, parallel), port, say)

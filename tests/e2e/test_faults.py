@@ -20,9 +20,7 @@ database.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import io
 import os
 import pwd
@@ -258,34 +256,10 @@ class DagRunResult:
     load_runs: list[dict]
 
 
-@contextlib.contextmanager
-def no_backfill_scheduler():
-    """Keep `make backfill` out while `airflow dags test` runs.
-
-    A backfill unpauses the DAG and runs a scheduler, which queues every scheduled task of the DAG,
-    those of a `dags test` run included, and runs them with its own environment. The backfill holds
-    this lock exclusively while its scheduler runs: wait for it, and hold it shared meanwhile.
-    """
-    with open(local_airflow.LOCK_FILE, "a") as lock:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"a backfill held {local_airflow.LOCK_FILE} for more than {RUN_TIMEOUT} s")
-                time.sleep(5)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def run_day(env: dict[str, str], glue, day: str, **overrides: str) -> DagRunResult:
     """`make run DATE=day` in the module's corner of the stack, with the Glue runs it started."""
     before = {job: {run["Id"] for run in job_runs(glue, job)} for job in (ETL_JOB, LOAD_JOB)}
-    with no_backfill_scheduler():
+    with local_airflow.no_backfill_running():
         started = time.monotonic()
         result = subprocess.run(
             commands.dags_test_command(date.fromisoformat(day)),
