@@ -13,7 +13,8 @@ logical date is the end of the interval it processes):
 3. The Glue crawler is created or updated, then run, to catalog the raw zone.
 4. **run_etl_job** (Glue) filters errors, matches each to the sale in force and its customer,
    computes the hardware's age at the error, writes Parquet, quarantine and the day's audit counts;
-   the same for day D's alerts (`alerts/dt=D/`, when there are any).
+   the same for day D's alerts (`alerts/dt=D/`, when there are any). A run that failed on its input
+   (a drifted header) is not retried: a retry would read the same files.
 5. **run_load_job** (Glue) copies day D's Parquet into per-day staging tables in PostgreSQL.
 6. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
    replaces day D of `hardware_error_analysis`, `hardware_alerts` and its `pipeline_run_audit` row
@@ -28,7 +29,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.operators.glue_crawler import (
     GlueCrawlerCreateOperator,
     GlueCrawlerRunOperator,
@@ -45,6 +45,7 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 
 from include import settings as pipeline_settings
 from include.task_failure import log_task_failure
+from plugins.glue_job_operator import FailFastGlueJobOperator
 
 SETTINGS = pipeline_settings.load()
 SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
@@ -52,7 +53,10 @@ RAW = f"s3://{SETTINGS.RAW_BUCKET}"
 PROCESSED = f"s3://{SETTINGS.PROCESSED_BUCKET}"
 STAGING_TABLE = "staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}"
 ALERTS_STAGING_TABLE = "staging.hardware_alerts_{{ data_interval_start | ds_nodash }}"
-AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+AUDIT_COUNTS = (
+    "input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded",
+    "rejected_sales", "rejected_customers",
+)
 ALERT_COUNTS = (
     "alert_input_rows", "alert_malformed", "alert_duplicates", "alert_no_sale", "alert_unknown_customer", "alert_loaded"
 )
@@ -81,7 +85,8 @@ def _glue_job_kwargs(extra_py_files, connections: list[str] | None = None) -> di
 
 
 def _glue_job(task_id: str, job_name: str, script_location, extra_py_files, script_args: dict, **kwargs):
-    return GlueJobOperator(
+    # A run that failed on its input (a drifted header) fails the task at once: a retry cannot help.
+    return FailFastGlueJobOperator(
         task_id=task_id,
         job_name=job_name,
         script_location=script_location,
@@ -212,6 +217,7 @@ def hardware_correlation():
             "--database": SETTINGS.GLUE_DATABASE,
             "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
             "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/",
+            "--reference_quarantine_path": f"{PROCESSED}/quarantine/reference/",
             "--audit_path": f"{PROCESSED}/audit/",
             "--alerts_table": "alerts",
             "--alerts_path": f"{PROCESSED}/hardware_alerts/",

@@ -7,20 +7,27 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def _glue_run_error(task, ti) -> str | None:
-    """The Glue job run id and Glue's error message, when the failed task ran a Glue job."""
+def glue_job_run(task, ti) -> dict | None:
+    """Glue's record of the job run the task started (GetJobRun), or None when there is none."""
     job_name = getattr(task, "job_name", None)
     run_id = ti.xcom_pull(task_ids=ti.task_id, key="glue_job_run_id")
     if not job_name or not run_id:
         return None
     from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 
+    return GlueJobHook(aws_conn_id=task.aws_conn_id).conn.get_job_run(JobName=job_name, RunId=run_id)["JobRun"]
+
+
+def _glue_run_error(task, ti) -> str | None:
+    """The Glue job run id and Glue's error message, when the failed task ran a Glue job."""
     try:
-        run = GlueJobHook(aws_conn_id=task.aws_conn_id).conn.get_job_run(JobName=job_name, RunId=run_id)["JobRun"]
+        run = glue_job_run(task, ti)
     except Exception as error:  # the callback must report, never raise
-        return f"Glue job {job_name} run {run_id}: state unknown ({error})"
+        return f"Glue job {task.job_name} run: state unknown ({error})"
+    if run is None:
+        return None
     return (
-        f"Glue job {job_name} run {run_id} ended {run.get('JobRunState')}: "
+        f"Glue job {task.job_name} run {run['Id']} ended {run.get('JobRunState')}: "
         f"{run.get('ErrorMessage') or 'no error message'}"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def spark():
     )
     yield session
     session.stop()
+    # py4j logs at INFO when its last connection is collected at interpreter exit, after pytest has
+    # closed the streams: that would print a "Logging error" traceback under the summary.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

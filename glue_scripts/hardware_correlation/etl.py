@@ -30,11 +30,16 @@ class EtlInputs:
 
 @dataclass(frozen=True)
 class EtlOutputs:
-    """Roots of the outputs; day D goes to `<root>/log_date=D/` (the audit to `audit.json` there)."""
+    """Roots of the outputs; day D goes to `<root>/log_date=D/` (the audit to `audit.json` there).
+
+    `reference_quarantine_path` receives the sales and customers rows that could not take part in
+    the day's match, with their reasons; without it they are only counted and logged.
+    """
 
     processed_path: str
     quarantine_path: str
     audit_path: str
+    reference_quarantine_path: str | None = None
 
     def day(self, root: str, log_date: date) -> str:
         return storage.join(root, f"log_date={log_date.isoformat()}")
@@ -128,7 +133,12 @@ def run_etl(
         .transform(X.classify, X.sales_in_force(sales), X.current_customers(customers))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    rejected = X.rejected_reference_rows(sales, customers).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        rejected_counts = {
+            row["source_table"]: row["rows"]
+            for row in rejected.groupBy("source_table").agg(F.count(F.lit(1)).alias("rows")).collect()
+        }
         counts = {row["outcome"]: row["rows"] for row in X.outcome_counts(classified).collect()}
         observed = tally.get
         if not observed:
@@ -138,7 +148,7 @@ def run_etl(
                 F.count(F.when(plain_non_error, True)).alias("plain_non_error"),
             ).collect()[0].asDict()
         counts[S.NON_ERROR] = counts.get(S.NON_ERROR, 0) + observed["plain_non_error"]
-        audit = X.audit_record(counts, log_date, job_run_id)
+        audit = X.audit_record(counts, log_date, job_run_id, rejected_counts)
         if audit["input_rows"] != observed["input_rows"]:
             raise RuntimeError(
                 f"audit does not add up: {observed['input_rows']} input rows, outcomes {counts}"
@@ -157,13 +167,37 @@ def run_etl(
             outputs.day(outputs.quarantine_path, log_date),
             quarantined,
         )
+        _report_rejected_reference_rows(rejected, rejected_counts, log_date, outputs)
     finally:
         classified.unpersist()
         rest.unpersist()
+        rejected.unpersist()
 
     storage.write_json(audit_file, audit)
     log.info("day %s: %s", log_date, audit)
     return audit
+
+
+def _report_rejected_reference_rows(
+    rejected: DataFrame, counts: dict[str, int], log_date: date, outputs: EtlOutputs
+) -> None:
+    root = outputs.reference_quarantine_path
+    if counts:
+        examples = "; ".join(f"{row['source_table']} {row['row']}: {row['reason']}" for row in rejected.take(3))
+        log.warning(
+            "day %s: rows of the reference tables left out of the match (%s), e.g. %s; all of them are in %s",
+            log_date,
+            ", ".join(f"{table}: {rows}" for table, rows in sorted(counts.items())),
+            examples,
+            outputs.day(root, log_date) if root else "no quarantine location (--reference_quarantine_path)",
+        )
+    if root:
+        _write_day(
+            rejected.withColumn("log_date", F.lit(log_date)),
+            root,
+            outputs.day(root, log_date),
+            sum(counts.values()),
+        )
 
 
 def _write_day(rows: DataFrame, root: str, day_folder: str, count: int) -> None:

@@ -236,7 +236,7 @@ def sales_in_force(sales: DataFrame) -> DataFrame:
     A sale is in force from its sale_date until the device's next sale on a later day; of several
     sales of one device on one day only the greatest sale_id is ever in force (contract section 3,
     step 4). Rows without a device_id or sale_id, or with a sale_date that is not YYYY-MM-DD, cannot
-    be placed in time and are left out (`unusable_sales` counts them).
+    be placed in time and are left out (`rejected_reference_rows` reports them).
     """
     latest_first = Window.partitionBy("device_id").orderBy(
         F.col("sale_date").desc(), F.col("sale_id").desc(), F.col("customer_id").desc_nulls_last()
@@ -263,19 +263,38 @@ def _parsed_sale_date() -> Column:
     )
 
 
-def _sale_is_usable() -> Column:
-    return ~_blank(F.col("sale_id")) & ~_blank(F.col("device_id")) & _parsed_sale_date().isNotNull()
+def _sale_rejection() -> Column:
+    """Why a sales row cannot be placed in time, or NULL when it can."""
+    return (
+        F.when(_blank(F.col("sale_id")), F.lit("empty sale_id"))
+        .when(_blank(F.col("device_id")), F.lit("empty device_id"))
+        .when(_parsed_sale_date().isNull(), F.lit("sale_date is not a YYYY-MM-DD day"))
+    )
 
 
 def _usable_sales(sales: DataFrame) -> DataFrame:
-    return sales.filter(_sale_is_usable()).select(
+    return sales.filter(_sale_rejection().isNull()).select(
         "sale_id", "customer_id", "device_id", _parsed_sale_date().alias("sale_date")
     )
 
 
-def unusable_sales(sales: DataFrame) -> DataFrame:
-    """The sales rows that `sales_in_force` leaves out."""
-    return sales.filter(~_sale_is_usable()).select(*S.SALE_COLUMNS)
+def rejected_reference_rows(sales: DataFrame, customers: DataFrame) -> DataFrame:
+    """The sales and customers rows that `sales_in_force` and `current_customers` leave out.
+
+    One row each: the table, the row as JSON and the reason. An error whose only sale is such a row
+    counts as no sale, so these rows are reported with the day rather than dropped unseen.
+    """
+    rejected_sales = sales.select(
+        F.lit("sales").alias("source_table"),
+        F.to_json(F.struct(*S.SALE_COLUMNS)).alias("row"),
+        _sale_rejection().alias("reason"),
+    ).filter(F.col("reason").isNotNull())
+    rejected_customers = customers.filter(_blank(F.col("customer_id"))).select(
+        F.lit("customers").alias("source_table"),
+        F.to_json(F.struct(*S.CUSTOMER_COLUMNS)).alias("row"),
+        F.lit("empty customer_id").alias("reason"),
+    )
+    return rejected_sales.unionByName(rejected_customers).select("source_table", "row", "reason")
 
 
 def current_customers(customers: DataFrame) -> DataFrame:
@@ -387,11 +406,19 @@ def outcome_counts(classified: DataFrame) -> DataFrame:
     return classified.groupBy("outcome").agg(F.count(F.lit(1)).alias("rows")).select("outcome", "rows")
 
 
-def audit_record(counts: dict[str, int], log_date: date, job_run_id: str | None) -> dict:
-    """The day's audit (contract section 4) from the rows per outcome; every outcome is present."""
+def audit_record(
+    counts: dict[str, int], log_date: date, job_run_id: str | None, rejected: dict[str, int] | None = None
+) -> dict:
+    """The day's audit (contract section 4) from the rows per outcome; every outcome is present.
+
+    `rejected` is rows of `rejected_reference_rows` per source table; they are reported beside the
+    log rows' outcomes, outside the audit equation, which counts the day's log rows.
+    """
     record: dict = {"log_date": log_date.isoformat()}
     record["input_rows"] = sum(counts.get(outcome, 0) for outcome in S.OUTCOMES)
     for outcome, name in S.AUDIT_NAMES.items():
         record[name] = int(counts.get(outcome, 0))
+    for table in ("sales", "customers"):
+        record[f"rejected_{table}"] = int((rejected or {}).get(table, 0))
     record["job_run_id"] = job_run_id
     return record

@@ -27,13 +27,14 @@ FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
 INSERT INTO pipeline_run_audit (
     log_date, input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded,
     alert_input_rows, alert_malformed, alert_duplicates, alert_no_sale, alert_unknown_customer,
-    alert_loaded, dag_run_id, etl_job_run_id, load_job_run_id, scripts_version, finished_at
+    alert_loaded, rejected_sales, rejected_customers, dag_run_id, etl_job_run_id, load_job_run_id,
+    scripts_version, finished_at
 )
 VALUES (
     %(log_date)s, %(input_rows)s, %(malformed)s, %(duplicates)s, %(non_error)s, %(no_sale)s,
     %(unknown_customer)s, %(loaded)s, %(alert_input_rows)s, %(alert_malformed)s,
     %(alert_duplicates)s, %(alert_no_sale)s, %(alert_unknown_customer)s, %(alert_loaded)s,
-    %(dag_run_id)s, %(etl_job_run_id)s, %(load_job_run_id)s, %(scripts_version)s, now()
+    %(rejected_sales)s, %(rejected_customers)s, %(dag_run_id)s, %(etl_job_run_id)s, %(load_job_run_id)s, %(scripts_version)s, now()
 )
 ON CONFLICT (log_date) DO UPDATE SET
     input_rows = EXCLUDED.input_rows,
@@ -49,6 +50,8 @@ ON CONFLICT (log_date) DO UPDATE SET
     alert_no_sale = EXCLUDED.alert_no_sale,
     alert_unknown_customer = EXCLUDED.alert_unknown_customer,
     alert_loaded = EXCLUDED.alert_loaded,
+    rejected_sales = EXCLUDED.rejected_sales,
+    rejected_customers = EXCLUDED.rejected_customers,
     dag_run_id = EXCLUDED.dag_run_id,
     etl_job_run_id = EXCLUDED.etl_job_run_id,
     load_job_run_id = EXCLUDED.load_job_run_id,

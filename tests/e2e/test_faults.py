@@ -14,8 +14,8 @@ database.
    fails after its DELETE, and the day's previous rows and audit row are still there.
 3. Day 2031-10-02 with every try of the crawl failing (the stack's fail-next-crawl control): the run
    fails naming the crawler's error, nothing is loaded.
-4. Day 2031-10-01 with a log file whose header drifted: the run fails naming the file and its
-   columns, the previous rows are intact.
+4. Day 2031-10-01 with a log file whose header drifted: the run fails at once (no retry of the ETL)
+   naming the file and its columns, the previous rows are intact.
 """
 
 from __future__ import annotations
@@ -603,12 +603,15 @@ def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, g
         s3.delete_object(Bucket=env["RAW_BUCKET"], Key=drifted)
 
     assert result.returncode != 0
-    assert result.etl_runs and all(run["JobRunState"] == "FAILED" for run in result.etl_runs)
+    # A retry would read the same file: the first failed run ends the task.
+    assert [run["JobRunState"] for run in result.etl_runs] == ["FAILED"]
     assert result.load_runs == []
-    message = result.etl_runs[-1]["ErrorMessage"]
+    message = result.etl_runs[0]["ErrorMessage"]
+    assert message.startswith("SchemaDriftError: ")
     assert f"s3://{env['RAW_BUCKET']}/{drifted}" in message
     assert "cpu_temperature" in message
     assert message in failure_line(result.output, "run_etl_job", FIRST)
+    assert "failed on its input; a retry would read the same input, so the task is not retried" in result.output
     # The ETL stopped before writing anything: the day's audit file is the previous run's.
     assert s3.head_object(**audit_file)["LastModified"] == audit_written
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows

@@ -61,3 +61,31 @@ def test_schema_drift_fails_before_anything_is_written(spark, tmp_path):
     assert str(drifted) in str(raised.value)
     assert "expected columns sale_id, customer_id, device_id, sale_date; found sale_id, customer_id, device_id" in str(raised.value)
     assert not any(tmp_path.glob("processed")) and not any(tmp_path.glob("audit"))
+
+
+def test_unusable_reference_rows_are_reported_with_the_day(spark, tmp_path, caplog):
+    sales = tmp_path / "raw" / "sales" / "sales.csv"
+    sales.parent.mkdir(parents=True)
+    sample_sales = (SAMPLE / "sales" / "sales.csv").read_text().rstrip("\n")
+    # DEV-A101's only usable sale is SALE-101; the undated resale cannot be placed in time.
+    sales.write_text(sample_sales + "\nSALE-900,CUST-005,DEV-A101,soon\n,CUST-005,DEV-A101,2025-09-30\n")
+    inputs = EtlInputs(
+        log_files=_day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9").log_files,
+        customer_files=[str(SAMPLE / "customers" / "customers.csv")],
+        sale_files=[str(sales)],
+    )
+    outputs = EtlOutputs(
+        str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"),
+        str(tmp_path / "reference_quarantine"),
+    )
+    with caplog.at_level("WARNING", logger="hardware_correlation.etl"):
+        audit = run_etl(spark, date(2025, 10, 1), inputs, outputs, "jr_1")
+
+    assert (audit["loaded"], audit["rejected_sales"], audit["rejected_customers"]) == (1, 2, 0)
+    assert "sales: 2" in caplog.text and "SALE-900" in caplog.text
+    rejected = spark.read.parquet(str(tmp_path / "reference_quarantine")).collect()
+    assert sorted((row["source_table"], row["reason"], str(row["log_date"])) for row in rejected) == [
+        ("sales", "empty sale_id", "2025-10-01"),
+        ("sales", "sale_date is not a YYYY-MM-DD day", "2025-10-01"),
+    ]
+    assert json.loads((tmp_path / "audit" / "log_date=2025-10-01" / "audit.json").read_text()) == audit

@@ -170,7 +170,7 @@ def test_seed_errors_are_aged_at_their_own_day_through_both_jobs(world, tmp_path
     audit = world.audit(day)
     assert audit == {
         "log_date": day, "input_rows": 4, "malformed": 0, "duplicates": 1, "non_error": 0, "no_sale": 0,
-        "unknown_customer": 0, "loaded": 3, "job_run_id": run["Id"],
+        "unknown_customer": 0, "loaded": 3, "rejected_sales": 0, "rejected_customers": 0, "job_run_id": run["Id"],
     }
     loaded = {row["log_id"]: row for row in world.parquet(f"hardware_error_analysis/log_date={day}/", tmp_path)}
     assert {log_id: row["days_since_sale"] for log_id, row in loaded.items()} == {

@@ -309,7 +309,20 @@ def test_sales_that_cannot_be_placed_in_time_are_not_in_force(spark):
         X.sales_in_force(sales),
         [Row(device_id="DEV-1", sale_id="SALE-1", customer_id="CUST-1", sale_date=date(2025, 1, 15), valid_until=None)],
     )
-    assert X.unusable_sales(sales).count() == 3
+    customers = spark.createDataFrame(
+        [("CUST-1", "Acme", "Retail"), (" ", "Nameless", "Retail"), (None, "Nobody", None)], S.RAW_CUSTOMERS
+    )
+    assert_frame_equal(
+        X.rejected_reference_rows(sales, customers),
+        [
+            Row(source_table="sales", row='{"sale_id":"SALE-2","customer_id":"CUST-2","device_id":"DEV-1","sale_date":"2025/06/01"}', reason="sale_date is not a YYYY-MM-DD day"),
+            Row(source_table="sales", row='{"customer_id":"CUST-2","device_id":"DEV-1","sale_date":"2025-07-01"}', reason="empty sale_id"),
+            Row(source_table="sales", row='{"sale_id":"SALE-3","customer_id":"CUST-2","sale_date":"2025-07-01"}', reason="empty device_id"),
+            Row(source_table="customers", row='{"customer_id":" ","customer_name":"Nameless","industry":"Retail"}', reason="empty customer_id"),
+            Row(source_table="customers", row='{"customer_name":"Nobody"}', reason="empty customer_id"),
+        ],
+    )
+    assert X.audit_record({}, DAY, None, {"sales": 3, "customers": 2})["rejected_sales"] == 3
 
 
 def test_sales_in_force_intervals(spark):
@@ -346,7 +359,8 @@ def test_empty_partition_gives_zero_counts(spark, reference):
     record = X.audit_record({}, DAY, "jr_1")
     assert record == {
         "log_date": "2025-10-01", "input_rows": 0, "malformed": 0, "duplicates": 0, "non_error": 0,
-        "no_sale": 0, "unknown_customer": 0, "loaded": 0, "job_run_id": "jr_1",
+        "no_sale": 0, "unknown_customer": 0, "loaded": 0, "rejected_sales": 0, "rejected_customers": 0,
+        "job_run_id": "jr_1",
     }
 
 

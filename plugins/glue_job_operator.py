@@ -1,0 +1,49 @@
+"""GlueJobOperator that fails without retrying when the Glue run failed on its input.
+
+The Glue scripts report a problem with the data they were given (a file whose header drifted, a day
+missing from the Data Catalog) as an ErrorMessage that starts with the error's class name. A retry
+reads the same input and fails the same way, so such a failure ends the task at once, with Glue's
+message; every other failure (a lost executor, the warehouse down) is retried as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from include.task_failure import glue_job_run
+
+# The ErrorMessage prefixes of the scripts' input errors (glue_scripts/hardware_correlation/storage.py).
+INPUT_ERRORS = ("JobInputError: ", "SchemaDriftError: ")
+
+
+class FailFastGlueJobOperator(GlueJobOperator):
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowException as error:
+            self._fail_fast_on_input_error(context, error)
+            raise
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        try:
+            return super().execute_complete(context, event)
+        except AirflowException as error:
+            self._fail_fast_on_input_error(context, error)
+            raise
+
+    def _fail_fast_on_input_error(self, context: Any, error: AirflowException) -> None:
+        if isinstance(error, AirflowFailException):
+            return
+        try:
+            run = glue_job_run(self, context["ti"])
+        except Exception:  # no record of the run: the task fails as the provider said, retries apply
+            return
+        message = (run or {}).get("ErrorMessage") or ""
+        if run and run.get("JobRunState") == "FAILED" and message.startswith(INPUT_ERRORS):
+            raise AirflowFailException(
+                f"Glue job {self.job_name} run {run['Id']} failed on its input; a retry would read the "
+                f"same input, so the task is not retried: {message}"
+            ) from error
