@@ -218,7 +218,7 @@ def test_empty_partition_succeeds_with_a_zero_audit_and_stages_no_rows(world):
     audit = world.audit(day)
     assert {key: value for key, value in audit.items() if key not in ("log_date", "job_run_id")} == {
         "input_rows": 0, "malformed": 0, "duplicates": 0, "non_error": 0, "no_sale": 0,
-        "unknown_customer": 0, "loaded": 0,
+        "unknown_customer": 0, "loaded": 0, "rejected_sales": 0, "rejected_customers": 0,
     }
     assert world.keys(f"hardware_error_analysis/log_date={day}/") == []
 
