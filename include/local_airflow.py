@@ -42,6 +42,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from include.local_aws.stack import process_alive
+
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / ".local"
 LOGS = LOCAL / "logs"
@@ -149,19 +151,6 @@ def _command(service: str, port: int) -> list[str]:
     return [str(AIRFLOW), service]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    return True
-
-
 def _is_airflow_group(pgid: int) -> bool:
     """Whether `pgid` still leads a process group running Airflow (not a recycled pid)."""
     try:
@@ -177,9 +166,9 @@ def _stop_groups(pgids: list[int], timeout: float = STOP_TIMEOUT) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(_alive(pgid) for pgid in pgids) and time.monotonic() < deadline:
+    while any(process_alive(pgid) for pgid in pgids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    killed = [pgid for pgid in pgids if _alive(pgid)]
+    killed = [pgid for pgid in pgids if process_alive(pgid)]
     for pgid in pgids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
@@ -192,7 +181,7 @@ def _stop_leftovers(say: Say) -> None:
         state = json.loads(STATE_FILE.read_text())
     except (OSError, ValueError):
         return
-    pgids = [int(pid) for pid in state.get("pids", {}).values() if _alive(int(pid)) and _is_airflow_group(int(pid))]
+    pgids = [int(pid) for pid in state.get("pids", {}).values() if process_alive(int(pid)) and _is_airflow_group(int(pid))]
     if pgids:
         say(f"stopping Airflow services left over from an earlier run (pids {', '.join(map(str, pgids))})")
         _stop_groups(pgids)

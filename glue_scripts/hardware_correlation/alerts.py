@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hardware_correlation import schemas as S
-from hardware_correlation.transforms import utc_date
+from hardware_correlation.transforms import match_owner, utc_date
 
 ALERT_FIELDS = ("device_id", "error_code", "details", "alert_timestamp")
 STORED_FIELDS = ("alert_id", *ALERT_FIELDS, "received_at")
@@ -224,51 +224,24 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
     `in_force` is `transforms.sales_in_force(sales)`, `customers` is
     `transforms.current_customers(customers)`: the same sale and customer as an error of that day.
     """
-    alert_date = utc_date(F.col("parsed_timestamp"))
     kept = F.col("malformed_detail").isNull() & ~F.col("is_duplicate")
-    sales = F.broadcast(
-        in_force.select(
-            F.col("device_id").alias("sale_device_id"),
-            "sale_id",
-            F.col("customer_id").alias("sale_customer_id"),
-            "sale_date",
-            "valid_until",
-        )
-    )
-    known = F.broadcast(
-        customers.select(F.col("customer_id").alias("known_customer_id"), "customer_name", "industry")
-    )
-    with_keys = deduped.select(
-        "*",
-        alert_date.alias("alert_date"),
-        F.when(kept, F.col("device_id")).alias("match_device_id"),
-    )
-    in_force_on_alert_day = (
-        (F.col("match_device_id") == F.col("sale_device_id"))
-        & (F.col("sale_date") <= F.col("alert_date"))
-        & (F.col("valid_until").isNull() | (F.col("alert_date") < F.col("valid_until")))
-    )
-    joined = with_keys.join(sales, on=in_force_on_alert_day, how="left").join(
-        known, on=F.col("sale_customer_id") == F.col("known_customer_id"), how="left"
-    )
+    matched = deduped.transform(match_owner, utc_date(F.col("parsed_timestamp")), kept, in_force, customers)
     outcome = (
         F.when(F.col("malformed_detail").isNotNull(), F.lit(S.MALFORMED))
         .when(F.col("is_duplicate"), F.lit(S.DUPLICATE))
-        .when(F.col("sale_id").isNull(), F.lit(S.NO_SALE))
-        .when(F.col("known_customer_id").isNull(), F.lit(S.UNKNOWN_CUSTOMER))
-        .otherwise(F.lit(S.LOADED_OUTCOME))
+        .otherwise(F.col("owner_outcome"))
     )
-    return joined.select(
+    return matched.select(
         *PARSED_COLUMNS,
         "is_duplicate",
         outcome.alias("outcome"),
-        "alert_date",
+        F.col("match_day").alias("alert_date"),
         "sale_id",
-        F.col("sale_customer_id").alias("customer_id"),
+        "customer_id",
         "customer_name",
         "industry",
         "sale_date",
-        F.datediff(F.col("alert_date"), F.col("sale_date")).alias("days_since_sale"),
+        "days_since_sale",
     )
 
 

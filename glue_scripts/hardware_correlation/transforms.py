@@ -308,16 +308,17 @@ def current_customers(customers: DataFrame) -> DataFrame:
     )
 
 
-def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> DataFrame:
-    """Contract section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
+def match_owner(rows: DataFrame, day: Column, to_match: Column, in_force: DataFrame, customers: DataFrame) -> DataFrame:
+    """Contract section 3, steps 4 to 6 for dated device rows (errors, alerts): the owner on `day`.
 
-    `deduped` has the parsed and typed columns and `is_duplicate`.
-    `in_force` is `sales_in_force(sales)`, `customers` is `current_customers(customers)`.
-    Only kept error rows look up a sale: every other row joins on a NULL key, which matches nothing
-    and costs nothing. Both dimensions are broadcast.
+    For the rows where `to_match` holds, the device's sale in force on `day` (the latest sale on or
+    before it; a resold device belongs to its current owner) and that sale's customer. Adds
+    `match_day`, sale_id, customer_id, customer_name, industry, sale_date, `days_since_sale` (whole
+    days from the sale to `day`) and `owner_outcome`: no sale, unknown customer or loaded (NULL
+    where `to_match` does not hold). `in_force` is `sales_in_force(sales)`, `customers` is
+    `current_customers(customers)`. Other rows join on a NULL key, which matches nothing and costs
+    nothing; both dimensions are broadcast.
     """
-    error_date = utc_date(F.col("parsed_timestamp"))
-    kept_error = F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & F.col("is_error")
     sales = F.broadcast(
         in_force.select(
             F.col("device_id").alias("sale_device_id"),
@@ -330,38 +331,66 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
     known = F.broadcast(
         customers.select(F.col("customer_id").alias("known_customer_id"), "customer_name", "industry")
     )
-    with_keys = deduped.select(
+    with_keys = rows.select(
         "*",
-        error_date.alias("error_date"),
-        F.when(kept_error, F.col("device_id")).alias("match_device_id"),
+        day.alias("match_day"),
+        F.when(to_match, F.col("device_id")).alias("match_device_id"),
     )
-    in_force_on_error_day = (
+    in_force_on_day = (
         (F.col("match_device_id") == F.col("sale_device_id"))
-        & (F.col("sale_date") <= F.col("error_date"))
-        & (F.col("valid_until").isNull() | (F.col("error_date") < F.col("valid_until")))
+        & (F.col("sale_date") <= F.col("match_day"))
+        & (F.col("valid_until").isNull() | (F.col("match_day") < F.col("valid_until")))
     )
-    joined = with_keys.join(sales, on=in_force_on_error_day, how="left").join(
+    joined = with_keys.join(sales, on=in_force_on_day, how="left").join(
         known, on=F.col("sale_customer_id") == F.col("known_customer_id"), how="left"
     )
-    outcome = (
-        F.when(F.col("malformed_detail").isNotNull(), F.lit(S.MALFORMED))
-        .when(F.col("is_duplicate"), F.lit(S.DUPLICATE))
-        .when(~F.col("is_error"), F.lit(S.NON_ERROR))
+    owner_outcome = (
+        F.when(F.col("match_device_id").isNull(), F.lit(None).cast("string"))
         .when(F.col("sale_id").isNull(), F.lit(S.NO_SALE))
         .when(F.col("known_customer_id").isNull(), F.lit(S.UNKNOWN_CUSTOMER))
         .otherwise(F.lit(S.LOADED_OUTCOME))
     )
     return joined.select(
-        *PARSED_COLUMNS,
-        *TYPED_COLUMNS,
-        "is_duplicate",
-        outcome.alias("outcome"),
+        *(F.col(name) for name in rows.columns),
+        "match_day",
         "sale_id",
         F.col("sale_customer_id").alias("customer_id"),
         "customer_name",
         "industry",
         "sale_date",
-        F.datediff(F.col("error_date"), F.col("sale_date")).alias("days_since_sale"),
+        F.datediff(F.col("match_day"), F.col("sale_date")).alias("days_since_sale"),
+        owner_outcome.alias("owner_outcome"),
+    )
+
+
+def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> DataFrame:
+    """Contract section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
+
+    `deduped` has the parsed and typed columns and `is_duplicate`.
+    `in_force` is `sales_in_force(sales)`, `customers` is `current_customers(customers)`.
+    Only kept error rows look up their owner, at the error's UTC day.
+    """
+    kept_error = F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & F.col("is_error")
+    matched = deduped.transform(
+        match_owner, utc_date(F.col("parsed_timestamp")), kept_error, in_force, customers
+    )
+    outcome = (
+        F.when(F.col("malformed_detail").isNotNull(), F.lit(S.MALFORMED))
+        .when(F.col("is_duplicate"), F.lit(S.DUPLICATE))
+        .when(~F.col("is_error"), F.lit(S.NON_ERROR))
+        .otherwise(F.col("owner_outcome"))
+    )
+    return matched.select(
+        *PARSED_COLUMNS,
+        *TYPED_COLUMNS,
+        "is_duplicate",
+        outcome.alias("outcome"),
+        "sale_id",
+        "customer_id",
+        "customer_name",
+        "industry",
+        "sale_date",
+        "days_since_sale",
     )
 
 

@@ -108,14 +108,14 @@ def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether the process runs; a zombie child of ours counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours counts as gone.
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
@@ -125,12 +125,12 @@ def _alive(pid: int) -> bool:
 def _stop_server() -> bool:
     state = _server_state()
     stopped = False
-    if state and _alive(state["pid"]):
+    if state and process_alive(state["pid"]):
         os.kill(state["pid"], signal.SIGTERM)
         deadline = time.monotonic() + SERVER_STOP_TIMEOUT
-        while _alive(state["pid"]) and time.monotonic() < deadline:
+        while process_alive(state["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(state["pid"]):
+        if process_alive(state["pid"]):
             _kill_group(state["pid"])
         stopped = True
     # Job runs live in their own process groups; a server killed hard leaves them behind.
