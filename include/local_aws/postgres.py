@@ -58,7 +58,7 @@ def pg_bin() -> Path:
     raise PostgresError("PostgreSQL server binaries not found (looked in /usr/lib/postgresql/*/bin; set PG_BIN).")
 
 
-def _run_as() -> str | None:
+def server_user() -> str | None:
     """The user the server runs as, or None to run as ourselves (when we are not root)."""
     if os.geteuid() != 0:
         return None
@@ -176,7 +176,7 @@ def ensure_running() -> Cluster:
         _ensure_databases(current)
         return current
 
-    user = _run_as()
+    user = server_user()
     base = cluster_dir(user)
     data = base / "data"
     sockets = base / "run"
@@ -291,7 +291,7 @@ def _ensure_databases(cluster: Cluster) -> None:
 
 def stop() -> bool:
     """Stop the cluster if it runs; True when it was running."""
-    user = _run_as()
+    user = server_user()
     for base in (config.LOCAL / "pg", _fallback_dir()):
         data = base / "data"
         if not (data / "postmaster.pid").exists():

@@ -103,19 +103,6 @@ def shifted_sample(target: Path) -> Path:
 # -- a warehouse of the module's own -------------------------------------------------------------
 
 
-def _server_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as `postgres` (or `nobody`), as the stack does."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    pytest.skip("running as root without a 'postgres' or 'nobody' user to run PostgreSQL")
-
-
 class PrivateWarehouse:
     """A PostgreSQL server on 127.0.0.1 that this module may stop and start.
 
@@ -127,7 +114,10 @@ class PrivateWarehouse:
     ROLE = "faults"
 
     def __init__(self) -> None:
-        self.user = _server_user()
+        try:
+            self.user = stack_postgres.server_user()
+        except stack_postgres.PostgresError as error:
+            pytest.skip(str(error))
         self.bin = stack_postgres.pg_bin()
         self.base = Path(tempfile.mkdtemp(prefix="hc-faults-pg-"))
         self.data, self.sockets = self.base / "data", self.base / "run"
