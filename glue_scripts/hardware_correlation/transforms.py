@@ -65,24 +65,33 @@ def _split_fields(lines: DataFrame) -> DataFrame:
     line = F.col("line")
     quoted = line.contains('"')
     comma_line = F.concat(F.lit(","), line)
-    tokens = F.when(quoted, F.regexp_extract_all(comma_line, F.lit(_QUOTED_FIELD), 1)).otherwise(
-        F.split(line, ",", -1)
+    # The split is a column of its own, computed once per line: written into each field's
+    # expression, it would run again for every use of every field.
+    tokenized = lines.select(
+        *LINE_COLUMNS,
+        quoted.alias("quoted"),
+        F.when(quoted, F.regexp_extract_all(comma_line, F.lit(_QUOTED_FIELD), 1))
+        .otherwise(F.split(line, ",", -1))
+        .alias("tokens"),
+        F.when(quoted & ~comma_line.rlike(_QUOTED_LINE), F.lit("badly quoted field")).alias("quoting_error"),
     )
+    tokens = F.col("tokens")
 
     def field(index: int) -> Column:
         token = F.get(tokens, index)
         unquoted = F.when(
-            quoted & token.startswith('"'),
+            F.col("quoted") & token.startswith('"'),
             F.replace(token.substr(F.lit(2), F.length(token) - 2), F.lit('""'), F.lit('"')),
         ).otherwise(token)
         return F.when(unquoted != "", unquoted)
 
-    return lines.select(
+    return tokenized.select(
         *LINE_COLUMNS,
         *(field(index).alias(name) for index, name in enumerate(S.LOG_COLUMNS)),
-        F.when(quoted & ~comma_line.rlike(_QUOTED_LINE), F.lit("badly quoted field"))
-        .when(F.size(tokens) != len(S.LOG_COLUMNS), F.lit("wrong number of fields"))
-        .alias("structure_error"),
+        F.coalesce(
+            F.col("quoting_error"),
+            F.when(F.size(tokens) != len(S.LOG_COLUMNS), F.lit("wrong number of fields")),
+        ).alias("structure_error"),
     )
 
 
