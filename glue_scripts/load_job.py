@@ -126,11 +126,6 @@ def scratch_folder(args: argparse.Namespace, table: str) -> str:
     return storage.join(root, "load", f"{table}-{args.JOB_RUN_ID or uuid.uuid4().hex}")
 
 
-def stage(spark: SparkSession, rows: DataFrame, url: str, table: str, properties: dict[str, str], scratch: str) -> int:
-    """Replace the staging table with the rows, by COPY (several times faster than JDBC inserts)."""
-    return warehouse.copy_rows(spark, rows, url, properties, table, scratch)
-
-
 def _from_warehouse(error: BaseException) -> bool:
     """Whether the error came from PostgreSQL or its driver (a refused connection among them)."""
     # str() of a Py4JJavaError holds the Java stack trace with its causes; its repr() holds neither.
@@ -158,11 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     table = args.staging_table
     try:
         rows = staging_rows(read_day(spark, args.processed_path, args.log_date))
-        stage(spark, rows, url, table, properties, scratch_folder(args, table))
+        # COPY is several times faster than Spark's JDBC inserts (`make bench` compares them).
+        warehouse.copy_rows(spark, rows, url, properties, table, scratch_folder(args, table))
         if args.alerts_staging_table:
             table = args.alerts_staging_table
             alerts = read_day(spark, args.alerts_path, args.log_date, A.LOADED_ALERT_FILE)
-            stage(spark, staging_alerts(alerts), url, table, properties, scratch_folder(args, table))
+            warehouse.copy_rows(spark, staging_alerts(alerts), url, properties, table, scratch_folder(args, table))
     except Exception as error:
         if not _from_warehouse(error):
             raise

@@ -9,7 +9,7 @@ seed), written once into `.local/bench/` and reused.
   `duckdb_seconds`, `etl_vs_duckdb` (goal: at most 4) and `etl_peak_rss_mib`, the peak memory of the
   Spark driver, JVM and Python together (goal: under 2 GiB). The ETL's audit must equal what the
   generator wrote, or the section fails.
-- `load_vs_copy`: the load job's staging write (`load_job.stage`: CSV files streamed into COPY
+- `load_vs_copy`: the load job's staging write (`warehouse.copy_rows`: CSV files streamed into COPY
   through the JDBC driver, with the Glue Connection's URL and the secret's credentials, as in Glue)
   of the ETL's rows into the stack's PostgreSQL, against psycopg2's COPY of the same rows and
   Spark's JDBC writer with batched inserts; medians of RUNS. Figures `load_rows_per_s` (goal: at
@@ -274,6 +274,7 @@ def load_vs_copy() -> Iterator[tuple[str, object]]:
     import psycopg2
 
     import load_job
+    from hardware_correlation import warehouse
     from include.settings import load
 
     processed = BENCH_DIR / "processed"
@@ -301,7 +302,7 @@ def load_vs_copy() -> Iterator[tuple[str, object]]:
         jdbc_times = []
         for run in range(RUNS):
             started = time.perf_counter()
-            load_job.stage(spark, day_rows, url, STAGING_TABLE, properties, str(Path(scratch) / f"load-{run}"))
+            warehouse.copy_rows(spark, day_rows, url, properties, STAGING_TABLE, str(Path(scratch) / f"load-{run}"))
             load_times.append(time.perf_counter() - started)
             copy_times.append(_copy_once(dsn, csv_path, rows))
             # Spark's own JDBC writer with batched inserts, for comparison.
