@@ -11,7 +11,7 @@ JAR_ARTIFACTS := org.apache.hadoop:hadoop-aws:3.3.4:jar \
                  com.amazonaws:aws-java-sdk-bundle:1.12.262:jar \
                  org.postgresql:postgresql:42.7.14:jar
 
-.PHONY: setup up down seed run backfill demo test bench
+.PHONY: setup up down seed run backfill demo test test-fast bench
 
 setup: $(VENV)/.installed $(JARS)/.fetched
 
@@ -28,25 +28,30 @@ $(JARS)/.fetched:
 	touch $@
 
 up: setup
-	$(PY) -m include.local_aws up
+	$(PY) -m dev.local_aws up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m include.local_aws down; fi
+	@if [ -x $(PY) ]; then $(PY) -m dev.local_aws down; fi
 
 seed: setup
-	$(PY) -m include.commands seed "$(DATA)"
+	$(PY) -m dev.commands seed "$(DATA)"
 
 run: setup
-	$(PY) -m include.commands run "$(DATE)"
+	$(PY) -m dev.commands run "$(DATE)"
 
 backfill: setup
-	$(PY) -m include.commands backfill "$(FROM)" "$(TO)" "$(PARALLEL)"
+	$(PY) -m dev.commands backfill "$(FROM)" "$(TO)" "$(PARALLEL)"
 
 demo: up
-	$(PY) -m include.commands demo
+	$(PY) -m dev.commands demo
 
 test: setup
 	$(VENV)/bin/pytest
 
+# The tier to run after every change: pure Python, DAG integrity and in-process Spark transforms; no
+# local stack and no Airflow services.
+test-fast: setup
+	$(VENV)/bin/pytest -m "not stack"
+
 bench: up
-	$(PY) -m include.bench
+	$(PY) -m dev.bench

@@ -40,7 +40,7 @@ def stack() -> dict[str, str]:
 
     The stack is left running after the session: `make down` (and `.ci/run`) stop it.
     """
-    from include.local_aws.stack import ensure_up
+    from dev.local_aws.stack import ensure_up
 
     return ensure_up()
 
@@ -60,3 +60,10 @@ def aws(stack):
         )
 
     return client
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses the stack is in the `stack` tier whether or not its module says so."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)

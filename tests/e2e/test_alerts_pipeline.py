@@ -19,9 +19,9 @@ import duckdb
 import psycopg2
 import pytest
 
-from include import commands
-from include.raw_zone import upload_raw_zone
-from tests.include.contract_rules import read_reference, utc
+from dev import commands
+from dev.raw_zone import upload_raw_zone
+from tests.contract_rules import read_reference, utc
 
 pytestmark = pytest.mark.stack
 

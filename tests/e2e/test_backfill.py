@@ -1,7 +1,7 @@
 """End to end: `make backfill` runs Airflow's own backfill with a local scheduler on the local stack.
 
 The sample days are backfilled two at a time, then read back from PostgreSQL and S3 and compared with
-the contract's rules applied to the raw files (tests/include/contract_rules.py). Reprocessing one day
+the contract's rules applied to the raw files (tests/contract_rules.py). Reprocessing one day
 must start new Glue job runs (the provider's `durable` reattachment must not hand back the previous
 run) and leave identical rows.
 """
@@ -20,9 +20,10 @@ import duckdb
 import psycopg2
 import pytest
 
-from include import commands, settings
-from include.raw_zone import plan_upload, upload_raw_zone
-from tests.include.contract_rules import classify, read_reference
+from dev import commands
+from include import settings
+from dev.raw_zone import plan_upload, upload_raw_zone
+from tests.contract_rules import classify, read_reference
 
 pytestmark = pytest.mark.stack
 
@@ -46,7 +47,7 @@ ROW_COLUMNS = (
 def make_backfill(first: str, last: str, parallel: int) -> subprocess.CompletedProcess[str]:
     """`make backfill FROM=first TO=last PARALLEL=parallel`, minus the set-up step."""
     result = subprocess.run(
-        [sys.executable, "-m", "include.commands", "backfill", first, last, str(parallel)],
+        [sys.executable, "-m", "dev.commands", "backfill", first, last, str(parallel)],
         cwd=commands.REPO, capture_output=True, text=True, timeout=BACKFILL_TIMEOUT,
     )
     print(result.stdout, result.stderr, sep="\n")

@@ -42,11 +42,11 @@ import duckdb
 import psycopg2
 import pytest
 
-from include import commands, local_airflow
-from include.local_aws import faults
-from include.local_aws import postgres as stack_postgres
-from include.raw_zone import upload_raw_zone
-from tests.include.contract_rules import OUTCOMES, RowOutcome, classify, read_reference, utc
+from dev import commands, local_airflow
+from dev.local_aws import faults
+from dev.local_aws import postgres as stack_postgres
+from dev.raw_zone import upload_raw_zone
+from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference, utc
 
 pytestmark = pytest.mark.stack
 

@@ -11,7 +11,7 @@ import pytest
 from hardware_correlation import storage
 from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
 
-SAMPLE = Path(__file__).resolve().parents[2] / "include" / "sample_data"
+SAMPLE = Path(__file__).resolve().parents[2] / "dev" / "sample_data"
 HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
 
 

@@ -22,7 +22,7 @@ from include.settings import load
 pytestmark = pytest.mark.stack
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "include" / "sample_data"
+SAMPLE = REPO / "dev" / "sample_data"
 HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
 ACTIVE = ("STARTING", "RUNNING", "STOPPING")
 

@@ -1,0 +1,55 @@
+"""`make bench`: every benchmark section in turn, one `name: value` line per figure.
+
+    python -m dev.bench                  # all sections
+    python -m dev.bench etl load         # some of them, by name
+
+A section is a function that yields (name, value) pairs; add one to SECTIONS to add figures.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+
+Figures = Iterator[tuple[str, object]]
+
+
+def etl_section() -> Figures:
+    from dev.bench import etl
+
+    yield from etl.etl_vs_duckdb()
+
+
+def load_section() -> Figures:
+    from dev.bench import etl
+
+    yield from etl.load_vs_copy()
+
+
+def backfill_section() -> Figures:
+    from dev.bench import backfill
+
+    yield from backfill.run().items()
+
+
+SECTIONS: dict[str, Callable[[], Figures]] = {
+    "etl": etl_section,
+    "load": load_section,
+    "backfill": backfill_section,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(SECTIONS)
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    for name in names:
+        for figure, value in SECTIONS[name]():
+            print(f"{figure}: {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,330 @@
+"""Benchmark sections of the Glue jobs' code, run locally on one synthetic day.
+
+The day: 5M log rows (10% errors), about 100k sales and 5k customers from `dev.datagen` (fixed
+seed), written once into `.local/bench/` and reused.
+
+- `etl_vs_duckdb`: the ETL's transform and write (`hardware_correlation.etl.run_etl`, the job's own
+  code path, in a local[2] Spark session on local files) against DuckDB doing the same filter, sale
+  and customer joins, age and Parquet write, taking turns; medians of RUNS. Figures `etl_seconds`,
+  `duckdb_seconds`, `etl_vs_duckdb` (goal: at most 4) and `etl_peak_rss_mib`, the peak memory of the
+  Spark driver, JVM and Python together (goal: under 2 GiB). The ETL's audit must equal what the
+  generator wrote, or the section fails.
+- `load_vs_copy`: the load job's staging write (`warehouse.copy_rows`: CSV files streamed into COPY
+  through the JDBC driver, with the Glue Connection's URL and the secret's credentials, as in Glue)
+  of the ETL's rows into the stack's PostgreSQL, against psycopg2's COPY of the same rows and
+  Spark's JDBC writer with batched inserts; medians of RUNS. Figures `load_rows_per_s` (goal: at
+  least 250k), `copy_rows_per_s` and `jdbc_insert_rows_per_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_DIR = REPO / ".local" / "bench"
+JARS = REPO / ".local" / "jars"
+DAY = date(2025, 10, 1)
+ROWS = 5_000_000
+# About 100k sales: devices * (1 - never sold 0.5%) * (1 + resales 10%).
+DEVICES = 91_400
+CUSTOMERS = 5_000
+SEED = 20251001
+RUNS = 3
+AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+STAGING_TABLE = "staging.bench_hardware_error_analysis"
+
+if str(REPO / "glue_scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "glue_scripts"))
+
+
+class BenchError(Exception):
+    pass
+
+
+def dataset() -> tuple[Path, dict]:
+    """The synthetic raw zone and the generator's expected outcome of the day (made once)."""
+    from dev.datagen import write_dataset
+
+    folder = BENCH_DIR / f"raw-{ROWS}-{SEED}"
+    summary = folder / "summary.json"
+    if summary.exists():
+        return folder / "raw", json.loads(summary.read_text())
+    written = write_dataset(
+        folder / "raw", start=DAY, days=1, devices=DEVICES, rows_per_day=ROWS, customers=CUSTOMERS,
+        seed=SEED, error_rate=0.10, overwrite=True,
+    )
+    expected = {name: getattr(written.days[0], name) for name in AUDIT_COUNTS}
+    summary.write_text(json.dumps(expected))
+    return folder / "raw", expected
+
+
+def spark_session():
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master("local[2]")
+        .appName("bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.jars", ",".join(str(path) for path in sorted(JARS.glob("*.jar"))))
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .getOrCreate()
+    )
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its children (the Spark JVM), sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> int:
+        total = 0
+        for process in [self._process, *self._process.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except Exception:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._sample())
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        self._stop.clear()
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join()
+            self.peak = max(self.peak, self._sample())
+
+
+def _etl_inputs(raw: Path):
+    from hardware_correlation import storage
+    from hardware_correlation.etl import EtlInputs
+
+    return EtlInputs(
+        log_files=storage.list_files(str(raw / "hardware_logs" / f"dt={DAY}"), ".csv"),
+        customer_files=storage.list_files(str(raw / "customers"), ".csv"),
+        sale_files=storage.list_files(str(raw / "sales"), ".csv"),
+    )
+
+
+def _etl_outputs(out: Path):
+    from hardware_correlation.etl import EtlOutputs
+
+    return EtlOutputs(
+        str(out / "hardware_error_analysis"), str(out / "quarantine" / "hardware_logs"), str(out / "audit")
+    )
+
+
+# The same filter, sale and customer joins, age and Parquet write. Statement by statement: as one
+# query with common table expressions, DuckDB 2.0 plans the as-of join hundreds of times slower.
+DUCKDB_STATEMENTS = (
+    """
+    CREATE TEMP TABLE errors AS
+    SELECT log_id, device_id, TRY_CAST(cpu_temp_celsius AS INTEGER) AS cpu_temp_celsius,
+           TRY_CAST(memory_usage_gb AS DOUBLE) AS memory_usage_gb,
+           TRY_CAST("timestamp" AS TIMESTAMPTZ) AS error_timestamp,
+           CAST(TRY_CAST("timestamp" AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE) AS error_date
+    FROM read_csv(
+        '{logs}', header = true, auto_detect = false, delim = ',', quote = '"',
+        hive_partitioning = false, strict_mode = false, null_padding = true,
+        columns = {{'log_id': 'VARCHAR', 'timestamp': 'VARCHAR', 'device_id': 'VARCHAR',
+                   'event_type': 'VARCHAR', 'cpu_temp_celsius': 'VARCHAR', 'memory_usage_gb': 'VARCHAR'}}
+    )
+    WHERE upper(trim(event_type)) = 'ERROR'
+    """,
+    """
+    CREATE TEMP TABLE sales AS
+    SELECT sale_id, customer_id, device_id, CAST(sale_date AS DATE) AS sale_date
+    FROM read_csv('{sales}', header = true, all_varchar = true, delim = ',')
+    """,
+    """
+    CREATE TEMP TABLE customers AS
+    SELECT * FROM read_csv('{customers}', header = true, all_varchar = true, delim = ',')
+    """,
+    """
+    COPY (
+        SELECT e.log_id, e.device_id, e.cpu_temp_celsius, e.memory_usage_gb, s.sale_id,
+               CAST(e.error_date - s.sale_date AS INTEGER) AS days_since_sale, c.customer_name,
+               c.industry, s.customer_id, s.sale_date, e.error_timestamp, DATE '{day}' AS log_date
+        FROM errors e
+        ASOF JOIN sales s ON e.device_id = s.device_id AND e.error_date >= s.sale_date
+        JOIN customers c ON c.customer_id = s.customer_id
+    ) TO '{out}' (FORMAT parquet)
+    """,
+)
+
+
+def _duckdb_once(raw: Path, out: Path) -> float:
+    """One DuckDB run, in a process of its own: DuckDB keeps its memory after a query, which would
+    count as the Spark driver's in this process."""
+    import subprocess
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dev.bench.etl", "duckdb", str(raw), str(out)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def _duckdb_run(raw: Path, out: Path) -> float:
+    import duckdb
+
+    values = {
+        "logs": raw / "hardware_logs" / f"dt={DAY}" / "*.csv", "sales": raw / "sales" / "sales.csv",
+        "customers": raw / "customers" / "customers.csv", "day": DAY, "out": out / "errors.parquet",
+    }
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET enable_progress_bar = false")
+        started = time.perf_counter()
+        for statement in DUCKDB_STATEMENTS:
+            connection.execute(statement.format(**values))
+        return time.perf_counter() - started
+    finally:
+        connection.close()
+
+
+def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
+    from hardware_correlation.etl import run_etl
+
+    raw, expected = dataset()
+    spark = spark_session()
+    inputs = _etl_inputs(raw)
+    memory = PeakMemory()
+    etl_times, duckdb_times = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=BENCH_DIR) as scratch:
+        for _ in range(RUNS):
+            duckdb_times.append(_duckdb_once(raw, Path(scratch) / "duckdb"))
+            outputs = _etl_outputs(Path(scratch) / "etl")
+            with memory.watching():
+                started = time.perf_counter()
+                audit = run_etl(spark, DAY, inputs, outputs, "bench")
+                etl_times.append(time.perf_counter() - started)
+            found = {name: audit[name] for name in AUDIT_COUNTS}
+            if found != expected:
+                raise BenchError(f"the ETL's audit {found} differs from the generated day's {expected}")
+        # The load section stages these rows.
+        processed = BENCH_DIR / "processed"
+        shutil.rmtree(processed, ignore_errors=True)
+        shutil.copytree(Path(scratch) / "etl" / "hardware_error_analysis", processed)
+    etl, duck = statistics.median(etl_times), statistics.median(duckdb_times)
+    yield "etl_seconds", round(etl, 2)
+    yield "duckdb_seconds", round(duck, 2)
+    yield "etl_vs_duckdb", round(etl / duck, 2)
+    yield "etl_peak_rss_mib", round(memory.peak / 2**20)
+
+
+def _stack_env() -> dict[str, str]:
+    from dev.local_aws.stack import ensure_up
+
+    env = ensure_up()
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        os.environ[name] = env[name]
+    return env
+
+
+def _copy_once(dsn: str, csv_path: Path, rows: int) -> float:
+    import psycopg2
+
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}_copy")
+        cursor.execute(f"CREATE TABLE {STAGING_TABLE}_copy (LIKE hardware_error_analysis)")
+        connection.commit()
+        with open(csv_path, encoding="utf-8") as handle:
+            started = time.perf_counter()
+            cursor.copy_expert(f"COPY {STAGING_TABLE}_copy FROM STDIN WITH (FORMAT csv)", handle)
+            connection.commit()
+            elapsed = time.perf_counter() - started
+        cursor.execute(f"SELECT count(*) FROM {STAGING_TABLE}_copy")
+        if cursor.fetchone()[0] != rows:
+            raise BenchError("COPY did not load every row")
+        cursor.execute(f"DROP TABLE {STAGING_TABLE}_copy")
+    return elapsed
+
+
+def load_vs_copy() -> Iterator[tuple[str, object]]:
+    import duckdb
+    import psycopg2
+
+    import load_job
+    from hardware_correlation import warehouse
+    from include.settings import load
+
+    processed = BENCH_DIR / "processed"
+    if not processed.is_dir():
+        raise BenchError("run the etl section first: the load section stages its rows")
+    env = _stack_env()
+    dsn = env["WAREHOUSE_DSN"]
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        for ddl in sorted((REPO / "include" / "sql" / "ddl").glob("*.sql")):
+            cursor.execute(ddl.read_text())
+    url, properties = load_job.warehouse_jdbc(load(env).GLUE_WAREHOUSE_CONNECTION)
+
+    spark = spark_session()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    day_rows = load_job.staging_rows(load_job.read_day(spark, str(processed), DAY)).cache()
+    rows = day_rows.count()
+    load_times, copy_times = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=BENCH_DIR) as scratch:
+        csv_path = Path(scratch) / "rows.csv"
+        duckdb.execute(
+            f"COPY (SELECT * EXCLUDE (log_date), DATE '{DAY}' AS log_date"
+            f" FROM read_parquet('{processed}/log_date={DAY}/*.parquet'))"
+            f" TO '{csv_path}' (FORMAT csv, HEADER false)"
+        )
+        jdbc_times = []
+        for run in range(RUNS):
+            started = time.perf_counter()
+            warehouse.copy_rows(spark, day_rows, url, properties, STAGING_TABLE, str(Path(scratch) / f"load-{run}"))
+            load_times.append(time.perf_counter() - started)
+            copy_times.append(_copy_once(dsn, csv_path, rows))
+            # Spark's own JDBC writer with batched inserts, for comparison.
+            started = time.perf_counter()
+            (
+                day_rows.write.mode("overwrite").option("batchsize", 10_000)
+                .option("reWriteBatchedInserts", "true").jdbc(url, f"{STAGING_TABLE}_jdbc", properties=properties)
+            )
+            jdbc_times.append(time.perf_counter() - started)
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {STAGING_TABLE}")
+        staged = cursor.fetchone()[0]
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}_jdbc")
+    day_rows.unpersist()
+    if staged != rows:
+        raise BenchError(f"the load staged {staged} rows of {rows}")
+    yield "load_rows", rows
+    yield "load_rows_per_s", round(rows / statistics.median(load_times))
+    yield "copy_rows_per_s", round(rows / statistics.median(copy_times))
+    yield "jdbc_insert_rows_per_s", round(rows / statistics.median(jdbc_times))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["duckdb"]:
+    print(_duckdb_run(Path(sys.argv[2]), Path(sys.argv[3])))

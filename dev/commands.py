@@ -1,0 +1,196 @@
+"""The `make seed / run / backfill / demo` commands (contract section 5) against the local stack.
+
+Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD | backfill FROM TO [PARALLEL] | demo}
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+
+from dev import local_airflow
+from include import settings
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_ENV = REPO / ".local" / "stack.env"
+SAMPLE_DATA = REPO / "dev" / "sample_data"
+SAMPLE_DAYS = ("2025-10-01", "2025-10-02", "2025-10-03")
+DAG_ID = "hardware_correlation"
+
+# Timings for a laptop: the stack answers in milliseconds, so poll and retry quickly. A variable
+# already set in the environment wins.
+LOCAL_TIMINGS = {
+    "GLUE_POLL_SECONDS": "2",
+    "SENSOR_POKE_SECONDS": "5",
+    "SENSOR_TIMEOUT_SECONDS": "120",
+    "RETRY_DELAY_SECONDS": "2",
+}
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; printed as a message, not a traceback."""
+
+
+def stack_env() -> dict[str, str]:
+    """The environment for running against the local stack; fails clearly when it is not up."""
+    if not STACK_ENV.exists():
+        raise UsageError("The local stack is not running: start it with `make up` (or run `make demo`).")
+    from dev.local_aws.stack import read_env_file
+
+    values = read_env_file(STACK_ENV)
+    try:
+        urllib.request.urlopen(values["AWS_ENDPOINT_URL"], timeout=3).close()
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (OSError, KeyError):
+        raise UsageError("The local stack is not answering: restart it with `make down && make up`.") from None
+    return {**LOCAL_TIMINGS, **os.environ, **values}
+
+
+def parse_day(text: str, name: str = "DATE") -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a day as YYYY-MM-DD, e.g. `make run {name}=2025-10-01` (got {text!r}).") from None
+
+
+def seed(data_dir: str) -> None:
+    if not data_dir:
+        raise UsageError("Say which folder to upload: `make seed DATA=dev/sample_data`.")
+    import boto3
+
+    from dev.raw_zone import RawZoneError, upload_raw_zone
+
+    env = stack_env()
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise UsageError(f"DATA={data_dir} is not a folder.")
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    try:
+        keys = upload_raw_zone(folder, env["RAW_BUCKET"], s3)
+    except RawZoneError as error:
+        raise UsageError(str(error)) from None
+    print(f"Uploaded {len(keys)} objects to s3://{env['RAW_BUCKET']}/")
+
+
+def run(day_text: str, env: dict[str, str] | None = None) -> int:
+    """`airflow dags test` for one day; returns its exit status (non-zero when any task failed)."""
+    if not day_text:
+        raise UsageError("Say which day to run: `make run DATE=2025-10-01`.")
+    day = parse_day(day_text)
+    env = env or stack_env()
+    with local_airflow.no_backfill_running():
+        return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
+
+
+def dags_test_command(day: date) -> list[str]:
+    """`airflow dags test` for log day D: a manual run processes the interval that ends at its
+    logical date, so the logical date is D + 1 and the data interval [D, D + 1)."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    return [airflow, "dags", "test", DAG_ID, (day + timedelta(days=1)).isoformat()]
+
+
+def days_between(first: date, last: date) -> list[date]:
+    if last < first:
+        raise UsageError(f"TO ({last}) is before FROM ({first}).")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def parse_parallel(text: str, default: int) -> int:
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"PARALLEL must be a whole number of days at once, at least 1 (got {text!r}).")
+    return value
+
+
+def backfill(first_text: str, last_text: str, parallel_text: str = "") -> int:
+    """Airflow's own backfill of FROM..TO, run by a local scheduler; non-zero when a day failed."""
+    if not first_text or not last_text:
+        raise UsageError("Say which days to process: `make backfill FROM=2025-10-01 TO=2025-10-03 [PARALLEL=3]`.")
+    first, last = parse_day(first_text, "FROM"), parse_day(last_text, "TO")
+    days = days_between(first, last)
+    env = stack_env()
+    parallel = parse_parallel(parallel_text, settings.load(env).number("GLUE_MAX_CONCURRENT_RUNS"))
+    try:
+        results = local_airflow.run_backfill(env, first, last, min(parallel, len(days)), dag_id=DAG_ID, say=_say)
+    except local_airflow.LocalAirflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the backfill was cancelled and the Airflow services stopped", file=sys.stderr)
+        return 130
+    failed = [str(result.day) for result in results if result.state == "failed"]
+    not_run = [str(result.day) for result in results if result.state not in ("success", "failed")]
+    print(f"{len(results) - len(failed) - len(not_run)} of {len(results)} days succeeded")
+    if failed:
+        print("Failed days: " + ", ".join(failed), file=sys.stderr)
+    if not_run:
+        print("Days not run: " + ", ".join(not_run), file=sys.stderr)
+    return 1 if failed or not_run else 0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def print_warehouse(env: dict[str, str]) -> None:
+    import psycopg2
+
+    queries = {
+        "hardware_error_analysis": "SELECT log_date, log_id, device_id, industry, customer_name, sale_id,"
+        " sale_date, days_since_sale, cpu_temp_celsius, memory_usage_gb, error_timestamp"
+        " FROM hardware_error_analysis ORDER BY log_date, log_id",
+        "hardware_alerts": "SELECT log_date, alert_id, device_id, error_code, industry, customer_name,"
+        " sale_id, days_since_sale, alert_timestamp FROM hardware_alerts ORDER BY log_date, alert_timestamp",
+        "pipeline_run_audit": "SELECT log_date, input_rows, malformed, duplicates, non_error, no_sale,"
+        " unknown_customer, loaded, scripts_version FROM pipeline_run_audit ORDER BY log_date",
+    }
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        for title, query in queries.items():
+            cursor.execute(query)
+            header = [column.name for column in cursor.description]
+            rows = [[("" if value is None else str(value)) for value in row] for row in cursor.fetchall()]
+            widths = [max(len(text) for text in column) for column in zip(header, *rows)]
+            print(f"\n{title} ({len(rows)} rows)")
+            for row in [header, *rows]:
+                print("  ".join(text.ljust(width) for text, width in zip(row, widths)))
+
+
+def demo() -> int:
+    seed(str(SAMPLE_DATA))
+    env = stack_env()
+    failed = [day for day in SAMPLE_DAYS if run(day, env) != 0]
+    print_warehouse(env)
+    if failed:
+        print("Failed days: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"seed": seed, "run": run, "backfill": backfill, "demo": demo}
+    if not argv or argv[0] not in commands:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](*argv[1:]) or 0
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except local_airflow.LocalAirflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,591 @@
+"""Glue job runs that really run.
+
+StartJobRun fetches the job's ScriptLocation from the emulated S3 and runs it in a child process:
+spark-submit for `glueetl` (and `gluestreaming`), python for `pythonshell`. The run's arguments are
+the job's DefaultArguments merged with the run's Arguments and the job's NonOverridableArguments, in
+Glue's `--key value` form, plus `--JOB_NAME` and `--JOB_RUN_ID`. The child's stdout and stderr go to
+CloudWatch Logs (`/aws-glue/jobs/output` and `/aws-glue/jobs/error`, stream = run id) while it runs.
+
+A run goes STARTING -> RUNNING -> SUCCEEDED, or FAILED (ErrorMessage from the script's error), TIMEOUT
+(the run's or the job's Timeout, in minutes, passed) or STOPPED (BatchStopJobRun: the child's process
+group is killed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from moto.glue.exceptions import ConcurrentRunsExceededException, JobRunNotFoundException
+from moto.glue.models import FakeJob, FakeJobRun
+
+from dev.local_aws import config
+from dev.local_aws.loopback import Loopback, LogWriter
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("STARTING", "RUNNING", "STOPPING")
+FINAL_STATES = ("SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "ERROR")
+# Glue's default when neither the job nor the run sets a Timeout.
+DEFAULT_TIMEOUT_MINUTES = 2880
+LOG_GROUP = "/aws-glue/jobs"
+SPARK_COMMANDS = ("glueetl", "gluestreaming")
+PYTHON_COMMANDS = ("pythonshell",)
+# Arguments Glue itself sets for the script; a caller's values would be ignored by AWS too.
+RESERVED_ARGUMENTS = ("--JOB_NAME", "--JOB_RUN_ID")
+STOP_GRACE_SECONDS = 5.0
+STDERR_TAIL_LINES = 400
+
+# The Spark driver's main file: sends the script's stderr (fd 2, so tracebacks and warnings alike)
+# to a file of its own, then runs the script as __main__ with the arguments Glue would give it.
+LAUNCHER = """\
+import os
+import runpy
+import sys
+
+stderr_path, script = sys.argv[1], sys.argv[2]
+sys.stderr.flush()
+descriptor = os.open(stderr_path, os.O_WRONLY | os.O_APPEND)
+os.dup2(descriptor, 2)
+os.close(descriptor)
+sys.stderr = open(2, "w", buffering=1, closefd=False)
+sys.argv = [script, *sys.argv[3:]]
+runpy.run_path(script, run_name="__main__")
+"""
+
+_PYSPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
+
+
+class MissingObject(Exception):
+    pass
+
+
+class JobControls:
+    """Test controls set through the stack's control API: injected failures and timeout scaling."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fail_next: dict[str, str] = {}
+        self._seconds_per_minute: dict[str, float] = {}
+
+    def fail_next_run(self, job_name: str, message: str) -> None:
+        with self._lock:
+            self._fail_next[job_name] = message
+
+    def take_failure(self, job_name: str) -> str | None:
+        with self._lock:
+            return self._fail_next.pop(job_name, None)
+
+    def set_seconds_per_timeout_minute(self, job_name: str, seconds: float | None) -> None:
+        with self._lock:
+            if seconds is None:
+                self._seconds_per_minute.pop(job_name, None)
+            else:
+                self._seconds_per_minute[job_name] = seconds
+
+    def seconds_per_timeout_minute(self, job_name: str) -> float:
+        with self._lock:
+            return self._seconds_per_minute.get(job_name, 60.0)
+
+
+class JobRunner:
+    """Everything a job run needs from the server: its endpoint, loopback clients and controls."""
+
+    def __init__(self, endpoint_url: str, loopback: Loopback) -> None:
+        self.endpoint_url = endpoint_url
+        self.loopback = loopback
+        self.controls = JobControls()
+        self._lock = threading.Lock()
+        self._runs: dict[str, LocalJobRun] = {}
+
+    def register(self, run: LocalJobRun) -> None:
+        with self._lock:
+            self._runs[run.job_run_id] = run
+
+    def active_runs(self) -> list[LocalJobRun]:
+        with self._lock:
+            return [run for run in self._runs.values() if run.status in ACTIVE_STATES]
+
+    def stop_all(self) -> None:
+        for run in self.active_runs():
+            run.request_stop()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS + 2
+        for run in self.active_runs():
+            run.wait(max(0.0, deadline - time.monotonic()))
+
+
+class LocalJobRun(FakeJobRun):
+    """A job run backed by a real child process. Replaces moto's timed state machine."""
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        job: FakeJob,
+        arguments: dict[str, str],
+        timeout: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(job_name=job.name, arguments=arguments, timeout=timeout, **kwargs)
+        self._runner = runner
+        self._job = job
+        self._lock = threading.RLock()
+        self._state = "STARTING"
+        self._done = threading.Event()
+        self._stop_requested = False
+        self._timed_out = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self._requested_at = time.monotonic()
+        self._running_since: float | None = None
+        self._exited_at: float | None = None
+        self._execution_seconds: float | None = None
+        self.error_message: str | None = None
+        self.region = job.backend.region_name
+        self.started_on = datetime.now(timezone.utc)
+        self.modified_on = self.started_on
+        self.completed_on = None
+        self.workdir = config.GLUE_RUNS / self.job_run_id
+
+    # moto reads `status` and calls `advance()` on every Get*: the state is ours, not a timer's.
+    @property
+    def status(self) -> str:  # type: ignore[override]
+        return self._state
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._state = value
+
+    def advance(self) -> None:
+        pass
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            result: dict[str, Any] = {
+                "Id": self.job_run_id,
+                "Attempt": 0,
+                "JobName": self.job_name,
+                "JobMode": "SCRIPT",
+                "StartedOn": self.started_on,
+                "LastModifiedOn": self.modified_on,
+                "JobRunState": self._state,
+                "Arguments": self.arguments or {},
+                "PredecessorRuns": [],
+                "ExecutionTime": self.execution_time,
+                "Timeout": self.timeout,
+                "WorkerType": self.worker_type,
+                "NumberOfWorkers": self.number_of_workers,
+                "MaxCapacity": self.max_capacity,
+                "AllocatedCapacity": self.allocated_capacity,
+                "LogGroupName": LOG_GROUP,
+                "GlueVersion": self._job.glue_version or "5.0",
+                "ExecutionClass": self._job.execution_class,
+            }
+            if self.completed_on is not None:
+                result["CompletedOn"] = self.completed_on
+            if self.error_message:
+                result["ErrorMessage"] = self.error_message
+            if self.previous_run_id:
+                result["PreviousRunId"] = self.previous_run_id
+            if self.security_configuration:
+                result["SecurityConfiguration"] = self.security_configuration
+            if self.notification_property:
+                result["NotificationProperty"] = self.notification_property
+            return {key: value for key, value in result.items() if value is not None}
+
+    @property
+    def execution_time(self) -> int:
+        if self._execution_seconds is not None:
+            return int(round(self._execution_seconds))
+        if self._running_since is not None:
+            return int(time.monotonic() - self._running_since)
+        return 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._runner.register(self)
+        threading.Thread(target=self._execute, name=f"glue-run-{self.job_run_id[:12]}", daemon=True).start()
+
+    def request_stop(self) -> None:
+        with self._lock:
+            if self._state not in ACTIVE_STATES:
+                return
+            self._stop_requested = True
+            self._set_state("STOPPING")
+            process = self._process
+        if process is not None:
+            threading.Thread(target=_terminate_group, args=(process,), daemon=True).start()
+
+    def _set_state(self, state: str) -> None:
+        with self._lock:
+            self._state = state
+            self.modified_on = datetime.now(timezone.utc)
+
+    def _finish(self, state: str, error_message: str | None = None) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        with self._lock:
+            now = datetime.now(timezone.utc)
+            if self._running_since is not None:
+                self._execution_seconds = time.monotonic() - self._running_since
+            else:
+                self._execution_seconds = 0.0
+            self.error_message = error_message
+            self.completed_on = now
+            self._set_state(state)
+        self._done.set()
+        finished = time.monotonic()
+        if self._running_since is not None and self._exited_at is not None:
+            # What the stack adds to the script's own time, for the README's figures.
+            overhead = (
+                f" (stack overhead: {self._running_since - self._requested_at:.3f} s before the process,"
+                f" {finished - self._exited_at:.3f} s after it)"
+            )
+        else:
+            overhead = ""
+        log.info("job %s run %s: %s%s %s", self.job_name, self.job_run_id, state, overhead, error_message or "")
+
+    def _execute(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a run must end in a final state whatever goes wrong here
+            log.exception("job %s run %s crashed in the stack", self.job_name, self.job_run_id)
+            if self._process is not None:
+                _terminate_group(self._process)
+            self._finish("FAILED", f"The local stack could not run the job: {exc}")
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _run(self) -> None:
+        logs = self._runner.loopback.client("logs", self.region)
+        output = LogWriter(logs, f"{LOG_GROUP}/output", self.job_run_id)
+        errors = LogWriter(logs, f"{LOG_GROUP}/error", self.job_run_id)
+
+        def fail(message: str) -> None:
+            errors.write(message)
+            errors.flush()
+            self._finish("FAILED", message)
+
+        injected = self._runner.controls.take_failure(self.job_name)
+        if injected is not None:
+            self._running_since = time.monotonic()
+            self._set_state("RUNNING")
+            fail(injected)
+            return
+
+        command = self._job.command or {}
+        kind = command.get("Name") or "glueetl"
+        if kind not in SPARK_COMMANDS + PYTHON_COMMANDS:
+            fail(f"Command.Name {kind!r} is not supported; use glueetl, gluestreaming or pythonshell.")
+            return
+        script_location = command.get("ScriptLocation")
+        if not script_location:
+            fail("The job has no Command.ScriptLocation.")
+            return
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        arguments = dict(self.arguments or {})
+        try:
+            script = self._download(script_location, "ScriptLocation", self.workdir)
+            py_files = [
+                self._download(uri, "--extra-py-files", self.workdir / "py-files" / str(i))
+                for i, uri in enumerate(_split_uris(arguments.get("--extra-py-files")))
+            ]
+            jars = [
+                self._download(uri, "--extra-jars", self.workdir / "jars" / str(i))
+                for i, uri in enumerate(_split_uris(arguments.get("--extra-jars")))
+            ]
+        except MissingObject as exc:
+            fail(str(exc))
+            return
+
+        script_args: list[str] = []
+        for key, value in arguments.items():
+            if key not in RESERVED_ARGUMENTS:
+                script_args += [key, str(value)]
+        script_args += ["--JOB_NAME", self.job_name, "--JOB_RUN_ID", self.job_run_id]
+
+        if kind in SPARK_COMMANDS:
+            argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]"]
+            all_jars = sorted(str(p) for p in config.JARS.glob("*.jar")) + [str(p) for p in jars]
+            if all_jars:
+                argv += ["--jars", ",".join(all_jars)]
+            if py_files:
+                argv += ["--py-files", ",".join(str(p) for p in py_files)]
+            # spark-submit merges the Python driver's stderr into its stdout; Glue keeps them apart.
+            launcher = self.workdir / "glue_launcher.py"
+            launcher.write_text(LAUNCHER)
+            python_stderr = self.workdir / "python-stderr.log"
+            python_stderr.touch()
+            argv += [str(launcher), str(python_stderr), str(script), *script_args]
+        else:
+            argv = [sys.executable, "-u", str(script), *script_args]
+
+        with self._lock:
+            if self._stop_requested:
+                self._finish("STOPPED")
+                return
+            self._process = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env=self._child_env(py_files),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            (self.workdir / "pid").write_text(str(self._process.pid))
+            self._running_since = time.monotonic()
+            self._set_state("RUNNING")
+        process = self._process
+
+        stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        python_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        exited = threading.Event()
+        readers = [
+            threading.Thread(target=_pump, args=(process.stdout, output, None), daemon=True),
+            threading.Thread(target=_pump, args=(process.stderr, errors, stderr_tail), daemon=True),
+        ]
+        if kind in SPARK_COMMANDS:
+            readers.append(
+                threading.Thread(
+                    target=_follow, args=(self.workdir / "python-stderr.log", errors, python_tail, exited), daemon=True
+                )
+            )
+        for reader in readers:
+            reader.start()
+        flusher_stop = threading.Event()
+        threading.Thread(target=_flush_periodically, args=(flusher_stop, output, errors), daemon=True).start()
+
+        limit_seconds = self.timeout * self._runner.controls.seconds_per_timeout_minute(self.job_name)
+        remaining = limit_seconds - (datetime.now(timezone.utc) - self.started_on).total_seconds()
+        try:
+            returncode = process.wait(timeout=max(0.0, remaining))
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            _terminate_group(process)
+            returncode = process.wait()
+        self._exited_at = time.monotonic()
+        # The script may leave children (Spark's python workers) holding the pipes open.
+        _kill_group(process.pid, signal.SIGKILL)
+        exited.set()
+        for reader in readers:
+            reader.join(timeout=5)
+        flusher_stop.set()
+        output.flush()
+        errors.flush()
+
+        if self._timed_out:
+            self._finish("TIMEOUT", f"Job run exceeded its timeout of {self.timeout} minutes and was stopped.")
+        elif self._stop_requested:
+            self._finish("STOPPED")
+        elif returncode == 0:
+            self._finish("SUCCEEDED")
+        else:
+            self._finish("FAILED", error_message_from_stderr(list(python_tail) or list(stderr_tail), returncode))
+
+    def _download(self, uri: str, what: str, directory: Path) -> Path:
+        match = re.fullmatch(r"s3a?://([^/]+)/(.*[^/])", uri.strip())
+        if not match:
+            raise MissingObject(f"{what} {uri!r} is not an s3:// URI of an object.")
+        bucket, key = match.groups()
+        s3 = self._runner.loopback.client("s3", self.region)
+        directory.mkdir(parents=True, exist_ok=True)
+        # Keep the object's file name: Python imports a shipped .py file by it.
+        target = directory / Path(key).name
+        try:
+            s3.download_file(bucket, key, str(target))
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NoSuchBucket", "403"):
+                raise MissingObject(f"{what} {uri} does not exist in S3.") from exc
+            raise
+        return target
+
+    def _child_env(self, py_files: list[Path]) -> dict[str, str]:
+        # Built from scratch so that nothing of the caller's environment (Airflow settings, the
+        # repository on PYTHONPATH) leaks into the script: it sees what a Glue worker would.
+        inherited = ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER")
+        env = {key: os.environ[key] for key in inherited if key in os.environ}
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self._runner.endpoint_url,
+                "AWS_ACCESS_KEY_ID": config.ACCESS_KEY_ID,
+                "AWS_SECRET_ACCESS_KEY": config.SECRET_ACCESS_KEY,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                "TZ": "UTC",
+                "PYTHONUNBUFFERED": "1",
+                "SPARK_LOCAL_IP": config.HOST,
+                "SPARK_HOME": str(_PYSPARK_HOME),
+                "SPARK_CONF_DIR": str(config.SPARK_CONF_DIR),
+                "PYSPARK_PYTHON": sys.executable,
+                "PYSPARK_DRIVER_PYTHON": sys.executable,
+            }
+        )
+        if py_files:
+            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in py_files)
+        return env
+
+
+def start_job_run(runner: JobRunner, job: FakeJob, **kwargs: Any) -> str:
+    """Replacement for moto's FakeJob.start_job_run: same checks, then a real run."""
+    arguments = dict(job.default_arguments or {})
+    arguments.update(kwargs.get("arguments") or {})
+    arguments.update(job.non_overridable_arguments or {})
+    with _start_lock:
+        active = [run for run in job.job_runs if run.status in ACTIVE_STATES]
+        limit = int((job.execution_property or {}).get("MaxConcurrentRuns", 1) or 1)
+        if len(active) >= limit:
+            raise ConcurrentRunsExceededException(
+                f"Concurrent runs exceeded for {job.name}: {len(active)} of {limit} allowed runs are active."
+            )
+        run = LocalJobRun(
+            runner,
+            job,
+            arguments=arguments,
+            timeout=kwargs.get("timeout") or job.timeout or DEFAULT_TIMEOUT_MINUTES,
+            job_run_id=kwargs.get("previous_run_id"),
+            allocated_capacity=kwargs.get("allocated_capacity") or job.allocated_capacity,
+            max_capacity=kwargs.get("max_capacity") or job.max_capacity,
+            worker_type=kwargs.get("worker_type") or job.worker_type,
+            security_configuration=kwargs.get("security_configuration") or job.security_configuration,
+            number_of_workers=kwargs.get("number_of_workers") or job.number_of_workers,
+            notification_property=kwargs.get("notification_property") or job.notification_property,
+        )
+        job.job_runs.append(run)
+    run.start()
+    return run.job_run_id
+
+
+_start_lock = threading.Lock()
+
+
+def batch_stop_job_run(job: FakeJob, run_ids: list[str]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    stopped: list[dict[str, str]] = []
+    errors: list[dict[str, Any]] = []
+    runs = {run.job_run_id: run for run in job.job_runs}
+    for run_id in run_ids:
+        run = runs.get(run_id)
+        if run is None:
+            error = JobRunNotFoundException(run_id)
+            detail = {"ErrorCode": "EntityNotFoundException", "ErrorMessage": error.message}
+        elif run.status not in ACTIVE_STATES:
+            detail = {
+                "ErrorCode": "InvalidInputException",
+                "ErrorMessage": f"Job run {run_id} is not running (state {run.status}).",
+            }
+        else:
+            if isinstance(run, LocalJobRun):
+                run.request_stop()
+            else:
+                run.status = "STOPPED"
+            stopped.append({"JobName": job.name, "JobRunId": run_id})
+            continue
+        errors.append({"JobName": job.name, "JobRunId": run_id, "ErrorDetail": detail})
+    return stopped, errors
+
+
+_TRACEBACK_START = "Traceback (most recent call last):"
+# Spark and log4j lines: "25/10/01 10:00:00 WARN Foo: ..." or "[Stage 1:>   (0 + 2) / 2]".
+_LOG_LINE = re.compile(r"^(\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}|\[Stage \d+)")
+
+
+def error_message_from_stderr(lines: list[str], returncode: int) -> str:
+    """The script's error as Glue reports it: the exception line of the last Python traceback."""
+    start = max((i for i, line in enumerate(lines) if line.startswith(_TRACEBACK_START)), default=None)
+    if start is not None:
+        message_lines: list[str] = []
+        for line in lines[start + 1 :]:
+            if not message_lines:
+                if line.startswith((" ", "\t")) or not line.strip():
+                    continue
+                message_lines.append(line.rstrip())
+            elif line.strip() and not line.startswith(" ") and not _LOG_LINE.match(line):
+                # Exception messages may span lines until the next log line or blank line.
+                message_lines.append(line.rstrip())
+            else:
+                break
+        if message_lines:
+            return _clip("\n".join(message_lines))
+    for line in reversed(lines):
+        if line.strip() and not _LOG_LINE.match(line):
+            return _clip(f"{line.strip()} (exit code {returncode})")
+    return f"The script exited with code {returncode} and wrote no error."
+
+
+def _clip(message: str, limit: int = 2000) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _split_uris(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _pump(stream: Any, writer: LogWriter, tail: deque[str] | None) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\n")
+        writer.write(line)
+        if tail is not None:
+            tail.append(line)
+    stream.close()
+
+
+def _follow(path: Path, writer: LogWriter, tail: deque[str], exited: threading.Event) -> None:
+    """Send the lines appended to `path` until the process has exited and the file is drained."""
+    pending = b""
+    with open(path, "rb") as handle:
+        while True:
+            finished = exited.is_set()
+            chunk = handle.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", errors="replace")
+                    writer.write(line)
+                    tail.append(line)
+            elif finished:
+                break
+            else:
+                time.sleep(0.1)
+    if pending:
+        line = pending.decode("utf-8", errors="replace")
+        writer.write(line)
+        tail.append(line)
+
+
+def _flush_periodically(stop: threading.Event, *writers: LogWriter) -> None:
+    while not stop.wait(1.0):
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception:
+                log.exception("could not send logs to %s", writer.group)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _terminate_group(process: subprocess.Popen[bytes]) -> None:
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid, signal.SIGKILL)

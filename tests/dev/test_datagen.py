@@ -1,0 +1,160 @@
+"""The synthetic generator: deterministic, laid out as the raw zone, and its expected outcomes right.
+
+The expected outcomes are checked against an independent, row-by-row reading of contract section 3
+(tests/contract_rules.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from dev import datagen
+from dev.datagen import write_dataset
+from tests.contract_rules import OUTCOMES, day_counts, utc
+
+ALERT_FIELDS = {"alert_id", "device_id", "error_code", "details", "alert_timestamp", "received_at"}
+
+SMALL = dict(start=date(2025, 10, 1), days=3, devices=400, rows_per_day=4000, customers=30)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_same_seed_gives_same_bytes_and_another_seed_does_not(tmp_path):
+    write_dataset(tmp_path / "a", seed=7, **SMALL)
+    write_dataset(tmp_path / "b", seed=7, **SMALL)
+    write_dataset(tmp_path / "c", seed=8, **SMALL)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_expected_outcomes_match_the_contract_read_row_by_row(tmp_path):
+    # High rates of every irregularity, so each day holds many of each kind.
+    dataset = write_dataset(
+        tmp_path, seed=3, bad_row_rate=0.02, duplicate_rate=0.03, late_sale_rate=0.2,
+        never_sold_rate=0.05, unknown_customer_rate=0.1, resale_rate=0.5, error_rate=0.3,
+        late_arrival_rate=0.05, files_per_day=3, **SMALL,
+    )
+    for outcome in dataset.days:
+        counts = day_counts(tmp_path, outcome.day)
+        expected = {key: getattr(outcome, key) for key in ("input_rows", *OUTCOMES)}
+        assert {key: counts[key] for key in expected} == expected
+        assert sum(expected.values()) == 2 * expected["input_rows"]
+        assert min(expected.values()) > 0
+        assert all(n > 0 for n in outcome.malformed_by_kind.values()), outcome.malformed_by_kind
+
+
+def test_rates_come_out_roughly_as_asked(tmp_path):
+    dataset = write_dataset(
+        tmp_path, start=date(2025, 10, 1), days=1, devices=5000, rows_per_day=200_000,
+        customers=500, seed=11, error_rate=0.1, bad_row_rate=0.002, duplicate_rate=0.002,
+        resale_rate=0.1, offset_rate=0.3,
+    )
+    day = dataset.days[0]
+    kept = day.input_rows - day.malformed - day.duplicates
+    errors = kept - day.non_error
+    assert day.input_rows == 200_000
+    assert day.malformed == 400 and day.duplicates == 400
+    assert 0.09 < errors / kept < 0.11
+    assert 0.28 < day.offset_rows / day.input_rows < 0.32
+    assert 0.08 < dataset.resales / (dataset.sales - dataset.resales) < 0.12
+    assert 0 < day.no_sale < 0.1 * errors and 0 < day.unknown_customer < 0.05 * errors
+
+    # Errors grow with the device's age, so the warehouse has a correlation to find.
+    first_sale: dict[str, date] = {}
+    for row in csv.DictReader(open(tmp_path / "sales/sales.csv")):
+        sold = date.fromisoformat(row["sale_date"])
+        first_sale[row["device_id"]] = min(sold, first_sale.get(row["device_id"], sold))
+    by_age: dict[str, Counter] = {"young": Counter(), "old": Counter()}
+    for path in (tmp_path / "hardware_logs/dt=2025-10-01").glob("*.csv"):
+        for row in csv.DictReader(open(path)):
+            sold = first_sale.get(row["device_id"] or "")
+            if sold is None:
+                continue
+            age = (date(2025, 10, 1) - sold).days
+            group = "young" if age < 365 else "old" if age >= 3 * 365 else None
+            if group:
+                by_age[group][(row["event_type"] or "").strip().upper() == "ERROR"] += 1
+    young, old = (c[True] / (c[True] + c[False]) for c in (by_age["young"], by_age["old"]))
+    assert old > 2 * young
+
+
+def test_schema_follows_the_raw_zone_contract(tmp_path):
+    dataset = write_dataset(tmp_path, seed=5, alerts_per_day=30, bad_alert_rate=0.2, **SMALL)
+    with open(tmp_path / "customers/customers.csv", encoding="utf-8") as f:
+        customers = list(csv.reader(f))
+    assert customers[0] == ["customer_id", "customer_name", "industry"]
+    assert len(customers) == 1 + SMALL["customers"]
+    assert len({row[0] for row in customers[1:]}) == SMALL["customers"]
+    assert {row[2] for row in customers[1:]} <= {name for name, _, _ in datagen.INDUSTRIES}
+
+    with open(tmp_path / "sales/sales.csv", encoding="utf-8") as f:
+        sales = list(csv.reader(f))
+    assert sales[0] == ["sale_id", "customer_id", "device_id", "sale_date"]
+    assert len(sales) - 1 == dataset.sales
+    assert [row[0] for row in sales[1:]] == sorted(row[0] for row in sales[1:])
+    for row in sales[1:]:
+        date.fromisoformat(row[3])
+    resold = Counter(row[2] for row in sales[1:])
+    assert max(resold.values()) == 2
+
+    folders = sorted(p.name for p in (tmp_path / "hardware_logs").iterdir())
+    assert folders == ["dt=2025-10-01", "dt=2025-10-02", "dt=2025-10-03"]
+    for outcome in dataset.days:
+        assert outcome.alerts["input"] > 0
+        malformed = 0
+        for path in (tmp_path / f"alerts/dt={outcome.day}").glob("*.json"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                alert = json.loads(line)
+                assert set(alert) <= ALERT_FIELDS
+                instant = utc(alert["alert_timestamp"])
+                if set(alert) != ALERT_FIELDS or instant is None or not alert["error_code"]:
+                    malformed += 1
+                else:
+                    assert instant.date().isoformat() == outcome.day
+        assert malformed == outcome.alerts["malformed"]
+
+
+def test_refuses_bad_arguments_and_a_directory_in_use(tmp_path):
+    with pytest.raises(ValueError, match="rows_per_day must be a whole number >= 1"):
+        write_dataset(tmp_path / "x", date(2025, 10, 1), 1, 10, 0, 5, 1)
+    with pytest.raises(ValueError, match="error_rate must be between 0 and 1"):
+        write_dataset(tmp_path / "x", date(2025, 10, 1), 1, 10, 10, 5, 1, error_rate=1.5)
+
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="notes.txt, which is not raw-zone data"):
+        write_dataset(tmp_path / "home", date(2025, 10, 1), 1, 10, 10, 5, 1)
+    assert (tmp_path / "home" / "notes.txt").read_text() == "keep me"
+
+    write_dataset(tmp_path / "data", date(2025, 10, 1), 1, 10, 10, 5, 1)
+    with pytest.raises(ValueError, match="already holds a dataset"):
+        write_dataset(tmp_path / "data", date(2025, 10, 1), 1, 10, 10, 5, 1)
+    write_dataset(tmp_path / "data", date(2025, 10, 2), 1, 10, 10, 5, 1, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "data/hardware_logs").iterdir()) == ["dt=2025-10-02"]
+
+
+def test_command_line_prints_the_summary(tmp_path, capsys):
+    status = datagen.main(
+        ["--out", str(tmp_path / "cli"), "--days", "2", "--rows-per-day", "500", "--devices", "50",
+         "--customers", "10", "--summary", str(tmp_path / "summary.json")]
+    )
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "summary.json").read_text())
+    assert [day["day"] for day in printed["days"]] == ["2025-10-01", "2025-10-02"]
+
+    assert datagen.main(["--out", str(tmp_path / "cli"), "--days", "1"]) == 2
+    assert "already holds a dataset" in capsys.readouterr().err

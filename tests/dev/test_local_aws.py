@@ -1,0 +1,553 @@
+"""The local AWS stack against its real server: crawls, job runs, logs, controls, provisioning.
+
+Every test works in its own buckets, database and job names, so tests may share one running stack
+with each other and with a developer's session.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from dev.local_aws import config, faults
+from dev.local_aws import stack as local_stack
+from include.settings import load as load_settings
+
+pytestmark = pytest.mark.stack
+
+ACTIVE = ("STARTING", "RUNNING", "STOPPING")
+
+
+@pytest.fixture(scope="module")
+def aws(stack):
+    session = boto3.session.Session(
+        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
+        region_name=stack["AWS_DEFAULT_REGION"],
+    )
+    return lambda service: session.client(service, endpoint_url=stack["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture(scope="module")
+def s3(aws):
+    return aws("s3")
+
+
+@pytest.fixture(scope="module")
+def glue(aws):
+    return aws("glue")
+
+
+@pytest.fixture(scope="module")
+def logs(aws):
+    return aws("logs")
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def bucket(s3):
+    name = _name("test-local-aws")
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def _put(s3, bucket: str, key: str, body: str | bytes) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
+
+
+def _wait_crawler(glue, name: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crawler = glue.get_crawler(Name=name)["Crawler"]
+        if crawler["State"] == "READY":
+            return crawler
+        time.sleep(0.2)
+    raise AssertionError(f"crawler {name} still {crawler['State']} after {timeout} s")
+
+
+def _crawl(glue, name: str) -> dict:
+    glue.start_crawler(Name=name)
+    return _wait_crawler(glue, name)
+
+
+def _wait_run(glue, job: str, run_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+        if run["JobRunState"] not in ACTIVE:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"job run {run_id} still {run['JobRunState']} after {timeout} s")
+
+
+def _wait_state(glue, job: str, run_id: str, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]["JobRunState"] != state:
+        assert time.monotonic() < deadline, f"job run {run_id} never reached {state}"
+        time.sleep(0.1)
+
+
+def _python_job(s3, glue, bucket: str, source: str, **job_kwargs) -> str:
+    job = _name("pyjob")
+    _put(s3, bucket, f"scripts/{job}.py", source)
+    glue.create_job(
+        Name=job,
+        Role="glue-role",
+        Command={"Name": "pythonshell", "ScriptLocation": f"s3://{bucket}/scripts/{job}.py", "PythonVersion": "3.9"},
+        **job_kwargs,
+    )
+    return job
+
+
+def _log_messages(logs, group: str, run_id: str) -> list[str]:
+    events = logs.filter_log_events(logGroupName=group, logStreamNames=[run_id])["events"]
+    return [event["message"] for event in events]
+
+
+# -- crawlers ---------------------------------------------------------------------------------
+
+CSV_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb\n"
+
+
+def _raw_layout(s3, bucket: str) -> None:
+    customers = "customer_id,customer_name,industry\nC1,Acme,Retail\nC2,Globex,Energy\n"
+    _put(s3, bucket, "customers/customers.csv", customers)
+    day_1 = "L1,2025-10-01T10:00:00Z,D1,ERROR,80,3.5\nL2,2025-10-01T11:00:00Z,D2,INFO,,4\n"
+    _put(s3, bucket, "hardware_logs/dt=2025-10-01/part-1.csv", CSV_HEADER + day_1)
+    _put(s3, bucket, "hardware_logs/dt=2025-10-01/part-2.csv", CSV_HEADER + "L3,2025-10-01T12:00:00Z,D1,ERROR,75,2\n")
+    _put(s3, bucket, "hardware_logs/dt=2025-10-02/part-1.csv", CSV_HEADER + "L4,2025-10-02T10:00:00Z,D3,WARN,81,1.25\n")
+    alert = {"device_id": "D1", "error_code": 17, "details": "fan", "alert_timestamp": "2025-10-01T10:00:00Z"}
+    _put(s3, bucket, "alerts/dt=2025-10-01/a-1.json", json.dumps(alert))
+    lines = [
+        {"device_id": "D2", "error_code": 18, "details": None, "alert_timestamp": "2025-10-02T01:00:00-05:00"},
+        {"device_id": "D3", "error_code": 19, "details": "disk", "alert_timestamp": "2025-10-02T02:00:00Z"},
+    ]
+    _put(s3, bucket, "alerts/dt=2025-10-02/a-2.json", "\n".join(json.dumps(line) for line in lines) + "\n")
+
+
+def _table(glue, database: str, name: str) -> dict:
+    return glue.get_table(DatabaseName=database, Name=name)["Table"]
+
+
+def _columns(table: dict) -> list[tuple[str, str]]:
+    return [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+
+
+def _partitions(glue, database: str, table: str) -> dict[tuple[str, ...], str]:
+    partitions = glue.get_partitions(DatabaseName=database, TableName=table)["Partitions"]
+    return {tuple(p["Values"]): p["StorageDescriptor"]["Location"] for p in partitions}
+
+
+def test_crawler_catalogs_csv_and_json_with_partitions_and_recrawls(s3, glue, logs, bucket):
+    _raw_layout(s3, bucket)
+    crawler, database = _name("crawler"), _name("db").replace("-", "_")
+    glue.create_crawler(
+        Name=crawler,
+        Role="glue-role",
+        DatabaseName=database,
+        Targets={
+            "S3Targets": [{"Path": f"s3://{bucket}/{folder}/"} for folder in ("customers", "hardware_logs", "alerts")]
+        },
+    )
+
+    glue.start_crawler(Name=crawler)
+    with pytest.raises(ClientError) as running:
+        glue.start_crawler(Name=crawler)
+    assert running.value.response["Error"]["Code"] == "CrawlerRunningException"
+    seen_states = set()
+    deadline = time.monotonic() + 60
+    while (state := glue.get_crawler(Name=crawler)["Crawler"]["State"]) != "READY":
+        seen_states.add(state)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert seen_states == {"RUNNING", "STOPPING"}
+    finished = glue.get_crawler(Name=crawler)["Crawler"]
+    assert finished["LastCrawl"]["Status"] == "SUCCEEDED"
+
+    tables = {t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]}
+    assert tables == {"customers", "hardware_logs", "alerts"}
+
+    customers = _table(glue, database, "customers")
+    assert _columns(customers) == [("customer_id", "string"), ("customer_name", "string"), ("industry", "string")]
+    assert customers["PartitionKeys"] == []
+    assert customers["Parameters"]["classification"] == "csv"
+    assert customers["Parameters"]["skip.header.line.count"] == "1"
+    assert customers["StorageDescriptor"]["Location"] == f"s3://{bucket}/customers/"
+
+    logs_table = _table(glue, database, "hardware_logs")
+    assert _columns(logs_table) == [
+        ("log_id", "string"),
+        ("timestamp", "string"),
+        ("device_id", "string"),
+        ("event_type", "string"),
+        ("cpu_temp_celsius", "bigint"),
+        ("memory_usage_gb", "double"),
+    ]
+    assert logs_table["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+    descriptor = logs_table["StorageDescriptor"]
+    assert descriptor["SerdeInfo"]["SerializationLibrary"] == "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
+    assert descriptor["InputFormat"] == "org.apache.hadoop.mapred.TextInputFormat"
+    assert _partitions(glue, database, "hardware_logs") == {
+        ("2025-10-01",): f"s3://{bucket}/hardware_logs/dt=2025-10-01/",
+        ("2025-10-02",): f"s3://{bucket}/hardware_logs/dt=2025-10-02/",
+    }
+
+    alerts = _table(glue, database, "alerts")
+    assert _columns(alerts) == [
+        ("device_id", "string"),
+        ("error_code", "bigint"),
+        ("details", "string"),
+        ("alert_timestamp", "string"),
+    ]
+    assert alerts["Parameters"]["classification"] == "json"
+    assert alerts["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    assert set(_partitions(glue, database, "alerts")) == {("2025-10-01",), ("2025-10-02",)}
+
+    metrics = glue.get_crawler_metrics(CrawlerNameList=[crawler])["CrawlerMetricsList"][0]
+    assert (metrics["TablesCreated"], metrics["TablesUpdated"], metrics["TablesDeleted"]) == (3, 0, 0)
+    crawl_log = _log_messages(logs, "/aws-glue/crawlers", crawler)
+    assert any("Created table hardware_logs" in line for line in crawl_log)
+
+    # A new day arrives, with a value that widens a column from bigint to double.
+    _put(s3, bucket, "hardware_logs/dt=2025-10-03/part-1.csv", CSV_HEADER + "L5,2025-10-03T10:00:00Z,D1,ERROR,82.5,3\n")
+    assert _crawl(glue, crawler)["LastCrawl"]["Status"] == "SUCCEEDED"
+    assert set(_partitions(glue, database, "hardware_logs")) == {("2025-10-01",), ("2025-10-02",), ("2025-10-03",)}
+    assert ("cpu_temp_celsius", "double") in _columns(_table(glue, database, "hardware_logs"))
+    metrics = glue.get_crawler_metrics(CrawlerNameList=[crawler])["CrawlerMetricsList"][0]
+    assert (metrics["TablesCreated"], metrics["TablesUpdated"]) == (0, 1)
+
+
+def test_crawler_creates_one_table_per_folder_under_a_bucket_root(s3, glue, bucket):
+    _raw_layout(s3, bucket)
+    crawler, database = _name("crawler"), _name("db").replace("-", "_")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=database, TablePrefix="raw_",
+        Targets={"S3Targets": [{"Path": f"s3://{bucket}/"}]},
+    )
+    assert _crawl(glue, crawler)["LastCrawl"]["Status"] == "SUCCEEDED"
+    tables = {t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]}
+    assert tables == {"raw_customers", "raw_hardware_logs", "raw_alerts"}
+
+
+def test_crawler_target_prefix_without_objects_gives_no_table_and_no_failure(s3, glue, logs, bucket):
+    """As in AWS: a raw zone whose alerts folder has not received its first alert still crawls."""
+    _put(s3, bucket, "some/customers/customers.csv", "customer_id,name\nC1,Acme\n")
+    database = _name("db")
+    crawler = _name("crawler")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=database,
+        Targets={"S3Targets": [{"Path": f"s3://{bucket}/some/customers/"}, {"Path": f"s3://{bucket}/nothing-here/"}]},
+    )
+    last = _crawl(glue, crawler)["LastCrawl"]
+    assert last["Status"] == "SUCCEEDED", last
+    assert [t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]] == ["customers"]
+    messages = _log_messages(logs, "/aws-glue/crawlers", crawler)
+    assert any(f"s3://{bucket}/nothing-here/ has no data objects" in message for message in messages)
+
+
+def test_crawler_target_bucket_that_does_not_exist_fails_with_a_message(s3, glue, bucket):
+    missing_bucket = _name("crawler")
+    glue.create_crawler(
+        Name=missing_bucket, Role="glue-role", DatabaseName="unused",
+        Targets={"S3Targets": [{"Path": "s3://no-such-bucket-anywhere/logs/"}]},
+    )
+    last = _crawl(glue, missing_bucket)["LastCrawl"]
+    assert last["Status"] == "FAILED"
+    assert "no-such-bucket-anywhere does not exist" in last["ErrorMessage"]
+
+
+def test_stop_crawler_cancels_the_crawl(s3, glue, bucket):
+    _raw_layout(s3, bucket)
+    crawler = _name("crawler")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=_name("db").replace("-", "_"),
+        Targets={"S3Targets": [{"Path": f"s3://{bucket}/hardware_logs/"}]},
+    )
+    glue.start_crawler(Name=crawler)
+    glue.stop_crawler(Name=crawler)
+    assert glue.get_crawler(Name=crawler)["Crawler"]["State"] == "STOPPING"
+    with pytest.raises(ClientError) as stopping:
+        glue.stop_crawler(Name=crawler)
+    assert stopping.value.response["Error"]["Code"] == "CrawlerStoppingException"
+    assert _wait_crawler(glue, crawler)["LastCrawl"]["Status"] == "CANCELLED"
+    with pytest.raises(ClientError) as not_running:
+        glue.stop_crawler(Name=crawler)
+    assert not_running.value.response["Error"]["Code"] == "CrawlerNotRunningException"
+
+
+def test_update_crawler_changes_its_targets(s3, glue, bucket):
+    _raw_layout(s3, bucket)
+    crawler, database = _name("crawler"), _name("db").replace("-", "_")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=database,
+        Targets={"S3Targets": [{"Path": f"s3://{bucket}/customers/"}]},
+    )
+    glue.update_crawler(Name=crawler, Targets={"S3Targets": [{"Path": f"s3://{bucket}/alerts/"}]})
+    updated = glue.get_crawler(Name=crawler)["Crawler"]
+    assert updated["Targets"]["S3Targets"] == [{"Path": f"s3://{bucket}/alerts/"}]
+    assert updated["Version"] == 2
+    _crawl(glue, crawler)
+    assert {t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]} == {"alerts"}
+
+
+# -- job runs ---------------------------------------------------------------------------------
+
+SPARK_SCRIPT = """
+import sys
+
+from pyspark.sql import SparkSession, functions as F, types as T
+
+from shipped_helpers import double_it
+
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+spark = SparkSession.builder.appName(args["--JOB_NAME"]).getOrCreate()
+schema = T.StructType([T.StructField("id", T.LongType()), T.StructField("value", T.DoubleType())])
+frame = spark.read.option("header", "true").schema(schema).csv(args["--source"])
+if args.get("--explode") == "yes":
+    raise RuntimeError("refusing to process " + args["--source"])
+frame.select("id", double_it(F.col("value")).alias("doubled")).write.mode("overwrite").parquet(args["--target"])
+print("wrote", frame.count(), "rows")
+"""
+
+
+def _helpers_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("shipped_helpers/__init__.py", "def double_it(column):\n    return column * 2\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def spark_job(s3, glue):
+    bucket = _name("test-local-aws-spark")
+    s3.create_bucket(Bucket=bucket)
+    _put(s3, bucket, "scripts/spark_job.py", SPARK_SCRIPT)
+    _put(s3, bucket, "scripts/shipped_helpers.zip", _helpers_zip())
+    _put(s3, bucket, "input/data.csv", "id,value\n1,1.5\n2,2.25\n3,-4\n")
+    job = _name("sparkjob")
+    glue.create_job(
+        Name=job,
+        Role="glue-role",
+        Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/spark_job.py", "PythonVersion": "3"},
+        GlueVersion="5.0",
+        WorkerType="G.1X",
+        NumberOfWorkers=2,
+        DefaultArguments={
+            "--extra-py-files": f"s3://{bucket}/scripts/shipped_helpers.zip",
+            "--job-language": "python",
+            "--enable-metrics": "true",
+            "--TempDir": f"s3://{bucket}/tmp/",
+            "--source": f"s3://{bucket}/input/",
+        },
+    )
+    return bucket, job
+
+
+def test_spark_job_reads_csv_and_writes_parquet_in_s3(s3, glue, logs, spark_job, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    bucket, job = spark_job
+    started = time.monotonic()
+    run_id = glue.start_job_run(JobName=job, Arguments={"--target": f"s3a://{bucket}/output/"})["JobRunId"]
+    run = _wait_run(glue, job, run_id)
+    wall = time.monotonic() - started
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    assert run["CompletedOn"] >= run["StartedOn"]
+    assert 0 < run["ExecutionTime"] <= wall + 1
+    assert run["Arguments"]["--target"] == f"s3a://{bucket}/output/"
+
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="output/")["Contents"]]
+    parquet = [key for key in keys if key.endswith(".parquet")]
+    assert parquet and "output/_SUCCESS" in keys
+    for index, key in enumerate(parquet):
+        s3.download_file(bucket, key, str(tmp_path / f"{index}.parquet"))
+    rows = duckdb.sql(f"SELECT id, doubled FROM read_parquet('{tmp_path}/*.parquet') ORDER BY id").fetchall()
+    assert rows == [(1, 3.0), (2, 4.5), (3, -8.0)]
+    assert "wrote 3 rows" in _log_messages(logs, "/aws-glue/jobs/output", run_id)
+
+
+def test_spark_job_failure_reports_the_scripts_exception(glue, spark_job):
+    bucket, job = spark_job
+    arguments = {"--target": f"s3://{bucket}/never/", "--explode": "yes"}
+    run_id = glue.start_job_run(JobName=job, Arguments=arguments)["JobRunId"]
+    run = _wait_run(glue, job, run_id)
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == f"RuntimeError: refusing to process s3://{bucket}/input/"
+
+
+def test_python_job_gets_merged_arguments_and_logs_both_streams(s3, glue, logs, bucket):
+    script = (
+        "import json, os, sys\n"
+        "print(json.dumps(sys.argv[1:]))\n"
+        "print('endpoint', os.environ['AWS_ENDPOINT_URL'])\n"
+        "print('to stderr', file=sys.stderr)\n"
+    )
+    job = _python_job(s3, glue, bucket, script, DefaultArguments={"--a": "job", "--b": "job", "--enable-metrics": ""})
+    run_id = glue.start_job_run(JobName=job, Arguments={"--b": "run", "--log_date": "2025-10-01"})["JobRunId"]
+    run = _wait_run(glue, job, run_id)
+    assert run["JobRunState"] == "SUCCEEDED"
+    assert run["LogGroupName"] == "/aws-glue/jobs"
+    output = _log_messages(logs, "/aws-glue/jobs/output", run_id)
+    argv = json.loads(output[0])
+    assert argv == [
+        "--a", "job", "--b", "run", "--enable-metrics", "", "--log_date", "2025-10-01",
+        "--JOB_NAME", job, "--JOB_RUN_ID", run_id,
+    ]
+    assert output[1].startswith("endpoint http://127.0.0.1:")
+    assert _log_messages(logs, "/aws-glue/jobs/error", run_id) == ["to stderr"]
+
+
+def test_failing_script_gives_failed_with_its_message(s3, glue, bucket):
+    script = "def check(value):\n    raise ValueError(f'bad log_date: {value!r}')\n\ncheck('2025-13-01')\n"
+    job = _python_job(s3, glue, bucket, script)
+    run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == "ValueError: bad log_date: '2025-13-01'"
+
+
+def test_missing_script_location_fails_with_a_clear_message(glue, bucket):
+    job = _name("nojob")
+    command = {"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/missing.py"}
+    glue.create_job(Name=job, Role="glue-role", Command=command)
+    run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == f"ScriptLocation s3://{bucket}/missing.py does not exist in S3."
+
+
+def test_run_past_its_timeout_gives_timeout(stack, s3, glue, bucket):
+    # Glue's Timeout is whole minutes; the stack's test control makes this job's minute one second.
+    job = _python_job(s3, glue, bucket, "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", Timeout=2)
+    faults.set_timeout_scale(stack["AWS_ENDPOINT_URL"], job, 1)
+    started = time.monotonic()
+    run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"], timeout=30)
+    assert run["JobRunState"] == "TIMEOUT"
+    assert "timeout of 2 minutes" in run["ErrorMessage"]
+    assert time.monotonic() - started < 15
+
+    # The run's own Timeout wins over the job's.
+    run = _wait_run(glue, job, glue.start_job_run(JobName=job, Timeout=1)["JobRunId"], timeout=30)
+    assert run["JobRunState"] == "TIMEOUT" and run["Timeout"] == 1
+
+
+def test_stop_kills_the_run_and_gives_stopped(s3, glue, bucket):
+    job = _python_job(s3, glue, bucket, "import time\nprint('started', flush=True)\ntime.sleep(300)\n")
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    _wait_state(glue, job, run_id, "RUNNING")
+    response = glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id, "jr_unknown"])
+    assert response["SuccessfulSubmissions"] == [{"JobName": job, "JobRunId": run_id}]
+    assert response["Errors"][0]["JobRunId"] == "jr_unknown"
+    started = time.monotonic()
+    run = _wait_run(glue, job, run_id, timeout=30)
+    assert run["JobRunState"] == "STOPPED"
+    assert time.monotonic() - started < 10
+    assert not (config.GLUE_RUNS / run_id).exists()
+
+
+def test_max_concurrent_runs_is_enforced(s3, glue, bucket):
+    job = _python_job(s3, glue, bucket, "import time\ntime.sleep(300)\n", ExecutionProperty={"MaxConcurrentRuns": 2})
+    runs = [glue.start_job_run(JobName=job)["JobRunId"] for _ in range(2)]
+    try:
+        with pytest.raises(ClientError) as exceeded:
+            glue.start_job_run(JobName=job)
+        assert exceeded.value.response["Error"]["Code"] == "ConcurrentRunsExceededException"
+    finally:
+        glue.batch_stop_job_run(JobName=job, JobRunIds=runs)
+    for run_id in runs:
+        assert _wait_run(glue, job, run_id, timeout=30)["JobRunState"] == "STOPPED"
+    # Stopped runs no longer count.
+    third = glue.start_job_run(JobName=job)["JobRunId"]
+    glue.batch_stop_job_run(JobName=job, JobRunIds=[third])
+    assert _wait_run(glue, job, third, timeout=30)["JobRunState"] == "STOPPED"
+
+
+def test_fail_next_job_run_fails_exactly_one_run(stack, s3, glue, logs, bucket):
+    job = _python_job(s3, glue, bucket, "print('ran')\n")
+    faults.fail_next_job_run(stack["AWS_ENDPOINT_URL"], job, "Injected: executor lost")
+    failed_id = glue.start_job_run(JobName=job)["JobRunId"]
+    failed = _wait_run(glue, job, failed_id)
+    assert (failed["JobRunState"], failed["ErrorMessage"]) == ("FAILED", "Injected: executor lost")
+    assert _log_messages(logs, "/aws-glue/jobs/error", failed_id) == ["Injected: executor lost"]
+    assert _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])["JobRunState"] == "SUCCEEDED"
+
+
+def test_fail_next_crawl_fails_exactly_one_crawl(stack, s3, glue, logs, bucket):
+    _put(s3, bucket, "customers/customers.csv", "customer_id,name\nC1,Acme\n")
+    crawler = _name("crawler")
+    glue.create_crawler(
+        Name=crawler, Role="glue-role", DatabaseName=_name("db"), Targets={"S3Targets": [{"Path": f"s3://{bucket}/"}]}
+    )
+    faults.fail_next_crawl(stack["AWS_ENDPOINT_URL"], crawler, "Injected: unable to assume the role", times=2)
+    for _ in range(2):
+        last = _crawl(glue, crawler)["LastCrawl"]
+        assert (last["Status"], last["ErrorMessage"]) == ("FAILED", "Injected: unable to assume the role")
+    assert any("ERROR : Injected: unable to assume the role" in m for m in _log_messages(logs, "/aws-glue/crawlers", crawler))
+    assert _crawl(glue, crawler)["LastCrawl"]["Status"] == "SUCCEEDED"
+    faults.fail_next_crawl(stack["AWS_ENDPOINT_URL"], crawler, "never seen", times=5)
+    faults.fail_next_crawl(stack["AWS_ENDPOINT_URL"], crawler, "never seen", times=0)
+    assert _crawl(glue, crawler)["LastCrawl"]["Status"] == "SUCCEEDED"
+
+
+def test_update_job_replaces_the_definition(s3, glue, bucket):
+    job = _python_job(s3, glue, bucket, "print('v1')\n", DefaultArguments={"--old": "1"}, Timeout=5)
+    command = glue.get_job(JobName=job)["Job"]["Command"]
+    update = {"Role": "glue-role", "Command": command, "DefaultArguments": {"--new": "2"}}
+    glue.update_job(JobName=job, JobUpdate=update)
+    updated = glue.get_job(JobName=job)["Job"]
+    assert updated["DefaultArguments"] == {"--new": "2"}
+    assert "Timeout" not in updated
+
+
+# -- the stack itself -------------------------------------------------------------------------
+
+
+def test_second_ensure_up_reuses_the_stack_and_env_file_matches(stack):
+    started = time.monotonic()
+    again = local_stack.ensure_up()
+    assert time.monotonic() - started < 10
+    assert again == stack
+    assert local_stack.read_env_file() == stack
+    for key in (
+        "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RAW_BUCKET",
+        "PROCESSED_BUCKET", "ARTIFACTS_BUCKET", "WAREHOUSE_DSN", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER",
+        "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW_CONN_AWS_DEFAULT",
+        "AIRFLOW_CONN_WAREHOUSE", "PYTHONPATH", "SPARK_LOCAL_IP",
+    ):
+        assert stack[key], key
+    connection = json.loads(stack["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert connection == {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": stack["AWS_ENDPOINT_URL"], "region_name": "us-east-1"},
+    }
+
+
+def test_provisioning_creates_what_the_pipeline_expects(stack, aws, s3, glue):
+    import psycopg2
+
+    settings = load_settings()
+    buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert {stack["RAW_BUCKET"], stack["PROCESSED_BUCKET"], stack["ARTIFACTS_BUCKET"]} <= buckets
+    assert aws("iam").get_role(RoleName=settings.GLUE_ROLE_NAME)["Role"]["RoleName"] == settings.GLUE_ROLE_NAME
+    glue.get_database(Name=settings.GLUE_DATABASE)
+
+    properties = glue.get_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION)["Connection"]["ConnectionProperties"]
+    secret = json.loads(aws("secretsmanager").get_secret_value(SecretId=properties["SECRET_ID"])["SecretString"])
+    host_port_db = properties["JDBC_CONNECTION_URL"].removeprefix("jdbc:postgresql://")
+    host_port, database = host_port_db.split("/")
+    host, port = host_port.split(":")
+    with psycopg2.connect(
+        host=host, port=port, dbname=database, user=secret["username"], password=secret["password"]
+    ) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        assert cursor.fetchone() == ("warehouse",)
+    with psycopg2.connect(stack["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute("SHOW listen_addresses")
+        assert cursor.fetchone() == ("127.0.0.1",)
