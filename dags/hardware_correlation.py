@@ -64,6 +64,61 @@ GLUE_POLL_SECONDS = SETTINGS.number("GLUE_POLL_SECONDS")
 GLUE_TIMEOUT_MINUTES = SETTINGS.number("GLUE_JOB_TIMEOUT_MINUTES")
 
 
+CRAWLER_CONFIG = {
+    "Name": SETTINGS.CRAWLER_NAME,
+    "Role": SETTINGS.GLUE_ROLE_NAME,
+    "DatabaseName": SETTINGS.GLUE_DATABASE,
+    "Targets": {
+        "S3Targets": [{"Path": f"{RAW}/{folder}/"} for folder in ("customers", "sales", "hardware_logs", "alerts")]
+    },
+    "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+}
+ETL_ARGS = {
+    "--database": SETTINGS.GLUE_DATABASE,
+    "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
+    "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/",
+    "--reference_quarantine_path": f"{PROCESSED}/quarantine/reference/",
+    "--audit_path": f"{PROCESSED}/audit/",
+    "--alerts_table": "alerts",
+    "--alerts_path": f"{PROCESSED}/hardware_alerts/",
+    "--alerts_quarantine_path": f"{PROCESSED}/quarantine/alerts/",
+}
+LOAD_ARGS = {
+    "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
+    "--connection_name": SETTINGS.GLUE_WAREHOUSE_CONNECTION,
+    "--staging_table": STAGING_TABLE,
+    "--alerts_path": f"{PROCESSED}/hardware_alerts/",
+    "--alerts_staging_table": ALERTS_STAGING_TABLE,
+}
+
+# Checks of day D in the warehouse once it is swapped in; a failed check fails the run.
+DAY = "log_date = '{{ data_interval_start | ds }}'"
+COLUMN_CHECKS = {
+    "log_id": {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}},
+    "device_id": {"null_check": {"equal_to": 0}},
+    "sale_id": {"null_check": {"equal_to": 0}},
+    "customer_id": {"null_check": {"equal_to": 0}},
+    "days_since_sale": {"null_check": {"equal_to": 0}, "min": {"geq_to": 0}},
+}
+AUDIT_CHECKS = {
+    "one_audit_row": {"check_statement": "COUNT(*) = 1"},
+    "audit_equation": {
+        "check_statement": "SUM(input_rows) = SUM(malformed + duplicates + non_error"
+        " + no_sale + unknown_customer + loaded)"
+    },
+    "rows_match_etl": {
+        "check_statement": f"SUM(loaded) = (SELECT COUNT(*) FROM hardware_error_analysis WHERE {DAY})"
+    },
+    "alert_audit_equation": {
+        "check_statement": "SUM(alert_input_rows) = SUM(alert_malformed + alert_duplicates"
+        " + alert_no_sale + alert_unknown_customer + alert_loaded)"
+    },
+    "alerts_match_etl": {
+        "check_statement": f"SUM(alert_loaded) = (SELECT COUNT(*) FROM hardware_alerts WHERE {DAY})"
+    },
+}
+
+
 def _glue_job_kwargs(extra_py_files, connections: list[str] | None = None) -> dict:
     kwargs = {
         # A string: the hook rejects a float version, and "5.0" is Glue 5 (Spark 3.5, Java 17).
@@ -125,6 +180,53 @@ def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySenso
     )
 
 
+@task(execution_timeout=timedelta(minutes=10))
+def deploy_glue_scripts() -> dict[str, str]:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from include.glue_deploy import deploy
+
+    s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID).get_conn()
+    return deploy(s3, SETTINGS.ARTIFACTS_BUCKET).as_dict()
+
+
+@task.branch
+def create_or_update_crawler() -> str:
+    from airflow.providers.amazon.aws.hooks.glue_crawler import GlueCrawlerHook
+
+    exists = GlueCrawlerHook(aws_conn_id=SETTINGS.AWS_CONN_ID).has_crawler(SETTINGS.CRAWLER_NAME)
+    return "update_crawler" if exists else "create_crawler"
+
+
+@task
+def collect_run_audit(
+    etl_job_run_id: str, load_job_run_id: str, scripts_version: str, data_interval_start=None, run_id=None
+) -> dict:
+    """The ETL's counts for day D plus what traces the run: the row of `pipeline_run_audit`."""
+    import json
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    log_date = data_interval_start.date().isoformat()
+    s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID)
+    counts = json.loads(
+        s3.read_key(key=f"audit/log_date={log_date}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
+    )
+    # Written by the same ETL run before audit.json: present whenever audit.json is.
+    alert_counts = json.loads(
+        s3.read_key(key=f"audit/log_date={log_date}/alerts.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
+    )
+    return {
+        **{name: int(counts[name]) for name in AUDIT_COUNTS},
+        **{name: int(alert_counts[name]) for name in ALERT_COUNTS},
+        "log_date": log_date,
+        "dag_run_id": run_id,
+        "etl_job_run_id": etl_job_run_id,
+        "load_job_run_id": load_job_run_id,
+        "scripts_version": scripts_version,
+    }
+
+
 @dag(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     # Early enough for any history a backfill may ask for: tasks do not run before it.
@@ -149,23 +251,12 @@ def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySenso
     tags=["glue", "warehouse"],
 )
 def hardware_correlation():
-    @task(execution_timeout=timedelta(minutes=10))
-    def deploy_glue_scripts() -> dict[str, str]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from include.glue_deploy import deploy
-
-        s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID).get_conn()
-        return deploy(s3, SETTINGS.ARTIFACTS_BUCKET).as_dict()
-
     deployed = deploy_glue_scripts()
-
     sensors = [
         _raw_sensor("wait_for_hardware_logs", "hardware_logs/dt={{ data_interval_start | ds }}/*.csv", wildcard=True),
         _raw_sensor("wait_for_customers", "customers/customers.csv"),
         _raw_sensor("wait_for_sales", "sales/sales.csv"),
     ]
-
     create_warehouse_tables = SQLExecuteQueryOperator(
         task_id="create_warehouse_tables",
         sql=sorted(f"ddl/{path.name}" for path in (SQL_DIR / "ddl").glob("*.sql")),
@@ -174,28 +265,9 @@ def hardware_correlation():
         max_active_tis_per_dag=1,
     )
 
-    crawler_config = {
-        "Name": SETTINGS.CRAWLER_NAME,
-        "Role": SETTINGS.GLUE_ROLE_NAME,
-        "DatabaseName": SETTINGS.GLUE_DATABASE,
-        "Targets": {
-            "S3Targets": [
-                {"Path": f"{RAW}/{folder}/"} for folder in ("customers", "sales", "hardware_logs", "alerts")
-            ]
-        },
-        "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
-    }
-
-    @task.branch
-    def create_or_update_crawler() -> str:
-        from airflow.providers.amazon.aws.hooks.glue_crawler import GlueCrawlerHook
-
-        exists = GlueCrawlerHook(aws_conn_id=SETTINGS.AWS_CONN_ID).has_crawler(SETTINGS.CRAWLER_NAME)
-        return "update_crawler" if exists else "create_crawler"
-
     choose_crawler_step = create_or_update_crawler()
-    create_crawler = GlueCrawlerCreateOperator(task_id="create_crawler", config=crawler_config)
-    update_crawler = GlueCrawlerUpdateOperator(task_id="update_crawler", config=crawler_config)
+    create_crawler = GlueCrawlerCreateOperator(task_id="create_crawler", config=CRAWLER_CONFIG)
+    update_crawler = GlueCrawlerUpdateOperator(task_id="update_crawler", config=CRAWLER_CONFIG)
     run_crawler = GlueCrawlerRunOperator(
         task_id="run_crawler",
         crawler_name=SETTINGS.CRAWLER_NAME,
@@ -213,62 +285,17 @@ def hardware_correlation():
         SETTINGS.ETL_JOB_NAME,
         deployed["etl_script"],
         deployed["extra_py_files"],
-        {
-            "--database": SETTINGS.GLUE_DATABASE,
-            "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
-            "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/",
-            "--reference_quarantine_path": f"{PROCESSED}/quarantine/reference/",
-            "--audit_path": f"{PROCESSED}/audit/",
-            "--alerts_table": "alerts",
-            "--alerts_path": f"{PROCESSED}/hardware_alerts/",
-            "--alerts_quarantine_path": f"{PROCESSED}/quarantine/alerts/",
-        },
+        ETL_ARGS,
         create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"]),
     )
-
     load = _glue_job(
         "run_load_job",
         SETTINGS.LOAD_JOB_NAME,
         deployed["load_script"],
         deployed["extra_py_files"],
-        {
-            "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
-            "--connection_name": SETTINGS.GLUE_WAREHOUSE_CONNECTION,
-            "--staging_table": STAGING_TABLE,
-            "--alerts_path": f"{PROCESSED}/hardware_alerts/",
-            "--alerts_staging_table": ALERTS_STAGING_TABLE,
-        },
+        LOAD_ARGS,
         create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"], [SETTINGS.GLUE_WAREHOUSE_CONNECTION]),
     )
-
-    @task
-    def collect_run_audit(
-        etl_job_run_id: str, load_job_run_id: str, scripts_version: str, data_interval_start=None, run_id=None
-    ) -> dict:
-        """The ETL's counts for day D plus what traces the run: the row of `pipeline_run_audit`."""
-        import json
-
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        log_date = data_interval_start.date().isoformat()
-        s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID)
-        counts = json.loads(
-            s3.read_key(key=f"audit/log_date={log_date}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
-        )
-        # Written by the same ETL run before audit.json: present whenever audit.json is.
-        alert_counts = json.loads(
-            s3.read_key(key=f"audit/log_date={log_date}/alerts.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
-        )
-        return {
-            **{name: int(counts[name]) for name in AUDIT_COUNTS},
-            **{name: int(alert_counts[name]) for name in ALERT_COUNTS},
-            "log_date": log_date,
-            "dag_run_id": run_id,
-            "etl_job_run_id": etl_job_run_id,
-            "load_job_run_id": load_job_run_id,
-            "scripts_version": scripts_version,
-        }
-
     audit = collect_run_audit(etl.output, load.output, deployed["version"])
 
     check_staging = SQLCheckOperator(task_id="check_staging", sql="check_staging.sql")
@@ -281,43 +308,11 @@ def hardware_correlation():
         split_statements=True,
         autocommit=False,
     )
-
-    partition = "log_date = '{{ data_interval_start | ds }}'"
     verify_columns = SQLColumnCheckOperator(
-        task_id="verify_columns",
-        table="hardware_error_analysis",
-        partition_clause=partition,
-        column_mapping={
-            "log_id": {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}},
-            "device_id": {"null_check": {"equal_to": 0}},
-            "sale_id": {"null_check": {"equal_to": 0}},
-            "customer_id": {"null_check": {"equal_to": 0}},
-            "days_since_sale": {"null_check": {"equal_to": 0}, "min": {"geq_to": 0}},
-        },
+        task_id="verify_columns", table="hardware_error_analysis", partition_clause=DAY, column_mapping=COLUMN_CHECKS
     )
     verify_counts = SQLTableCheckOperator(
-        task_id="verify_counts",
-        table="pipeline_run_audit",
-        partition_clause=partition,
-        checks={
-            "one_audit_row": {"check_statement": "COUNT(*) = 1"},
-            "audit_equation": {
-                "check_statement": "SUM(input_rows) = SUM(malformed + duplicates + non_error"
-                " + no_sale + unknown_customer + loaded)"
-            },
-            "rows_match_etl": {
-                "check_statement": "SUM(loaded) = (SELECT COUNT(*) FROM hardware_error_analysis"
-                " WHERE log_date = '{{ data_interval_start | ds }}')"
-            },
-            "alert_audit_equation": {
-                "check_statement": "SUM(alert_input_rows) = SUM(alert_malformed + alert_duplicates"
-                " + alert_no_sale + alert_unknown_customer + alert_loaded)"
-            },
-            "alerts_match_etl": {
-                "check_statement": "SUM(alert_loaded) = (SELECT COUNT(*) FROM hardware_alerts"
-                " WHERE log_date = '{{ data_interval_start | ds }}')"
-            },
-        },
+        task_id="verify_counts", table="pipeline_run_audit", partition_clause=DAY, checks=AUDIT_CHECKS
     )
 
     chain(deployed, sensors, choose_crawler_step, [create_crawler, update_crawler], run_crawler, etl)
