@@ -22,8 +22,8 @@ from datetime import date
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hardware_correlation import alerts as A
-from hardware_correlation import schemas as S
+from hardware_correlation import alerts
+from hardware_correlation import schemas
 from hardware_correlation import storage, warehouse
 
 log = logging.getLogger("load_job")
@@ -110,7 +110,7 @@ def staging_alerts(day_alerts: DataFrame) -> DataFrame:
     )
 
 
-def read_day(spark: SparkSession, processed_path: str, log_date: date, schema=S.LOADED_FILE) -> DataFrame:
+def read_day(spark: SparkSession, processed_path: str, log_date: date, schema=schemas.LOADED_FILE) -> DataFrame:
     folder = storage.join(processed_path, f"log_date={log_date.isoformat()}")
     if not storage.exists_folder(folder):
         # The ETL writes no folder for a day without loaded rows: stage an empty day.
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         warehouse.copy_rows(spark, rows, url, properties, table, scratch_folder(args, table))
         if args.alerts_staging_table:
             table = args.alerts_staging_table
-            alerts = read_day(spark, args.alerts_path, args.log_date, A.LOADED_ALERT_FILE)
-            warehouse.copy_rows(spark, staging_alerts(alerts), url, properties, table, scratch_folder(args, table))
+            loaded_alerts = read_day(spark, args.alerts_path, args.log_date, alerts.LOADED_ALERT_FILE)
+            warehouse.copy_rows(spark, staging_alerts(loaded_alerts), url, properties, table, scratch_folder(args, table))
     except Exception as error:
         if not _from_warehouse(error):
             raise

@@ -36,7 +36,6 @@ from dev.local_aws.loopback import Loopback, LogWriter
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("STARTING", "RUNNING", "STOPPING")
-FINAL_STATES = ("SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "ERROR")
 # Glue's default when neither the job nor the run sets a Timeout.
 DEFAULT_TIMEOUT_MINUTES = 2880
 LOG_GROUP = "/aws-glue/jobs"

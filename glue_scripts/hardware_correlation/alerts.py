@@ -33,8 +33,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from hardware_correlation import schemas as S
-from hardware_correlation.transforms import match_owner, utc_date
+from hardware_correlation import schemas
+from hardware_correlation.transforms import blank, match_owner, utc_date
 
 ALERT_FIELDS = ("device_id", "error_code", "details", "alert_timestamp")
 STORED_FIELDS = ("alert_id", *ALERT_FIELDS, "received_at")
@@ -86,15 +86,14 @@ QUARANTINED_ALERT = T.StructType(
     ]
 )
 
-OUTCOMES = (S.MALFORMED, S.DUPLICATE, S.NO_SALE, S.UNKNOWN_CUSTOMER, S.LOADED_OUTCOME)
-QUARANTINED_OUTCOMES = (S.MALFORMED, S.DUPLICATE, S.NO_SALE, S.UNKNOWN_CUSTOMER)
+OUTCOMES = (schemas.MALFORMED, schemas.DUPLICATE, schemas.NO_SALE, schemas.UNKNOWN_CUSTOMER, schemas.LOADED_OUTCOME)
 # The audit's keys: the columns of `pipeline_run_audit` that hold the alert counts.
 AUDIT_NAMES = {
-    S.MALFORMED: "alert_malformed",
-    S.DUPLICATE: "alert_duplicates",
-    S.NO_SALE: "alert_no_sale",
-    S.UNKNOWN_CUSTOMER: "alert_unknown_customer",
-    S.LOADED_OUTCOME: "alert_loaded",
+    schemas.MALFORMED: "alert_malformed",
+    schemas.DUPLICATE: "alert_duplicates",
+    schemas.NO_SALE: "alert_no_sale",
+    schemas.UNKNOWN_CUSTOMER: "alert_unknown_customer",
+    schemas.LOADED_OUTCOME: "alert_loaded",
 }
 AUDIT_COUNTS = ("alert_input_rows", *AUDIT_NAMES.values())
 
@@ -102,10 +101,6 @@ PARSED_COLUMNS = (
     "source_file", "record_number", "raw_record", *STORED_FIELDS,
     "parsed_timestamp", "parsed_received_at", "malformed_detail",
 )
-
-
-def _blank(column: Column) -> Column:
-    return column.isNull() | (F.trim(column) == "")
 
 
 def _one_json_object(text: Column) -> tuple[Column, Column]:
@@ -158,7 +153,7 @@ def parse_alerts(records: DataFrame) -> DataFrame:
     given_id = fields["alert_id"]
     alert_id = F.when(
         is_object,
-        F.when(~_blank(given_id), given_id).otherwise(
+        F.when(~blank(given_id), given_id).otherwise(
             derived_alert_id(*(fields[name] for name in ALERT_FIELDS))
         ),
     )
@@ -186,7 +181,7 @@ def parse_alerts(records: DataFrame) -> DataFrame:
         *(missing_or_empty(name) for name in ALERT_FIELDS),
         F.when(F.col("parsed_timestamp").isNull(), F.lit("unparseable alert_timestamp")),
         F.when(
-            ~_blank(F.col("received_at")) & F.col("parsed_received_at").isNull(),
+            ~blank(F.col("received_at")) & F.col("parsed_received_at").isNull(),
             F.lit("unparseable received_at"),
         ),
     )
@@ -227,8 +222,8 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
     kept = F.col("malformed_detail").isNull() & ~F.col("is_duplicate")
     matched = deduped.transform(match_owner, utc_date(F.col("parsed_timestamp")), kept, in_force, customers)
     outcome = (
-        F.when(F.col("malformed_detail").isNotNull(), F.lit(S.MALFORMED))
-        .when(F.col("is_duplicate"), F.lit(S.DUPLICATE))
+        F.when(F.col("malformed_detail").isNotNull(), F.lit(schemas.MALFORMED))
+        .when(F.col("is_duplicate"), F.lit(schemas.DUPLICATE))
         .otherwise(F.col("owner_outcome"))
     )
     return matched.select(
@@ -247,7 +242,7 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
 
 def loaded_alerts(classified: DataFrame, log_date: date) -> DataFrame:
     """The columns of `hardware_alerts` for the loaded alerts of day `log_date`."""
-    return classified.filter(F.col("outcome") == S.LOADED_OUTCOME).select(
+    return classified.filter(F.col("outcome") == schemas.LOADED_OUTCOME).select(
         "alert_id",
         "device_id",
         "error_code",
@@ -267,24 +262,24 @@ def loaded_alerts(classified: DataFrame, log_date: date) -> DataFrame:
 def quarantined_alerts(classified: DataFrame, log_date: date) -> DataFrame:
     """Every malformed, duplicate, no-sale and unknown-customer alert, as stored, with its reason."""
     detail = (
-        F.when(F.col("outcome") == S.MALFORMED, F.col("malformed_detail"))
+        F.when(F.col("outcome") == schemas.MALFORMED, F.col("malformed_detail"))
         .when(
-            F.col("outcome") == S.DUPLICATE,
+            F.col("outcome") == schemas.DUPLICATE,
             F.concat(F.lit("alert_id "), F.col("alert_id"), F.lit(" was received earlier")),
         )
         .when(
-            F.col("outcome") == S.NO_SALE,
+            F.col("outcome") == schemas.NO_SALE,
             F.concat(
                 F.lit("device "), F.col("device_id"), F.lit(" has no sale on or before "),
                 F.col("alert_date").cast("string"),
             ),
         )
         .when(
-            F.col("outcome") == S.UNKNOWN_CUSTOMER,
+            F.col("outcome") == schemas.UNKNOWN_CUSTOMER,
             F.concat(F.lit("customer_id "), F.col("customer_id"), F.lit(" is not in customers")),
         )
     )
-    return classified.filter(F.col("outcome").isin(*QUARANTINED_OUTCOMES)).select(
+    return classified.filter(F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)).select(
         *STORED_FIELDS,
         F.col("outcome").alias("reason"),
         detail.alias("detail"),

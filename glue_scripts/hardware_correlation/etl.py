@@ -14,9 +14,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from hardware_correlation import schemas as S
+from hardware_correlation import schemas
 from hardware_correlation import storage
-from hardware_correlation import transforms as X
+from hardware_correlation import transforms
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,8 @@ class EtlOutputs:
     audit_path: str
     reference_quarantine_path: str | None = None
 
-    def day(self, root: str, log_date: date) -> str:
-        return storage.join(root, f"log_date={log_date.isoformat()}")
-
     def audit_file(self, log_date: date) -> str:
-        return storage.join(self.day(self.audit_path, log_date), "audit.json")
+        return storage.join(storage.day_folder(self.audit_path, log_date), "audit.json")
 
 
 def configure(spark: SparkSession) -> None:
@@ -60,21 +57,27 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.codegen.hugeMethodLimit", "8000")
 
 
+def check_reference_inputs(customer_files: list[str], sale_files: list[str]) -> None:
+    """The customers and sales files exist and have the contract's headers; errors and alerts both
+    need them."""
+    if not customer_files:
+        raise storage.JobInputError("no customers file (*.csv) in the customers table's location")
+    if not sale_files:
+        raise storage.JobInputError("no sales file (*.csv) in the sales table's location")
+    storage.check_headers(customer_files, schemas.CUSTOMER_COLUMNS)
+    storage.check_headers(sale_files, schemas.SALE_COLUMNS)
+
+
 def check_inputs(inputs: EtlInputs) -> set[str]:
     """Schema drift fails here, before anything is written. Returns the log files' header lines."""
-    if not inputs.customer_files:
-        raise storage.JobInputError("no customers file (*.csv) in the customers table's location")
-    if not inputs.sale_files:
-        raise storage.JobInputError("no sales file (*.csv) in the sales table's location")
-    storage.check_headers(inputs.customer_files, S.CUSTOMER_COLUMNS)
-    storage.check_headers(inputs.sale_files, S.SALE_COLUMNS)
-    return storage.check_headers(inputs.log_files, S.LOG_COLUMNS)
+    check_reference_inputs(inputs.customer_files, inputs.sale_files)
+    return storage.check_headers(inputs.log_files, schemas.LOG_COLUMNS)
 
 
 def read_log_lines(spark: SparkSession, files: list[str], header_lines: set[str]) -> DataFrame:
     """The data lines of the day's files: not their headers, not blank lines."""
     if not files:
-        return spark.createDataFrame([], S.LOG_LINES)
+        return spark.createDataFrame([], schemas.LOG_LINES)
     text = spark.read.text(files)
     return text.filter(
         ~F.col("value").isin(*header_lines) & (F.trim(F.col("value")) != "")
@@ -105,12 +108,12 @@ def run_etl(
     # The audit's presence says the day's outputs are complete: withdraw it while they change.
     storage.delete_file(audit_file)
 
-    sales = read_csv(spark, inputs.sale_files, S.RAW_SALES)
-    customers = read_csv(spark, inputs.customer_files, S.RAW_CUSTOMERS)
+    sales = read_csv(spark, inputs.sale_files, schemas.RAW_SALES)
+    customers = read_csv(spark, inputs.customer_files, schemas.RAW_CUSTOMERS)
     lines = read_log_lines(spark, inputs.log_files, header_lines)
 
-    parsed = lines.transform(X.parse_log_lines)
-    flagged = parsed.transform(X.flag_repeated, X.repeated_log_ids(parsed))
+    parsed = lines.transform(transforms.parse_log_lines)
+    flagged = parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(parsed))
 
     # Most rows are plain non-errors: they are only counted (by the observation, while the rest is
     # cached), never carried through the joins or kept in memory.
@@ -128,18 +131,18 @@ def run_etl(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     classified = (
-        rest.transform(X.type_log_fields)
-        .transform(X.rank_duplicates)
-        .transform(X.classify, X.sales_in_force(sales), X.current_customers(customers))
+        rest.transform(transforms.type_log_fields)
+        .transform(transforms.rank_duplicates)
+        .transform(transforms.classify, transforms.sales_in_force(sales), transforms.current_customers(customers))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    rejected = X.rejected_reference_rows(sales, customers).persist(StorageLevel.MEMORY_AND_DISK)
+    rejected = transforms.rejected_reference_rows(sales, customers).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rejected_counts = {
             row["source_table"]: row["rows"]
             for row in rejected.groupBy("source_table").agg(F.count(F.lit(1)).alias("rows")).collect()
         }
-        counts = {row["outcome"]: row["rows"] for row in X.outcome_counts(classified).collect()}
+        counts = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
         observed = tally.get
         if not observed:
             # Adaptive execution drops a plan over an empty input, the observation with it.
@@ -147,25 +150,19 @@ def run_etl(
                 F.count(F.lit(1)).alias("input_rows"),
                 F.count(F.when(plain_non_error, True)).alias("plain_non_error"),
             ).collect()[0].asDict()
-        counts[S.NON_ERROR] = counts.get(S.NON_ERROR, 0) + observed["plain_non_error"]
-        audit = X.audit_record(counts, log_date, job_run_id, rejected_counts)
+        counts[schemas.NON_ERROR] = counts.get(schemas.NON_ERROR, 0) + observed["plain_non_error"]
+        audit = transforms.audit_record(counts, log_date, job_run_id, rejected_counts)
         if audit["input_rows"] != observed["input_rows"]:
             raise RuntimeError(
                 f"audit does not add up: {observed['input_rows']} input rows, outcomes {counts}"
             )
 
-        _write_day(
-            classified.transform(X.loaded_rows, log_date),
-            outputs.processed_path,
-            outputs.day(outputs.processed_path, log_date),
-            audit["loaded"],
+        storage.write_day(
+            classified.transform(transforms.loaded_rows, log_date), outputs.processed_path, log_date, audit["loaded"]
         )
-        quarantined = sum(audit[S.AUDIT_NAMES[o]] for o in S.QUARANTINED_OUTCOMES)
-        _write_day(
-            classified.transform(X.quarantine_rows, log_date),
-            outputs.quarantine_path,
-            outputs.day(outputs.quarantine_path, log_date),
-            quarantined,
+        quarantined = sum(audit[schemas.AUDIT_NAMES[o]] for o in schemas.QUARANTINED_OUTCOMES)
+        storage.write_day(
+            classified.transform(transforms.quarantine_rows, log_date), outputs.quarantine_path, log_date, quarantined
         )
         _report_rejected_reference_rows(rejected, rejected_counts, log_date, outputs)
     finally:
@@ -189,21 +186,7 @@ def _report_rejected_reference_rows(
             log_date,
             ", ".join(f"{table}: {rows}" for table, rows in sorted(counts.items())),
             examples,
-            outputs.day(root, log_date) if root else "no quarantine location (--reference_quarantine_path)",
+            storage.day_folder(root, log_date) if root else "no quarantine location (--reference_quarantine_path)",
         )
     if root:
-        _write_day(
-            rejected.withColumn("log_date", F.lit(log_date)),
-            root,
-            outputs.day(root, log_date),
-            sum(counts.values()),
-        )
-
-
-def _write_day(rows: DataFrame, root: str, day_folder: str, count: int) -> None:
-    if count == 0:
-        # Dynamic overwrite replaces only the partitions it writes: with no rows it would leave an
-        # earlier run's rows of this day in place.
-        storage.delete_folder(day_folder)
-        return
-    rows.write.mode("overwrite").partitionBy("log_date").parquet(root)
+        storage.write_day(rejected.withColumn("log_date", F.lit(log_date)), root, log_date, sum(counts.values()))

@@ -14,7 +14,6 @@ def all_strings(columns: tuple[str, ...]) -> T.StructType:
     return T.StructType([T.StructField(name, T.StringType(), True) for name in columns])
 
 
-RAW_LOG = all_strings(LOG_COLUMNS)
 RAW_CUSTOMERS = all_strings(CUSTOMER_COLUMNS)
 RAW_SALES = all_strings(SALE_COLUMNS)
 
@@ -67,6 +66,7 @@ NO_SALE = "no_sale"
 UNKNOWN_CUSTOMER = "unknown_customer"
 LOADED_OUTCOME = "loaded"
 OUTCOMES = (MALFORMED, DUPLICATE, NON_ERROR, NO_SALE, UNKNOWN_CUSTOMER, LOADED_OUTCOME)
+# Set aside with a reason, for logs and alerts alike (non-errors are only counted).
 QUARANTINED_OUTCOMES = (MALFORMED, DUPLICATE, NO_SALE, UNKNOWN_CUSTOMER)
 
 # The audit's keys (contract section 4), each outcome under its audit name.
@@ -78,4 +78,3 @@ AUDIT_NAMES = {
     UNKNOWN_CUSTOMER: "unknown_customer",
     LOADED_OUTCOME: "loaded",
 }
-AUDIT_KEYS = ("log_date", "input_rows", *AUDIT_NAMES.values(), "job_run_id")

@@ -1,4 +1,4 @@
-"""Small file operations the jobs do outside Spark: listing, header checks, the audit file.
+"""File operations of the jobs: listing, header checks, the audit file, replacing a day's Parquet.
 
 Locations are `s3://` (or `s3a://`) URIs, reached with boto3 (which honours AWS_ENDPOINT_URL, so the
 local stack works unchanged), or local paths, which the benchmark and tests use.
@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 _S3 = re.compile(r"^s3a?://([^/]+)/?(.*)$")
 # Enough for any header line of the raw files.
@@ -38,6 +43,21 @@ def split_s3(location: str) -> tuple[str, str]:
 
 def join(location: str, *parts: str) -> str:
     return "/".join([location.rstrip("/"), *(part.strip("/") for part in parts)])
+
+
+def day_folder(root: str, log_date: date) -> str:
+    """Day D of an output partitioned by log_date: `<root>/log_date=D`."""
+    return join(root, f"log_date={log_date.isoformat()}")
+
+
+def write_day(rows: DataFrame, root: str, log_date: date, count: int) -> None:
+    """Replace day D under `root` with `rows` (`count` of them), and nothing else of `root`."""
+    if count == 0:
+        # Dynamic overwrite replaces only the partitions it writes: with no rows it would leave an
+        # earlier run's rows of this day in place.
+        delete_folder(day_folder(root, log_date))
+        return
+    rows.write.mode("overwrite").partitionBy("log_date").parquet(root)
 
 
 def _s3_client():
@@ -109,13 +129,6 @@ def write_json(location: str, record: dict) -> None:
     else:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         Path(location).write_bytes(body)
-
-
-def read_json(location: str) -> dict:
-    if is_s3(location):
-        bucket, key = split_s3(location)
-        return json.loads(_s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
-    return json.loads(Path(location).read_text(encoding="utf-8"))
 
 
 def delete_file(location: str) -> None:

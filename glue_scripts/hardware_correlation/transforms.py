@@ -4,8 +4,9 @@ Each function ends in a `select` that states the columns it produces. They compo
 `df.transform`:
 
     parsed = lines.transform(parse_log_lines)
-    typed = parsed.transform(type_log_fields)
-    deduped = typed.transform(mark_duplicates, repeated_log_ids(parsed))
+    flagged = parsed.transform(flag_repeated, repeated_log_ids(parsed))
+    typed = flagged.transform(type_log_fields)
+    deduped = typed.transform(rank_duplicates)
     classified = deduped.transform(classify, sales_in_force(sales), current_customers(customers))
 
 `classified` carries one `outcome` per input row; `loaded_rows`, `quarantine_rows` and
@@ -20,7 +21,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from hardware_correlation import schemas as S
+from hardware_correlation import schemas
 
 # CSV per RFC 4180, recognised with regular expressions rather than a CSV parser so that the whole
 # parse compiles to JVM code (Spark's CSV expressions are interpreted row by row). A field is quoted
@@ -39,11 +40,12 @@ _NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _SECONDS_PER_DAY = 86_400
 
 LINE_COLUMNS = ("line", "source_file")
-PARSED_COLUMNS = (*LINE_COLUMNS, "line_number", *S.LOG_COLUMNS, "is_error", "malformed_detail")
+PARSED_COLUMNS = (*LINE_COLUMNS, "line_number", *schemas.LOG_COLUMNS, "is_error", "malformed_detail")
 TYPED_COLUMNS = ("parsed_timestamp", "parsed_cpu", "parsed_memory")
 
 
-def _blank(column: Column) -> Column:
+def blank(column: Column) -> Column:
+    """NULL, empty or only spaces: a required text field that is missing."""
     return column.isNull() | (F.trim(column) == "")
 
 
@@ -87,10 +89,10 @@ def _split_fields(lines: DataFrame) -> DataFrame:
 
     return tokenized.select(
         *LINE_COLUMNS,
-        *(field(index).alias(name) for index, name in enumerate(S.LOG_COLUMNS)),
+        *(field(index).alias(name) for index, name in enumerate(schemas.LOG_COLUMNS)),
         F.coalesce(
             F.col("quoting_error"),
-            F.when(F.size(tokens) != len(S.LOG_COLUMNS), F.lit("wrong number of fields")),
+            F.when(F.size(tokens) != len(schemas.LOG_COLUMNS), F.lit("wrong number of fields")),
         ).alias("structure_error"),
     )
 
@@ -132,10 +134,10 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
     fields = lines.transform(_split_fields)
     detail = F.coalesce(
         F.col("structure_error"),
-        F.when(_blank(F.col("log_id")), F.lit("empty log_id")),
-        F.when(_blank(F.col("device_id")), F.lit("empty device_id")),
-        F.when(_blank(F.col("event_type")), F.lit("empty event_type")),
-        F.when(_blank(F.col("timestamp")), F.lit("empty timestamp")),
+        F.when(blank(F.col("log_id")), F.lit("empty log_id")),
+        F.when(blank(F.col("device_id")), F.lit("empty device_id")),
+        F.when(blank(F.col("event_type")), F.lit("empty event_type")),
+        F.when(blank(F.col("timestamp")), F.lit("empty timestamp")),
         F.when(~_valid_timestamp(_timestamp_text()), F.lit("unparseable timestamp")),
         F.when(
             F.col("cpu_temp_celsius").isNotNull() & ~_valid_integer(F.col("cpu_temp_celsius")),
@@ -151,7 +153,7 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
         # Being non-deterministic, it also keeps the optimizer from pushing later filters into this
         # projection, which would copy the parsing expressions into every filter that reads them.
         F.monotonically_increasing_id().alias("line_number"),
-        *S.LOG_COLUMNS,
+        *schemas.LOG_COLUMNS,
         (F.upper(F.trim("event_type")) == "ERROR").alias("is_error"),
         detail.alias("malformed_detail"),
     )
@@ -195,7 +197,7 @@ def repeated_log_ids(parsed: DataFrame) -> DataFrame:
     """Hashes of the log_ids that occur on more than one line of the partition.
 
     A superset of the duplicated log_ids (malformed lines count here, and hashes may collide), small
-    in practice: `mark_duplicates` then ranks only the lines that carry one of them.
+    in practice: `rank_duplicates` then ranks only the lines that carry one of them.
     """
     return (
         parsed.filter(F.col("log_id").isNotNull())
@@ -234,11 +236,6 @@ def rank_duplicates(flagged: DataFrame) -> DataFrame:
     return single.unionByName(ranked).select(*kept, "is_duplicate")
 
 
-def mark_duplicates(typed: DataFrame, repeated: DataFrame) -> DataFrame:
-    """`is_duplicate` for every row; `repeated` is `repeated_log_ids(parsed)` or a superset of it."""
-    return typed.transform(flag_repeated, repeated).transform(rank_duplicates)
-
-
 def sales_in_force(sales: DataFrame) -> DataFrame:
     """Every sale with the day from which it is in force and the day it stops being (exclusive).
 
@@ -275,8 +272,8 @@ def _parsed_sale_date() -> Column:
 def _sale_rejection() -> Column:
     """Why a sales row cannot be placed in time, or NULL when it can."""
     return (
-        F.when(_blank(F.col("sale_id")), F.lit("empty sale_id"))
-        .when(_blank(F.col("device_id")), F.lit("empty device_id"))
+        F.when(blank(F.col("sale_id")), F.lit("empty sale_id"))
+        .when(blank(F.col("device_id")), F.lit("empty device_id"))
         .when(_parsed_sale_date().isNull(), F.lit("sale_date is not a YYYY-MM-DD day"))
     )
 
@@ -295,12 +292,12 @@ def rejected_reference_rows(sales: DataFrame, customers: DataFrame) -> DataFrame
     """
     rejected_sales = sales.select(
         F.lit("sales").alias("source_table"),
-        F.to_json(F.struct(*S.SALE_COLUMNS)).alias("row"),
+        F.to_json(F.struct(*schemas.SALE_COLUMNS)).alias("row"),
         _sale_rejection().alias("reason"),
     ).filter(F.col("reason").isNotNull())
-    rejected_customers = customers.filter(_blank(F.col("customer_id"))).select(
+    rejected_customers = customers.filter(blank(F.col("customer_id"))).select(
         F.lit("customers").alias("source_table"),
-        F.to_json(F.struct(*S.CUSTOMER_COLUMNS)).alias("row"),
+        F.to_json(F.struct(*schemas.CUSTOMER_COLUMNS)).alias("row"),
         F.lit("empty customer_id").alias("reason"),
     )
     return rejected_sales.unionByName(rejected_customers).select("source_table", "row", "reason")
@@ -310,7 +307,7 @@ def current_customers(customers: DataFrame) -> DataFrame:
     """One row per customer_id of the snapshot; a repeated id keeps its greatest name, industry."""
     latest = F.max(F.struct("customer_name", "industry"))
     return (
-        customers.filter(~_blank(F.col("customer_id")))
+        customers.filter(~blank(F.col("customer_id")))
         .groupBy("customer_id")
         .agg(latest.alias("customer"))
         .select("customer_id", "customer.customer_name", "customer.industry")
@@ -355,9 +352,9 @@ def match_owner(rows: DataFrame, day: Column, to_match: Column, in_force: DataFr
     )
     owner_outcome = (
         F.when(F.col("match_device_id").isNull(), F.lit(None).cast("string"))
-        .when(F.col("sale_id").isNull(), F.lit(S.NO_SALE))
-        .when(F.col("known_customer_id").isNull(), F.lit(S.UNKNOWN_CUSTOMER))
-        .otherwise(F.lit(S.LOADED_OUTCOME))
+        .when(F.col("sale_id").isNull(), F.lit(schemas.NO_SALE))
+        .when(F.col("known_customer_id").isNull(), F.lit(schemas.UNKNOWN_CUSTOMER))
+        .otherwise(F.lit(schemas.LOADED_OUTCOME))
     )
     return joined.select(
         *(F.col(name) for name in rows.columns),
@@ -384,9 +381,9 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
         match_owner, utc_date(F.col("parsed_timestamp")), kept_error, in_force, customers
     )
     outcome = (
-        F.when(F.col("malformed_detail").isNotNull(), F.lit(S.MALFORMED))
-        .when(F.col("is_duplicate"), F.lit(S.DUPLICATE))
-        .when(~F.col("is_error"), F.lit(S.NON_ERROR))
+        F.when(F.col("malformed_detail").isNotNull(), F.lit(schemas.MALFORMED))
+        .when(F.col("is_duplicate"), F.lit(schemas.DUPLICATE))
+        .when(~F.col("is_error"), F.lit(schemas.NON_ERROR))
         .otherwise(F.col("owner_outcome"))
     )
     return matched.select(
@@ -405,7 +402,7 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
 
 def loaded_rows(classified: DataFrame, log_date: date) -> DataFrame:
     """Contract section 4's columns for the loaded rows of day `log_date`."""
-    return classified.filter(F.col("outcome") == S.LOADED_OUTCOME).select(
+    return classified.filter(F.col("outcome") == schemas.LOADED_OUTCOME).select(
         "log_id",
         "device_id",
         F.col("parsed_cpu").alias("cpu_temp_celsius"),
@@ -423,13 +420,13 @@ def loaded_rows(classified: DataFrame, log_date: date) -> DataFrame:
 
 def quarantine_rows(classified: DataFrame, log_date: date) -> DataFrame:
     """Every malformed, duplicate, no-sale and unknown-customer row, as read, with its reason."""
-    return classified.filter(F.col("outcome").isin(*S.QUARANTINED_OUTCOMES)).select(
-        *S.LOG_COLUMNS,
+    return classified.filter(F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)).select(
+        *schemas.LOG_COLUMNS,
         F.col("outcome").alias("reason"),
         F.coalesce(
             F.col("malformed_detail"),
             F.when(
-                F.col("outcome") == S.UNKNOWN_CUSTOMER,
+                F.col("outcome") == schemas.UNKNOWN_CUSTOMER,
                 F.concat(F.lit("customer_id "), F.col("customer_id"), F.lit(" is not in customers")),
             ),
         ).alias("detail"),
@@ -453,8 +450,8 @@ def audit_record(
     log rows' outcomes, outside the audit equation, which counts the day's log rows.
     """
     record: dict = {"log_date": log_date.isoformat()}
-    record["input_rows"] = sum(counts.get(outcome, 0) for outcome in S.OUTCOMES)
-    for outcome, name in S.AUDIT_NAMES.items():
+    record["input_rows"] = sum(counts.get(outcome, 0) for outcome in schemas.OUTCOMES)
+    for outcome, name in schemas.AUDIT_NAMES.items():
         record[name] = int(counts.get(outcome, 0))
     for table in ("sales", "customers"):
         record[f"rejected_{table}"] = int((rejected or {}).get(table, 0))

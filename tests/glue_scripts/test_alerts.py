@@ -8,10 +8,10 @@ from datetime import date, datetime, timezone
 
 from pyspark.sql import functions as F
 
-from hardware_correlation import alerts as A
-from hardware_correlation import schemas as S
+from hardware_correlation import alerts
+from hardware_correlation import schemas
 from hardware_correlation import storage
-from hardware_correlation import transforms as X
+from hardware_correlation import transforms
 from hardware_correlation.alerts_etl import AlertInputs, AlertOutputs, run_alerts
 
 DAY = date(2025, 10, 2)
@@ -50,7 +50,7 @@ def assertDataFrameEqual(actual, expected) -> None:
 
 
 def files_df(spark, files: dict[str, str]):
-    return spark.createDataFrame(list(files.items()), A.ALERT_FILES)
+    return spark.createDataFrame(list(files.items()), alerts.ALERT_FILES)
 
 
 def records_df(spark, *records: str):
@@ -61,13 +61,13 @@ def records_df(spark, *records: str):
 
 
 def classified(spark, *records: str):
-    sales = spark.createDataFrame(SALES, S.RAW_SALES)
-    customers = spark.createDataFrame(CUSTOMERS, S.RAW_CUSTOMERS)
+    sales = spark.createDataFrame(SALES, schemas.RAW_SALES)
+    customers = spark.createDataFrame(CUSTOMERS, schemas.RAW_CUSTOMERS)
     return (
         records_df(spark, *records)
-        .transform(A.parse_alerts)
-        .transform(A.mark_duplicates)
-        .transform(A.classify, X.sales_in_force(sales), X.current_customers(customers))
+        .transform(alerts.parse_alerts)
+        .transform(alerts.mark_duplicates)
+        .transform(alerts.classify, transforms.sales_in_force(sales), transforms.current_customers(customers))
     )
 
 
@@ -85,7 +85,7 @@ def test_split_records_takes_a_file_as_one_object_or_as_json_lines(spark):
         "broken.json": broken, "blank.json": "\n\n",
     })
     assertDataFrameEqual(
-        files.transform(A.split_records),
+        files.transform(alerts.split_records),
         [
             ("one.json", 1, '{"alert_id": "x"}\n'),
             ("pretty.json", 1, pretty),
@@ -119,7 +119,7 @@ MALFORMED_CASES = [
 
 def test_parse_alerts_names_what_is_malformed(spark):
     # One DataFrame for all cases: one Spark job instead of one per case.
-    parsed = records_df(spark, *(record for record, _ in MALFORMED_CASES)).transform(A.parse_alerts)
+    parsed = records_df(spark, *(record for record, _ in MALFORMED_CASES)).transform(alerts.parse_alerts)
     details = {row["record_number"]: row["malformed_detail"] for row in parsed.collect()}
     assert [details[number] for number in range(1, len(MALFORMED_CASES) + 1)] == [
         detail for _, detail in MALFORMED_CASES
@@ -128,7 +128,7 @@ def test_parse_alerts_names_what_is_malformed(spark):
 
 def test_parse_alerts_reads_offsets_as_utc_and_keeps_fields_as_written(spark):
     row = records_df(spark, alert(ts="2025-10-01T23:29:00-05:00", received="2025-10-02T04:29:01.093Z")).transform(
-        A.parse_alerts
+        alerts.parse_alerts
     ).collect()[0]
     assert row["parsed_timestamp"] == datetime(2025, 10, 2, 4, 29)
     assert row["parsed_received_at"] == datetime(2025, 10, 2, 4, 29, 1, 93000)
@@ -139,7 +139,7 @@ def test_parse_alerts_reads_offsets_as_utc_and_keeps_fields_as_written(spark):
 def test_an_alert_without_alert_id_gets_an_id_from_its_content(spark):
     rows = records_df(
         spark, alert(alert_id=None), alert(alert_id=""), alert(alert_id=None, device="DEV-B202")
-    ).transform(A.parse_alerts).collect()
+    ).transform(alerts.parse_alerts).collect()
     fields = ["DEV-A101", "E101_OVERHEAT", "CPU temperature above threshold", "2025-10-02T10:00:00Z"]
     digest = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
     assert rows[0]["alert_id"] == rows[1]["alert_id"] == f"sha256:{digest}"
@@ -157,12 +157,12 @@ def test_duplicates_keep_the_alert_received_first(spark):
         alert(alert_id="a-2", received=None, details="file order 2"),
     ).select("details", "outcome").collect()
     assert {(row["details"], row["outcome"]) for row in rows} == {
-        ("second", S.DUPLICATE),
-        ("first", S.LOADED_OUTCOME),
-        ("no received_at", S.DUPLICATE),
-        ("CPU temperature above threshold", S.MALFORMED),
-        ("file order 1", S.LOADED_OUTCOME),
-        ("file order 2", S.DUPLICATE),
+        ("second", schemas.DUPLICATE),
+        ("first", schemas.LOADED_OUTCOME),
+        ("no received_at", schemas.DUPLICATE),
+        ("CPU temperature above threshold", schemas.MALFORMED),
+        ("file order 1", schemas.LOADED_OUTCOME),
+        ("file order 2", schemas.DUPLICATE),
     }
 
 
@@ -181,12 +181,12 @@ def test_classify_uses_the_sale_in_force_at_the_alerts_utc_day(spark):
     assertDataFrameEqual(
         result,
         [
-            ("sold-that-day", S.LOADED_OUTCOME, "SALE-107", "CUST-002", "Summit State University", "Education", 0),
-            ("before-sale", S.NO_SALE, None, None, None, None, None),
-            ("resold", S.LOADED_OUTCOME, "SALE-108", "CUST-006", "EventXperts", "Live Events", 74),
-            ("same-day-sales", S.LOADED_OUTCOME, "SALE-202", "CUST-002", "Summit State University", "Education", 31),
-            ("unknown-customer", S.UNKNOWN_CUSTOMER, "SALE-106", "CUST-007", None, None, 143),
-            ("never-sold", S.NO_SALE, None, None, None, None, None),
+            ("sold-that-day", schemas.LOADED_OUTCOME, "SALE-107", "CUST-002", "Summit State University", "Education", 0),
+            ("before-sale", schemas.NO_SALE, None, None, None, None, None),
+            ("resold", schemas.LOADED_OUTCOME, "SALE-108", "CUST-006", "EventXperts", "Live Events", 74),
+            ("same-day-sales", schemas.LOADED_OUTCOME, "SALE-202", "CUST-002", "Summit State University", "Education", 31),
+            ("unknown-customer", schemas.UNKNOWN_CUSTOMER, "SALE-106", "CUST-007", None, None, 143),
+            ("never-sold", schemas.NO_SALE, None, None, None, None, None),
         ],
     )
 
@@ -200,8 +200,8 @@ def test_loaded_and_quarantined_alerts(spark):
         "not json",
     ]
     rows = classified(spark, *records).cache()
-    loaded = rows.transform(A.loaded_alerts, DAY)
-    assert tuple(loaded.columns) == A.LOADED_ALERT_COLUMNS
+    loaded = rows.transform(alerts.loaded_alerts, DAY)
+    assert tuple(loaded.columns) == alerts.LOADED_ALERT_COLUMNS
     assertDataFrameEqual(
         loaded,
         [(
@@ -210,19 +210,19 @@ def test_loaded_and_quarantined_alerts(spark):
             date(2025, 7, 20), 74, DAY,
         )],
     )
-    quarantined = rows.transform(A.quarantined_alerts, DAY)
-    assert tuple(quarantined.columns) == tuple(field.name for field in A.QUARANTINED_ALERT.fields)
+    quarantined = rows.transform(alerts.quarantined_alerts, DAY)
+    assert tuple(quarantined.columns) == tuple(field.name for field in alerts.QUARANTINED_ALERT.fields)
     assertDataFrameEqual(
         quarantined.select("alert_id", "reason", "detail", "raw_record", "record_number"),
         [
-            ("ok", S.DUPLICATE, "alert_id ok was received earlier", records[1], 2),
-            ("no-sale", S.NO_SALE, "device DEV-E501 has no sale on or before 2025-10-02", records[2], 3),
-            ("unknown", S.UNKNOWN_CUSTOMER, "customer_id CUST-007 is not in customers", records[3], 4),
-            (None, S.MALFORMED, "unparseable JSON: the record is not one JSON object", records[4], 5),
+            ("ok", schemas.DUPLICATE, "alert_id ok was received earlier", records[1], 2),
+            ("no-sale", schemas.NO_SALE, "device DEV-E501 has no sale on or before 2025-10-02", records[2], 3),
+            ("unknown", schemas.UNKNOWN_CUSTOMER, "customer_id CUST-007 is not in customers", records[3], 4),
+            (None, schemas.MALFORMED, "unparseable JSON: the record is not one JSON object", records[4], 5),
         ],
     )
-    counts = {row["outcome"]: row["rows"] for row in A.outcome_counts(rows).collect()}
-    assert A.audit_record(counts, DAY, "jr_1") == {
+    counts = {row["outcome"]: row["rows"] for row in alerts.outcome_counts(rows).collect()}
+    assert alerts.audit_record(counts, DAY, "jr_1") == {
         "log_date": "2025-10-02", "alert_input_rows": 5, "alert_malformed": 1, "alert_duplicates": 1,
         "alert_no_sale": 1, "alert_unknown_customer": 1, "alert_loaded": 1, "job_run_id": "jr_1",
     }
@@ -253,14 +253,14 @@ def test_a_day_of_alerts_on_local_files_and_a_rerun_without_alerts(spark, tmp_pa
 
     counts = run_alerts(spark, DAY, inputs, outputs, "jr_1")
 
-    assert counts == storage.read_json(str(out / "audit" / "log_date=2025-10-02" / "alerts.json"))
+    assert counts == json.loads((out / "audit" / "log_date=2025-10-02" / "alerts.json").read_text())
     assert (counts["alert_input_rows"], counts["alert_loaded"], counts["alert_malformed"]) == (3, 2, 1)
-    loaded = spark.read.schema(A.LOADED_ALERT_FILE).parquet(str(out / "hardware_alerts" / "log_date=2025-10-02"))
+    loaded = spark.read.schema(alerts.LOADED_ALERT_FILE).parquet(str(out / "hardware_alerts" / "log_date=2025-10-02"))
     assertDataFrameEqual(
         loaded.select("alert_id", "sale_id", "days_since_sale"), [("one", "SALE-105", 94), ("two", "SALE-101", 260)]
     )
     quarantine = spark.read.parquet(str(out / "quarantine" / "alerts" / "log_date=2025-10-02"))
-    assert [(row["alert_id"], row["reason"]) for row in quarantine.collect()] == [("bad", S.MALFORMED)]
+    assert [(row["alert_id"], row["reason"]) for row in quarantine.collect()] == [("bad", schemas.MALFORMED)]
 
     rerun = run_alerts(spark, DAY, AlertInputs([], inputs.customer_files, inputs.sale_files), outputs, "jr_2")
 
@@ -270,7 +270,7 @@ def test_a_day_of_alerts_on_local_files_and_a_rerun_without_alerts(spark, tmp_pa
     }
     assert not (out / "hardware_alerts" / "log_date=2025-10-02").exists()
     assert not (out / "quarantine" / "alerts" / "log_date=2025-10-02").exists()
-    assert storage.read_json(str(out / "audit" / "log_date=2025-10-02" / "alerts.json")) == rerun
+    assert json.loads((out / "audit" / "log_date=2025-10-02" / "alerts.json").read_text()) == rerun
 
 
 def test_an_alert_file_is_read_whole(spark, tmp_path):
@@ -278,6 +278,6 @@ def test_an_alert_file_is_read_whole(spark, tmp_path):
     pretty.write_text(json.dumps(json.loads(alert()), indent=2))
     from hardware_correlation.alerts_etl import read_alert_files
 
-    records = read_alert_files(spark, [str(pretty)]).transform(A.split_records).transform(A.parse_alerts)
+    records = read_alert_files(spark, [str(pretty)]).transform(alerts.split_records).transform(alerts.parse_alerts)
     assert [(row["alert_id"], row["malformed_detail"]) for row in records.collect()] == [("a-1", None)]
     assert records.select(F.col("source_file").endswith("pretty.json")).first()[0]

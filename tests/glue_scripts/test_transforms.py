@@ -9,11 +9,11 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from tests.glue_scripts.frames import assert_frame_equal
 
-from hardware_correlation import schemas as S
-from hardware_correlation import transforms as X
+from hardware_correlation import schemas
+from hardware_correlation import transforms
 
 DAY = date(2025, 10, 1)
-HEADER = ",".join(S.LOG_COLUMNS)
+HEADER = ",".join(schemas.LOG_COLUMNS)
 
 # DEV-1: sold once. DEV-2: resold (SALE-20 then SALE-21). DEV-3: two sales on one day (the greatest
 # sale_id wins). DEV-4: sold after the errors below. DEV-5: sold to a customer missing from the
@@ -39,22 +39,25 @@ def utc(text: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def reference(spark):
-    sales = spark.createDataFrame(SALES, S.RAW_SALES)
-    customers = spark.createDataFrame(CUSTOMERS, S.RAW_CUSTOMERS)
-    return X.sales_in_force(sales), X.current_customers(customers)
+    sales = spark.createDataFrame(SALES, schemas.RAW_SALES)
+    customers = spark.createDataFrame(CUSTOMERS, schemas.RAW_CUSTOMERS)
+    return transforms.sales_in_force(sales), transforms.current_customers(customers)
 
 
 def lines(spark, *texts: str, source_file: str = "s3://raw/hardware_logs/dt=2025-10-01/a.csv"):
-    return spark.createDataFrame([(text, source_file) for text in texts], S.LOG_LINES)
+    return spark.createDataFrame([(text, source_file) for text in texts], schemas.LOG_LINES)
 
 
 def classify(spark, reference, *texts: str):
+    """The transforms in run_etl's order (run_etl also sets the plain non-errors aside before typing,
+    which changes no outcome: tests/glue_scripts/test_etl.py runs it whole)."""
     in_force, customers = reference
-    parsed = lines(spark, *texts).transform(X.parse_log_lines)
+    parsed = lines(spark, *texts).transform(transforms.parse_log_lines)
     return (
-        parsed.transform(X.type_log_fields)
-        .transform(X.mark_duplicates, X.repeated_log_ids(parsed))
-        .transform(X.classify, in_force, customers)
+        parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(parsed))
+        .transform(transforms.type_log_fields)
+        .transform(transforms.rank_duplicates)
+        .transform(transforms.classify, in_force, customers)
     )
 
 
@@ -63,7 +66,7 @@ def outcomes(classified) -> dict[str, str]:
 
 
 def details(spark, *texts: str) -> dict[str, str | None]:
-    parsed = lines(spark, *texts).transform(X.parse_log_lines)
+    parsed = lines(spark, *texts).transform(transforms.parse_log_lines)
     return {row["line"]: row["malformed_detail"] for row in parsed.collect()}
 
 
@@ -116,9 +119,9 @@ def test_malformed_rows_name_the_first_rule_they_break_and_well_formed_rows_none
 def test_quoted_fields_follow_csv_quoting(spark, reference):
     quoted = '"L,1","2025-10-01T10:00:00Z","DEV-1"," error ","70",""'
     escaped = 'L2,2025-10-01T10:00:00Z,DEV-1,"ERR""OR",70,3.5'
-    parsed = lines(spark, quoted, escaped).transform(X.parse_log_lines)
+    parsed = lines(spark, quoted, escaped).transform(transforms.parse_log_lines)
     rows = {row["line"]: row for row in parsed.collect()}
-    assert [rows[quoted][name] for name in S.LOG_COLUMNS] == [
+    assert [rows[quoted][name] for name in schemas.LOG_COLUMNS] == [
         "L,1", "2025-10-01T10:00:00Z", "DEV-1", " error ", "70", None
     ]
     assert rows[quoted]["malformed_detail"] is None and rows[quoted]["is_error"]
@@ -129,7 +132,7 @@ def test_empty_numeric_fields_are_null_and_the_row_is_loaded(spark, reference):
     line = "L1,2025-10-01T10:00:00Z,DEV-1,ERROR,,"
     classified = classify(spark, reference, line)
     row = classified.collect()[0]
-    assert row["outcome"] == S.LOADED_OUTCOME
+    assert row["outcome"] == schemas.LOADED_OUTCOME
     assert row["parsed_cpu"] is None and row["parsed_memory"] is None
 
 
@@ -139,8 +142,8 @@ def test_typed_values(spark):
         "L1,2025-10-01T23:30:00-05:00,DEV-1,ERROR,-7,1.5e2",
         "L2,2025-10-01T10:00:00.5Z,DEV-1,ERROR,70,.25",
         "L3,2025-10-01T00:15:00+05:30,DEV-1,ERROR,70,3",
-    ).transform(X.parse_log_lines)
-    typed = parsed.transform(X.type_log_fields).select(
+    ).transform(transforms.parse_log_lines)
+    typed = parsed.transform(transforms.type_log_fields).select(
         "log_id", "parsed_timestamp", "parsed_cpu", "parsed_memory"
     )
     assert_frame_equal(
@@ -160,34 +163,34 @@ def test_duplicates_keep_the_earliest_timestamp(spark, reference):
     later = "L1,2025-10-01T09:20:00Z,DEV-1,ERROR,88,7.9"
     earlier = "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9"
     assert outcomes(classify(spark, reference, later, earlier)) == {
-        later: S.DUPLICATE, earlier: S.LOADED_OUTCOME
+        later: schemas.DUPLICATE, earlier: schemas.LOADED_OUTCOME
     }
 
 
 def test_an_earlier_non_error_makes_the_error_a_duplicate(spark, reference):
     error = "L1,2025-10-01T09:20:00Z,DEV-1,ERROR,88,7.9"
     info = "L1,2025-10-01T09:15:00+00:00,DEV-1,INFO,50,1.0"
-    assert outcomes(classify(spark, reference, error, info)) == {error: S.DUPLICATE, info: S.NON_ERROR}
+    assert outcomes(classify(spark, reference, error, info)) == {error: schemas.DUPLICATE, info: schemas.NON_ERROR}
 
 
 def test_exact_copies_keep_one_and_count_the_others(spark, reference):
     line = "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9"
     classified = classify(spark, reference, line, line, line)
-    counted = {row["outcome"]: row["rows"] for row in X.outcome_counts(classified).collect()}
-    assert counted == {S.LOADED_OUTCOME: 1, S.DUPLICATE: 2}
+    counted = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
+    assert counted == {schemas.LOADED_OUTCOME: 1, schemas.DUPLICATE: 2}
 
 
 def test_timestamp_ties_keep_the_first_line_of_the_file(spark, reference):
     first = "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9"
     second = "L1,2025-10-01T10:15:00+01:00,DEV-1,INFO,88,7.9"
-    assert outcomes(classify(spark, reference, first, second)) == {first: S.LOADED_OUTCOME, second: S.DUPLICATE}
-    assert outcomes(classify(spark, reference, second, first)) == {second: S.NON_ERROR, first: S.DUPLICATE}
+    assert outcomes(classify(spark, reference, first, second)) == {first: schemas.LOADED_OUTCOME, second: schemas.DUPLICATE}
+    assert outcomes(classify(spark, reference, second, first)) == {second: schemas.NON_ERROR, first: schemas.DUPLICATE}
 
 
 def test_malformed_rows_do_not_take_part_in_duplicates(spark, reference):
     bad = "L1,2025-10-01T09:00:00Z,DEV-1,ERROR,hot,7.9"
     good = "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9"
-    assert outcomes(classify(spark, reference, bad, good)) == {bad: S.MALFORMED, good: S.LOADED_OUTCOME}
+    assert outcomes(classify(spark, reference, bad, good)) == {bad: schemas.MALFORMED, good: schemas.LOADED_OUTCOME}
 
 
 def test_repeated_log_ids_are_only_the_repeated_ones(spark):
@@ -196,9 +199,9 @@ def test_repeated_log_ids_are_only_the_repeated_ones(spark):
         "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9",
         "L1,2025-10-01T09:16:00Z,DEV-1,ERROR,88,7.9",
         "L2,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9",
-    ).transform(X.parse_log_lines)
+    ).transform(transforms.parse_log_lines)
     expected = parsed.sparkSession.range(1).select(F.xxhash64(F.lit("L1")).alias("log_id_hash"))
-    assert_frame_equal(X.repeated_log_ids(parsed), expected)
+    assert_frame_equal(transforms.repeated_log_ids(parsed), expected)
 
 
 # -- step 3: non-error -------------------------------------------------------------------------
@@ -208,8 +211,8 @@ def test_error_in_any_case_and_with_spaces_and_nothing_else(spark, reference):
     errors = ["ERROR", "error", " Error ", "eRRoR  "]
     others = ["INFO", "WARNING", "ERRORS", "E RROR"]
     line = "L{},2025-10-01T10:00:00Z,DEV-1,{},70,3.5"
-    expected = {line.format(i, event): S.LOADED_OUTCOME for i, event in enumerate(errors)}
-    expected |= {line.format(i + 10, event): S.NON_ERROR for i, event in enumerate(others)}
+    expected = {line.format(i, event): schemas.LOADED_OUTCOME for i, event in enumerate(errors)}
+    expected |= {line.format(i + 10, event): schemas.NON_ERROR for i, event in enumerate(others)}
     assert outcomes(classify(spark, reference, *expected)) == expected
 
 
@@ -217,7 +220,7 @@ def test_error_in_any_case_and_with_spaces_and_nothing_else(spark, reference):
 
 
 def loaded(classified):
-    return classified.transform(X.loaded_rows, DAY).drop("log_date")
+    return classified.transform(transforms.loaded_rows, DAY).drop("log_date")
 
 
 def test_resold_device_is_attributed_to_its_current_owner_once(spark, reference):
@@ -238,7 +241,7 @@ def test_sale_on_the_errors_day_is_in_force(spark, reference):
     before = "L1,2025-10-01T23:59:59Z,DEV-4,ERROR,70,3.5"
     same_day = "L2,2025-10-02T00:00:00Z,DEV-4,ERROR,70,3.5"
     classified = classify(spark, reference, before, same_day)
-    assert outcomes(classified) == {before: S.NO_SALE, same_day: S.LOADED_OUTCOME}
+    assert outcomes(classified) == {before: schemas.NO_SALE, same_day: schemas.LOADED_OUTCOME}
     assert loaded(classified).collect()[0]["days_since_sale"] == 0
 
 
@@ -247,7 +250,7 @@ def test_offset_timestamp_crossing_midnight_is_aged_at_its_utc_day(spark, refere
     crossing = "L1,2025-10-01T23:30:00-05:00,DEV-4,ERROR,70,3.5"
     local_only = "L2,2025-10-01T23:30:00Z,DEV-4,ERROR,70,3.5"
     classified = classify(spark, reference, crossing, local_only)
-    assert outcomes(classified) == {crossing: S.LOADED_OUTCOME, local_only: S.NO_SALE}
+    assert outcomes(classified) == {crossing: schemas.LOADED_OUTCOME, local_only: schemas.NO_SALE}
     row = loaded(classified).collect()[0]
     assert row["error_timestamp"] == datetime(2025, 10, 2, 4, 30)
     assert row["days_since_sale"] == 0
@@ -255,22 +258,22 @@ def test_offset_timestamp_crossing_midnight_is_aged_at_its_utc_day(spark, refere
 
 def test_never_sold_device_is_no_sale(spark, reference):
     line = "L1,2025-10-01T12:00:00Z,DEV-9,ERROR,70,3.5"
-    assert outcomes(classify(spark, reference, line)) == {line: S.NO_SALE}
+    assert outcomes(classify(spark, reference, line)) == {line: schemas.NO_SALE}
 
 
 def test_sale_to_a_customer_missing_from_the_snapshot_is_unknown_customer(spark, reference):
     line = "L1,2025-10-01T12:00:00Z,DEV-5,ERROR,70,3.5"
     classified = classify(spark, reference, line)
-    assert outcomes(classified) == {line: S.UNKNOWN_CUSTOMER}
-    quarantined = classified.transform(X.quarantine_rows, DAY).collect()[0]
-    assert quarantined["reason"] == S.UNKNOWN_CUSTOMER
+    assert outcomes(classified) == {line: schemas.UNKNOWN_CUSTOMER}
+    quarantined = classified.transform(transforms.quarantine_rows, DAY).collect()[0]
+    assert quarantined["reason"] == schemas.UNKNOWN_CUSTOMER
     assert quarantined["detail"] == "customer_id CUST-7 is not in customers"
 
 
 def test_loaded_rows_have_the_contract_columns(spark, reference):
     line = "LOG-002,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9"
-    rows = classify(spark, reference, line).transform(X.loaded_rows, DAY)
-    assert tuple(rows.columns) == S.LOADED_COLUMNS
+    rows = classify(spark, reference, line).transform(transforms.loaded_rows, DAY)
+    assert tuple(rows.columns) == schemas.LOADED_COLUMNS
     assert_frame_equal(
         rows,
         [
@@ -287,11 +290,11 @@ def test_loaded_rows_have_the_contract_columns(spark, reference):
 def test_quarantine_keeps_the_raw_fields_and_the_reason(spark, reference):
     bad = "L1,2025-10-01T10:00:00Z,DEV-1,ERROR,hot,3.5"
     short = "L2,2025-10-01T10:00:00Z,DEV-1,ERROR"
-    rows = classify(spark, reference, bad, short).transform(X.quarantine_rows, DAY)
-    assert tuple(rows.columns) == tuple(field.name for field in S.QUARANTINE.fields)
+    rows = classify(spark, reference, bad, short).transform(transforms.quarantine_rows, DAY)
+    assert tuple(rows.columns) == tuple(field.name for field in schemas.QUARANTINE.fields)
     by_id = {row["log_id"]: row for row in rows.collect()}
     assert by_id["L1"]["cpu_temp_celsius"] == "hot"
-    assert (by_id["L1"]["reason"], by_id["L1"]["detail"]) == (S.MALFORMED, "cpu_temp_celsius is not an integer")
+    assert (by_id["L1"]["reason"], by_id["L1"]["detail"]) == (schemas.MALFORMED, "cpu_temp_celsius is not an integer")
     assert by_id["L2"]["raw_line"] == short and by_id["L2"]["log_date"] == DAY
 
 
@@ -303,17 +306,17 @@ def test_sales_that_cannot_be_placed_in_time_are_not_in_force(spark):
             (None, "CUST-2", "DEV-1", "2025-07-01"),
             ("SALE-3", "CUST-2", None, "2025-07-01"),
         ],
-        S.RAW_SALES,
+        schemas.RAW_SALES,
     )
     assert_frame_equal(
-        X.sales_in_force(sales),
+        transforms.sales_in_force(sales),
         [Row(device_id="DEV-1", sale_id="SALE-1", customer_id="CUST-1", sale_date=date(2025, 1, 15), valid_until=None)],
     )
     customers = spark.createDataFrame(
-        [("CUST-1", "Acme", "Retail"), (" ", "Nameless", "Retail"), (None, "Nobody", None)], S.RAW_CUSTOMERS
+        [("CUST-1", "Acme", "Retail"), (" ", "Nameless", "Retail"), (None, "Nobody", None)], schemas.RAW_CUSTOMERS
     )
     assert_frame_equal(
-        X.rejected_reference_rows(sales, customers),
+        transforms.rejected_reference_rows(sales, customers),
         [
             Row(source_table="sales", row='{"sale_id":"SALE-2","customer_id":"CUST-2","device_id":"DEV-1","sale_date":"2025/06/01"}', reason="sale_date is not a YYYY-MM-DD day"),
             Row(source_table="sales", row='{"customer_id":"CUST-2","device_id":"DEV-1","sale_date":"2025-07-01"}', reason="empty sale_id"),
@@ -322,11 +325,11 @@ def test_sales_that_cannot_be_placed_in_time_are_not_in_force(spark):
             Row(source_table="customers", row='{"customer_name":"Nobody"}', reason="empty customer_id"),
         ],
     )
-    assert X.audit_record({}, DAY, None, {"sales": 3, "customers": 2})["rejected_sales"] == 3
+    assert transforms.audit_record({}, DAY, None, {"sales": 3, "customers": 2})["rejected_sales"] == 3
 
 
 def test_sales_in_force_intervals(spark):
-    in_force = X.sales_in_force(spark.createDataFrame(SALES, S.RAW_SALES)).filter(
+    in_force = transforms.sales_in_force(spark.createDataFrame(SALES, schemas.RAW_SALES)).filter(
         F.col("device_id").isin("DEV-2", "DEV-3")
     )
     assert_frame_equal(
@@ -342,10 +345,10 @@ def test_sales_in_force_intervals(spark):
 def test_repeated_customer_ids_give_one_customer(spark):
     customers = spark.createDataFrame(
         [("CUST-1", "Old Name", "Retail"), ("CUST-1", "New Name", "Retail"), ("", "Nobody", "None")],
-        S.RAW_CUSTOMERS,
+        schemas.RAW_CUSTOMERS,
     )
     assert_frame_equal(
-        X.current_customers(customers),
+        transforms.current_customers(customers),
         [Row(customer_id="CUST-1", customer_name="Old Name", industry="Retail")],
     )
 
@@ -356,7 +359,7 @@ def test_repeated_customer_ids_give_one_customer(spark):
 def test_empty_partition_gives_zero_counts(spark, reference):
     classified = classify(spark, reference)
     assert classified.count() == 0
-    record = X.audit_record({}, DAY, "jr_1")
+    record = transforms.audit_record({}, DAY, "jr_1")
     assert record == {
         "log_date": "2025-10-01", "input_rows": 0, "malformed": 0, "duplicates": 0, "non_error": 0,
         "no_sale": 0, "unknown_customer": 0, "loaded": 0, "rejected_sales": 0, "rejected_customers": 0,
@@ -376,14 +379,14 @@ def test_audit_equation_holds_for_a_mixed_day(spark, reference):
         "L07,2025-10-01T23:30:00-05:00,DEV-2, error ,,",
     ]
     classified = classify(spark, reference, *day)
-    counts = {row["outcome"]: row["rows"] for row in X.outcome_counts(classified).collect()}
-    record = X.audit_record(counts, DAY, None)
+    counts = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
+    record = transforms.audit_record(counts, DAY, None)
     assert record["input_rows"] == len(day)
-    assert {name: record[name] for name in S.AUDIT_NAMES.values()} == {
+    assert {name: record[name] for name in schemas.AUDIT_NAMES.values()} == {
         "malformed": 2, "duplicates": 1, "non_error": 1, "no_sale": 1, "unknown_customer": 1, "loaded": 2,
     }
-    assert record["input_rows"] == sum(record[name] for name in S.AUDIT_NAMES.values())
-    quarantined = classified.transform(X.quarantine_rows, DAY).count()
+    assert record["input_rows"] == sum(record[name] for name in schemas.AUDIT_NAMES.values())
+    quarantined = classified.transform(transforms.quarantine_rows, DAY).count()
     assert quarantined == record["malformed"] + record["duplicates"] + record["no_sale"] + record["unknown_customer"]
 
 
@@ -392,7 +395,7 @@ def test_utc_date_does_not_depend_on_the_session_time_zone(spark):
     previous = spark.conf.get("spark.sql.session.timeZone")
     try:
         spark.conf.set("spark.sql.session.timeZone", "America/New_York")
-        shifted = frame.select(X.utc_date(F.col("ts")).alias("day")).collect()[0]["day"]
+        shifted = frame.select(transforms.utc_date(F.col("ts")).alias("day")).collect()[0]["day"]
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous)
     assert shifted == date(2025, 10, 2)
