@@ -48,18 +48,9 @@ def stack() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def aws(stack):
     """A factory of boto3 clients for the local stack: `aws("s3")`."""
-    import boto3
+    from tests.support import aws_client
 
-    def client(service: str):
-        return boto3.client(
-            service,
-            endpoint_url=stack["AWS_ENDPOINT_URL"],
-            region_name=stack["AWS_DEFAULT_REGION"],
-            aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
-        )
-
-    return client
+    return lambda service: aws_client(stack, service)
 
 
 def pytest_collection_modifyitems(items):

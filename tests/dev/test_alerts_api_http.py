@@ -6,10 +6,10 @@ import http.client
 import json
 import uuid
 
-import boto3
 import pytest
 
 from dev.local_aws.alerts_api import start
+from tests.support import aws_client
 
 pytestmark = pytest.mark.stack
 
@@ -23,11 +23,7 @@ ALERT = {
 
 @pytest.fixture
 def api(stack):
-    s3 = boto3.client(
-        "s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_DEFAULT_REGION"],
-        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = aws_client(stack, "s3")
     bucket = f"alerts-http-test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     server = start("127.0.0.1", 0, bucket=bucket, s3_client=s3)

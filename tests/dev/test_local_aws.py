@@ -12,7 +12,6 @@ import time
 import uuid
 import zipfile
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -23,16 +22,6 @@ from include.settings import load as load_settings
 pytestmark = pytest.mark.stack
 
 ACTIVE = ("STARTING", "RUNNING", "STOPPING")
-
-
-@pytest.fixture(scope="module")
-def aws(stack):
-    session = boto3.session.Session(
-        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
-        region_name=stack["AWS_DEFAULT_REGION"],
-    )
-    return lambda service: session.client(service, endpoint_url=stack["AWS_ENDPOINT_URL"])
 
 
 @pytest.fixture(scope="module")

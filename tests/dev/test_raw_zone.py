@@ -7,11 +7,11 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-import boto3
 import pytest
 
 from dev.datagen import write_dataset
 from dev.raw_zone import RawZoneError, plan_upload, split_hardware_logs, upload_raw_zone
+from tests.support import aws_client
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "dev" / "sample_data"
 HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
@@ -145,11 +145,7 @@ def test_a_split_partition_may_not_overwrite_a_file_of_the_folder(tmp_path):
 @pytest.fixture
 def bucket(stack):
     """A bucket of its own in the stack's S3, so other tests' raw bucket stays as they left it."""
-    s3 = boto3.client(
-        "s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_DEFAULT_REGION"],
-        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = aws_client(stack, "s3")
     name = f"raw-zone-test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     yield s3, name
@@ -209,11 +205,7 @@ def test_generated_dataset_uploads_byte_for_byte(bucket, tmp_path):
 
 @pytest.mark.stack
 def test_a_missing_bucket_is_a_clear_error(stack, tmp_path):
-    s3 = boto3.client(
-        "s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_DEFAULT_REGION"],
-        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = aws_client(stack, "s3")
     folder = _write(tmp_path, {"sales/sales.csv": "sale_id,customer_id,device_id,sale_date\n"})
     with pytest.raises(RawZoneError, match="uploading sales/sales.csv to s3://no-such-bucket-"):
         upload_raw_zone(folder, f"no-such-bucket-{uuid.uuid4().hex[:8]}", s3)

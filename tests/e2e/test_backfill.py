@@ -12,36 +12,22 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import date
-from decimal import Decimal
 
-import boto3
 import duckdb
 import psycopg2
 import pytest
 
 from dev import commands
-from include import settings
 from dev.raw_zone import plan_upload, upload_raw_zone
+from include import settings
 from tests.contract_rules import classify, read_reference
+from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
 DAYS = commands.SAMPLE_DAYS
 REPROCESSED_DAY = DAYS[1]
 BACKFILL_TIMEOUT = 2400
-# The ETL's quarantine reasons, by the contract's outcome names.
-QUARANTINE_REASONS = {
-    "malformed": "malformed",
-    "duplicates": "duplicate",
-    "no_sale": "no_sale",
-    "unknown_customer": "unknown_customer",
-}
-AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
-ROW_COLUMNS = (
-    "log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale, customer_name,"
-    " industry, customer_id, sale_date, error_timestamp, log_date"
-)
 
 
 def make_backfill(first: str, last: str, parallel: int) -> subprocess.CompletedProcess[str]:
@@ -69,23 +55,14 @@ def audit_rows(dsn: str) -> dict[str, dict]:
     return {day: rows[0] for day, rows in found.items()}
 
 
-def warehouse_rows(dsn: str, day: str) -> list[tuple]:
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute(f"SELECT {ROW_COLUMNS} FROM hardware_error_analysis WHERE log_date = %s ORDER BY log_id", (day,))
-        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()]
-
-
 @pytest.fixture(scope="module")
 def env(stack):
     return commands.stack_env()
 
 
 @pytest.fixture(scope="module")
-def s3(env):
-    return boto3.client(
-        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+def s3(aws):
+    return aws("s3")
 
 
 @pytest.fixture(scope="module")
@@ -153,15 +130,7 @@ def test_audit_holds_the_contract_equation(backfilled, env, expected, day):
 
 @pytest.mark.parametrize("day", DAYS)
 def test_warehouse_holds_the_expected_errors(backfilled, env, expected, day):
-    loaded = {
-        result.log_id: (result.sale_id, result.customer_id, result.days_since_sale)
-        for result in expected[day]
-        if result.outcome == "loaded"
-    }
-    rows = warehouse_rows(env["WAREHOUSE_DSN"], day)
-    assert {row[0]: (row[4], row[8], row[5]) for row in rows} == loaded
-    assert len(rows) == len(loaded)
-    assert all(row[11] == date.fromisoformat(day) for row in rows)
+    assert warehouse_rows(env["WAREHOUSE_DSN"], day) == expected_rows(expected[day], commands.SAMPLE_DATA, day)
 
 
 @pytest.mark.parametrize("day", DAYS)
@@ -185,7 +154,7 @@ def test_quarantine_holds_exactly_the_quarantined_rows(backfilled, env, s3, expe
     assert Counter(stored) == Counter(wanted)
 
 
-def test_reprocessing_a_day_runs_new_glue_jobs_and_leaves_identical_rows(backfilled, env):
+def test_reprocessing_a_day_runs_new_glue_jobs_and_leaves_identical_rows(backfilled, env, aws):
     before_audit = audit_rows(env["WAREHOUSE_DSN"])
     before_rows = {day: warehouse_rows(env["WAREHOUSE_DSN"], day) for day in DAYS}
 
@@ -203,10 +172,7 @@ def test_reprocessing_a_day_runs_new_glue_jobs_and_leaves_identical_rows(backfil
         if day != REPROCESSED_DAY:
             assert after_audit[day] == before_audit[day]
 
-    glue = boto3.client(
-        "glue", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    glue = aws("glue")
     names = settings.load()
     for job_name, key in ((names.ETL_JOB_NAME, "etl_job_run_id"), (names.LOAD_JOB_NAME, "load_job_run_id")):
         run = glue.get_job_run(JobName=job_name, RunId=new[key])["JobRun"]

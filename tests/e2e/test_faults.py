@@ -20,7 +20,6 @@ database.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import pwd
@@ -35,7 +34,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -46,7 +44,8 @@ from dev import commands, local_airflow
 from dev.local_aws import faults
 from dev.local_aws import postgres as stack_postgres
 from dev.raw_zone import upload_raw_zone
-from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference, utc
+from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference
+from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_day_lines, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
@@ -67,17 +66,6 @@ ISOLATED = {
     "GLUE_WAREHOUSE_CONNECTION": "hardware-correlation-faults-warehouse",
 }
 ETL_JOB, LOAD_JOB = ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"]
-AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
-ROW_COLUMNS = (
-    "log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale, customer_name,"
-    " industry, customer_id, sale_date, error_timestamp, log_date"
-)
-QUARANTINE_REASONS = {
-    "malformed": "malformed",
-    "duplicates": "duplicate",
-    "no_sale": "no_sale",
-    "unknown_customer": "unknown_customer",
-}
 LOG_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
 _DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 
@@ -263,47 +251,13 @@ def run_day(env: dict[str, str], glue, day: str, **overrides: str) -> DagRunResu
     return DagRunResult(result.returncode, output, new[ETL_JOB], new[LOAD_JOB])
 
 
-def s3_lines(s3, bucket: str, day: str) -> list[str]:
-    """The data lines of day D's partition as it is in the raw bucket, file by file."""
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])
-    lines = []
-    for key in sorted(item["Key"] for item in listing if item["Key"].endswith(".csv")):
-        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
-        lines.extend(line for line in text[1:] if line.strip())
-    return lines
-
-
 def expected_outcomes(s3, env: dict[str, str], reference: Path, day: str) -> list[RowOutcome]:
     customers, sales = read_reference(reference)
-    return classify(s3_lines(s3, env["RAW_BUCKET"], day), customers, sales)
-
-
-def expected_rows(outcomes: list[RowOutcome], reference: Path, day: str) -> set[tuple]:
-    with open(reference / "customers" / "customers.csv", encoding="utf-8") as handle:
-        customers = {row["customer_id"]: row for row in csv.DictReader(handle)}
-    rows = set()
-    for outcome in (o for o in outcomes if o.outcome == "loaded"):
-        log_id, timestamp, device, _, cpu, memory = next(csv.reader([outcome.line]))
-        moment = utc(timestamp)
-        customer = customers[outcome.customer_id]
-        rows.add((
-            log_id, device, int(cpu) if cpu else None, float(memory) if memory else None, outcome.sale_id,
-            outcome.days_since_sale, customer["customer_name"], customer["industry"], outcome.customer_id,
-            date.fromordinal(moment.date().toordinal() - outcome.days_since_sale), moment, date.fromisoformat(day),
-        ))
-    return rows
+    return classify(raw_day_lines(s3, env["RAW_BUCKET"], day), customers, sales)
 
 
 def expected_counts(outcomes: list[RowOutcome]) -> dict[str, int]:
     return {"input_rows": len(outcomes), **{name: sum(o.outcome == name for o in outcomes) for name in OUTCOMES}}
-
-
-def warehouse_rows(dsn: str, day: str) -> set[tuple]:
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute(f"SELECT {ROW_COLUMNS} FROM hardware_error_analysis WHERE log_date = %s", (day,))
-        rows = {tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()}
-    connection.close()
-    return rows
 
 
 def execute(dsn: str, statement: str, parameters: tuple = ()) -> list[tuple]:

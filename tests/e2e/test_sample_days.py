@@ -6,72 +6,34 @@ as they landed in S3 and the rules of the contract (section 3).
 
 from __future__ import annotations
 
-import csv
 import subprocess
 from datetime import date
-from decimal import Decimal
 
 import psycopg2
 import pytest
 
 from dev import commands
 from dev.raw_zone import upload_raw_zone
-from tests.contract_rules import OUTCOMES, classify, read_reference, utc
+from tests.contract_rules import OUTCOMES, classify, read_reference
+from tests.support import AUDIT_COLUMNS, expected_rows, raw_day_lines, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
 DAYS = commands.SAMPLE_DAYS
-def _object_lines(s3, bucket: str, key: str) -> list[str]:
-    return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
-
-
 def expected_day(s3, bucket: str, day: str) -> tuple[set[tuple], dict[str, int]]:
     """The contract's rules applied row by row to day D's partition as it landed in S3."""
     customer_ids, sales = read_reference(commands.SAMPLE_DATA)
-    with open(commands.SAMPLE_DATA / "customers" / "customers.csv", encoding="utf-8") as f:
-        customers = {row["customer_id"]: row for row in csv.DictReader(f)}
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])
-    lines = [
-        line for obj in listing if obj["Key"].endswith(".csv")
-        for line in _object_lines(s3, bucket, obj["Key"])[1:] if line.strip()
-    ]
-    outcomes = classify(lines, customer_ids, sales)
-    counts = {name: sum(1 for o in outcomes if o.outcome == name) for name in OUTCOMES}
-    counts["input_rows"] = len(lines)
-
-    loaded = set()
-    for outcome in (o for o in outcomes if o.outcome == "loaded"):
-        log_id, timestamp, device, _, cpu, memory = next(csv.reader([outcome.line]))
-        moment = utc(timestamp)
-        customer = customers[outcome.customer_id]
-        sale_date = date.fromordinal(moment.date().toordinal() - outcome.days_since_sale)
-        loaded.add((
-            log_id, device, int(cpu) if cpu else None, float(memory) if memory else None, outcome.sale_id,
-            outcome.days_since_sale, customer["customer_name"], customer["industry"], outcome.customer_id,
-            sale_date, moment, date.fromisoformat(day),
-        ))
-    return loaded, counts
+    outcomes = classify(raw_day_lines(s3, bucket, day), customer_ids, sales)
+    counts = {"input_rows": len(outcomes), **{name: sum(o.outcome == name for o in outcomes) for name in OUTCOMES}}
+    return expected_rows(outcomes, commands.SAMPLE_DATA, day), counts
 
 
 def warehouse_day(dsn: str, day: str) -> tuple[set[tuple], dict[str, int] | None]:
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,"
-            " customer_name, industry, customer_id, sale_date, error_timestamp, log_date"
-            " FROM hardware_error_analysis WHERE log_date = %s",
-            (day,),
-        )
-        rows = {
-            tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()
-        }
-        cursor.execute(
-            "SELECT input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded"
-            " FROM pipeline_run_audit WHERE log_date = %s",
-            (day,),
-        )
+        cursor.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM pipeline_run_audit WHERE log_date = %s", (day,))
         audit = cursor.fetchone()
-    names = ["input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded"]
-    return rows, (dict(zip(names, audit)) if audit else None)
+    connection.close()
+    return warehouse_rows(dsn, day), (dict(zip(AUDIT_COLUMNS, audit)) if audit else None)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +56,10 @@ def sample_days_ran(env, s3):
 
 @pytest.mark.parametrize("day", DAYS)
 def test_sample_day_gives_exactly_the_expected_rows(sample_days_ran, env, s3, day):
-    expected_rows, expected_counts = expected_day(s3, env["RAW_BUCKET"], day)
+    wanted_rows, wanted_counts = expected_day(s3, env["RAW_BUCKET"], day)
     rows, audit = warehouse_day(env["WAREHOUSE_DSN"], day)
-    assert rows == expected_rows
-    assert audit == expected_counts
+    assert rows == wanted_rows
+    assert audit == wanted_counts
     assert audit["input_rows"] == sum(v for k, v in audit.items() if k != "input_rows")
 
 

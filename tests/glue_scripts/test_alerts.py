@@ -13,6 +13,7 @@ from hardware_correlation import schemas
 from hardware_correlation import storage
 from hardware_correlation import transforms
 from hardware_correlation.alerts_etl import AlertInputs, AlertOutputs, run_alerts
+from tests.support import assert_frame_equal
 
 DAY = date(2025, 10, 2)
 SALES = [
@@ -41,12 +42,6 @@ def alert(device="DEV-A101", ts="2025-10-02T10:00:00Z", alert_id="a-1", received
               "details": "CPU temperature above threshold", "alert_timestamp": ts, "received_at": received}
     record.update(extra)
     return json.dumps({k: v for k, v in record.items() if v is not None})
-
-
-def assertDataFrameEqual(actual, expected) -> None:
-    """Rows equal in any order (pyspark.testing needs pyarrow, which the jobs do not)."""
-    key = lambda row: tuple((value is None, str(value)) for value in row)  # noqa: E731
-    assert sorted((tuple(row) for row in actual.collect()), key=key) == sorted(map(tuple, expected), key=key)
 
 
 def files_df(spark, files: dict[str, str]):
@@ -84,7 +79,7 @@ def test_split_records_takes_a_file_as_one_object_or_as_json_lines(spark):
         "one.json": '\ufeff{"alert_id": "x"}\n', "pretty.json": pretty, "lines.json": lines,
         "broken.json": broken, "blank.json": "\n\n",
     })
-    assertDataFrameEqual(
+    assert_frame_equal(
         files.transform(alerts.split_records),
         [
             ("one.json", 1, '{"alert_id": "x"}\n'),
@@ -178,7 +173,7 @@ def test_classify_uses_the_sale_in_force_at_the_alerts_utc_day(spark):
         alert(alert_id="unknown-customer", device="DEV-C302"),
         alert(alert_id="never-sold", device="DEV-E501"),
     ).select("alert_id", "outcome", "sale_id", "customer_id", "customer_name", "industry", "days_since_sale")
-    assertDataFrameEqual(
+    assert_frame_equal(
         result,
         [
             ("sold-that-day", schemas.LOADED_OUTCOME, "SALE-107", "CUST-002", "Summit State University", "Education", 0),
@@ -202,7 +197,7 @@ def test_loaded_and_quarantined_alerts(spark):
     rows = classified(spark, *records).cache()
     loaded = rows.transform(alerts.loaded_alerts, DAY)
     assert tuple(loaded.columns) == alerts.LOADED_ALERT_COLUMNS
-    assertDataFrameEqual(
+    assert_frame_equal(
         loaded,
         [(
             "ok", "DEV-B202", "E101_OVERHEAT", "CPU temperature above threshold", utc("2025-10-02T18:15:00+00:00"),
@@ -212,7 +207,7 @@ def test_loaded_and_quarantined_alerts(spark):
     )
     quarantined = rows.transform(alerts.quarantined_alerts, DAY)
     assert tuple(quarantined.columns) == tuple(field.name for field in alerts.QUARANTINED_ALERT.fields)
-    assertDataFrameEqual(
+    assert_frame_equal(
         quarantined.select("alert_id", "reason", "detail", "raw_record", "record_number"),
         [
             ("ok", schemas.DUPLICATE, "alert_id ok was received earlier", records[1], 2),
@@ -256,7 +251,7 @@ def test_a_day_of_alerts_on_local_files_and_a_rerun_without_alerts(spark, tmp_pa
     assert counts == json.loads((out / "audit" / "log_date=2025-10-02" / "alerts.json").read_text())
     assert (counts["alert_input_rows"], counts["alert_loaded"], counts["alert_malformed"]) == (3, 2, 1)
     loaded = spark.read.schema(alerts.LOADED_ALERT_FILE).parquet(str(out / "hardware_alerts" / "log_date=2025-10-02"))
-    assertDataFrameEqual(
+    assert_frame_equal(
         loaded.select("alert_id", "sale_id", "days_since_sale"), [("one", "SALE-105", 94), ("two", "SALE-101", 260)]
     )
     quarantine = spark.read.parquet(str(out / "quarantine" / "alerts" / "log_date=2025-10-02"))

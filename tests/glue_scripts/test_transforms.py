@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 import pytest
 from pyspark.sql import Row
 from pyspark.sql import functions as F
-from tests.glue_scripts.frames import assert_frame_equal
+from tests.support import assert_frame_equal
 
 from hardware_correlation import schemas
 from hardware_correlation import transforms

@@ -7,11 +7,11 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 
 from infrastructure.alerts_api import handler as alerts_handler
 from infrastructure.alerts_api.handler import MAX_BODY_BYTES, AlertsApi
+from tests.support import aws_client
 
 pytestmark = pytest.mark.stack
 
@@ -25,11 +25,7 @@ ALERT = {
 
 
 def _s3(stack: dict[str, str]):
-    return boto3.client(
-        "s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_DEFAULT_REGION"],
-        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
-    )
+    return aws_client(stack, "s3")
 
 
 def _keys(s3, bucket: str) -> list[str]:

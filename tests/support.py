@@ -1,0 +1,105 @@
+"""Helpers shared by the tests: the warehouse's columns and rows, expected rows by the contract, clients.
+
+The expected values come from `tests/contract_rules.py` (the contract read with the standard library),
+never from the Glue code under test.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+
+from tests.contract_rules import RowOutcome, utc
+
+# pipeline_run_audit's counts, in the contract's order (input_rows first).
+AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+# The ETL's quarantine reason for each quarantined outcome, by the audit's name of the outcome.
+QUARANTINE_REASONS = {
+    "malformed": "malformed",
+    "duplicates": "duplicate",
+    "no_sale": "no_sale",
+    "unknown_customer": "unknown_customer",
+}
+# hardware_error_analysis's columns (contract section 4), in order.
+ROW_COLUMNS = (
+    "log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale, customer_name,"
+    " industry, customer_id, sale_date, error_timestamp, log_date"
+)
+
+
+def aws_client(env: dict[str, str], service: str):
+    """A boto3 client for the local stack described by `env` (the contents of `.local/stack.env`)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def raw_day_lines(s3, bucket: str, day: str) -> list[str]:
+    """The data lines of day D's partition as it is in the raw bucket, file by file (headers and blank
+    lines left out)."""
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"hardware_logs/dt={day}/").get("Contents", [])
+    lines = []
+    for key in sorted(item["Key"] for item in listing if item["Key"].endswith(".csv")):
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
+        lines.extend(line for line in text[1:] if line.strip())
+    return lines
+
+
+def expected_rows(outcomes: list[RowOutcome], reference: Path, day: str) -> set[tuple]:
+    """The warehouse rows (ROW_COLUMNS) of the loaded outcomes, with customers from `reference`."""
+    with open(reference / "customers" / "customers.csv", encoding="utf-8") as handle:
+        customers = {row["customer_id"]: row for row in csv.DictReader(handle)}
+    rows = set()
+    for outcome in (o for o in outcomes if o.outcome == "loaded"):
+        log_id, timestamp, device, _, cpu, memory = next(csv.reader([outcome.line]))
+        moment = utc(timestamp)
+        customer = customers[outcome.customer_id]
+        rows.add((
+            log_id, device, int(cpu) if cpu else None, float(memory) if memory else None, outcome.sale_id,
+            outcome.days_since_sale, customer["customer_name"], customer["industry"], outcome.customer_id,
+            date.fromordinal(moment.date().toordinal() - outcome.days_since_sale), moment, date.fromisoformat(day),
+        ))
+    return rows
+
+
+def warehouse_rows(dsn: str, day: str) -> set[tuple]:
+    """Day D of hardware_error_analysis (ROW_COLUMNS); numeric values as floats."""
+    import psycopg2
+
+    connection = psycopg2.connect(dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {ROW_COLUMNS} FROM hardware_error_analysis WHERE log_date = %s", (day,))
+            return {tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def _row_key(row) -> tuple:
+    return tuple((value is None, str(value)) for value in row)
+
+
+def assert_frame_equal(actual: DataFrame, expected: DataFrame | list) -> None:
+    """The same rows in any order. Against a DataFrame, also the same column names and types; against
+    Rows, the same column names; against plain tuples, the values in column order.
+
+    `pyspark.testing.assertDataFrameEqual` cannot be imported here: its package imports
+    pandas-on-Spark, which PySpark 3.5 builds against NumPy 1 (`np.NaN`).
+    """
+    if isinstance(expected, DataFrame):
+        assert [(f.name, f.dataType) for f in actual.schema] == [(f.name, f.dataType) for f in expected.schema]
+        expected = expected.collect()
+    if expected and hasattr(expected[0], "asDict"):
+        assert actual.columns == list(expected[0].asDict())
+    rows = [tuple(row) for row in actual.collect()]
+    assert sorted(rows, key=_row_key) == sorted((tuple(row) for row in expected), key=_row_key)
