@@ -1,0 +1,40 @@
+"""FailFastGlueJobOperator: a Glue run that failed on its input ends the task without retries."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from plugins import glue_job_operator
+from plugins.glue_job_operator import FailFastGlueJobOperator
+
+
+@pytest.fixture
+def operator():
+    return FailFastGlueJobOperator(task_id="run_etl_job", job_name="etl", script_location="s3://b/etl.py")
+
+
+def failed_run(message: str) -> dict:
+    return {"Id": "jr_1", "JobRunState": "FAILED", "ErrorMessage": message}
+
+
+@pytest.mark.parametrize("message", ["JobInputError: no partition dt=2025-10-01", "SchemaDriftError: a.csv header"])
+def test_an_input_error_fails_the_task_without_retries(operator, monkeypatch, message):
+    monkeypatch.setattr(glue_job_operator, "glue_job_run", lambda task, ti: failed_run(message))
+    with pytest.raises(AirflowFailException, match="not retried") as raised:
+        operator._fail_fast_on_input_error({"ti": None}, AirflowException("Job run jr_1 FAILED"))
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        failed_run("Py4JJavaError: executor lost"),
+        {"Id": "jr_1", "JobRunState": "TIMEOUT", "ErrorMessage": "JobInputError: looks like one"},
+        None,
+    ],
+    ids=["other error", "not FAILED", "no run"],
+)
+def test_any_other_failure_is_left_to_the_retries(operator, monkeypatch, run):
+    monkeypatch.setattr(glue_job_operator, "glue_job_run", lambda task, ti: run)
+    operator._fail_fast_on_input_error({"ti": None}, AirflowException("Job run jr_1 failed"))
