@@ -291,7 +291,11 @@ def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
     yield "duckdb_seconds", round(duck, 2)
     yield "etl_vs_duckdb", round(etl / duck, 2)
     yield "etl_peak_rss_mib", round(memory.peak / 2**20)
-    yield "etl_rows_per_core_s", round(ROWS / etl / SPARK_CORES)
+    rows_per_core_s = ROWS / etl / SPARK_CORES
+    yield "etl_rows_per_core_s", round(rows_per_core_s)
+    from dev.bench.glue_cost import figures
+
+    yield from figures(rows_per_core_s)
 
 
 def _stack_env() -> dict[str, str]:
