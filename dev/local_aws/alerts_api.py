@@ -33,6 +33,12 @@ PATH = "/alerts"
 # API Gateway refuses payloads over 10 MB before calling the function; this server does not even read
 # bodies that are far beyond what the handler accepts.
 MAX_READ_BYTES = 1024 * 1024
+# Connections the kernel queues until the server accepts them. socketserver's default of 5 resets
+# the connections of a burst (devices reconnecting together after an outage) that arrive while the
+# accept loop is busy; the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+# A client that stops sending mid-request frees its thread after this long.
+REQUEST_TIMEOUT_SECONDS = 60
 
 Handle = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -65,6 +71,7 @@ def _event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict
 def _request_handler(handle: Handle) -> type[BaseHTTPRequestHandler]:
     class AlertsRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = REQUEST_TIMEOUT_SECONDS
 
         def _reply(self, status: int, headers: dict[str, str], body: str) -> None:
             payload = body.encode("utf-8")
@@ -101,7 +108,13 @@ def _request_handler(handle: Handle) -> type[BaseHTTPRequestHandler]:
                 self._error(413, f"the body is larger than {alerts_handler.MAX_BODY_BYTES} bytes")
                 return
             body = self.rfile.read(length) if length > 0 else b""
-            response = handle(_event(self.command, self.path, dict(self.headers.items()), body))
+            try:
+                response = handle(_event(self.command, self.path, dict(self.headers.items()), body))
+            except Exception:
+                # What API Gateway answers when the function raises, instead of a dropped connection.
+                log.exception("the alerts handler raised")
+                self._reply(502, {"Content-Type": "application/json"}, json.dumps({"message": "Internal server error"}))
+                return
             self._reply(response["statusCode"], response.get("headers", {}), response.get("body", ""))
 
         do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _serve
@@ -110,6 +123,11 @@ def _request_handler(handle: Handle) -> type[BaseHTTPRequestHandler]:
             log.info("%s %s", self.address_string(), format % args)
 
     return AlertsRequestHandler
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
 
 
 def start(
@@ -131,8 +149,7 @@ def start(
         handle: Handle = api.handle
     else:
         handle = lambda event: alerts_handler.handler(event, None)  # noqa: E731
-    server = ThreadingHTTPServer((host, port), _request_handler(handle))
-    server.daemon_threads = True
+    server = _Server((host, port), _request_handler(handle))
     thread = threading.Thread(target=server.serve_forever, name="alerts-api", daemon=True)
     thread.start()
     return server

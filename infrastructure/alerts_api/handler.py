@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,9 +40,18 @@ MAX_BODY_BYTES = 16 * 1024
 FIELDS = ("device_id", "error_code", "details", "alert_timestamp")
 MAX_LENGTHS = {"device_id": 64, "error_code": 64, "details": 2000, "alert_timestamp": 40}
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-# A device clock far ahead would file the alert under a day that is never processed.
+# ASCII digits only: `\d` and `datetime.fromisoformat` would also take other scripts' digits, which
+# the ETL's parse does not.
+TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})")
+# The timestamp rule (README, "Timestamps"), written the same in the log parse and the alerts ETL
+# (glue_scripts/hardware_correlation/transforms.py, alerts.py); one test table checks all three.
+# Offsets within +-18:00, as Spark's and Java's ZoneOffset; no UTC day before the DAG's start date,
+# whose runs never read such a day; and a device clock far ahead would file the alert under a day
+# that is never processed.
+MAX_UTC_OFFSET = timedelta(hours=18)
+EARLIEST_DAY = date(2015, 1, 1)
 MAX_CLOCK_AHEAD = timedelta(days=1)
+_EARLIEST_INSTANT = datetime(EARLIEST_DAY.year, EARLIEST_DAY.month, EARLIEST_DAY.day, tzinfo=timezone.utc)
 
 
 class Refused(Exception):
@@ -107,6 +116,13 @@ def validate(raw: bytes, now: datetime) -> tuple[dict[str, str], str]:
         alert = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as error:
         raise Refused(400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        # The parser recurses once per nesting level: a body of brackets reaches the interpreter's
+        # limit well within MAX_BODY_BYTES.
+        raise Refused(400, "the body is not an alert: its JSON nests too deeply") from None
+    except ValueError as error:
+        # An integer literal beyond Python's digit limit for int(), for one.
+        raise Refused(400, f"the body is not valid JSON: {error}") from None
     if not isinstance(alert, dict):
         raise Refused(400, "the body must be one JSON object with the fields " + ", ".join(FIELDS))
 
@@ -143,6 +159,12 @@ def validate(raw: bytes, now: datetime) -> tuple[dict[str, str], str]:
             "2025-10-01T23:30:00-05:00",
             "alert_timestamp",
         )
+    offset = instant.utcoffset()
+    if offset is None or abs(offset) > MAX_UTC_OFFSET:
+        raise Refused(400, "alert_timestamp has a UTC offset beyond -18:00..+18:00", "alert_timestamp")
+    # Aware datetimes compare through UTC without converting, so year 1 or 9999 cannot overflow here.
+    if instant < _EARLIEST_INSTANT:
+        raise Refused(400, f"alert_timestamp is before {EARLIEST_DAY.isoformat()} (UTC)", "alert_timestamp")
     if instant - now > MAX_CLOCK_AHEAD:
         raise Refused(400, "alert_timestamp is more than a day ahead of the server's clock", "alert_timestamp")
     return {name: alert[name] for name in FIELDS}, instant.astimezone(timezone.utc).date().isoformat()
