@@ -31,8 +31,9 @@ ROW_COLUMNS = (
 )
 
 
-def aws_client(env: dict[str, str], service: str):
-    """A boto3 client for the local stack described by `env` (the contents of `.local/stack.env`)."""
+def aws_client(env: dict[str, str], service: str, **options):
+    """A boto3 client for the local stack described by `env` (the contents of `.local/stack.env`);
+    `options` go to boto3.client (a `config`, say)."""
     import boto3
 
     return boto3.client(
@@ -41,6 +42,7 @@ def aws_client(env: dict[str, str], service: str):
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        **options,
     )
 
 

@@ -1,0 +1,104 @@
+"""Hypothesis strategies for request bodies of the alerts API: alerts, near-alerts and hostile JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import strategies as st
+
+ALERT = {
+    "device_id": "DEV-B202",
+    "error_code": "E101_OVERHEAT",
+    "details": "CPU temperature above threshold",
+    "alert_timestamp": "2025-10-01T23:30:00-05:00",
+}
+FIELDS = tuple(ALERT)
+
+
+@st.composite
+def _timestamps(draw, now: datetime, valid: bool = False) -> str:
+    """Well-shaped timestamps: `valid` ones within the timestamp rule for a clock at `now`, others
+    around `now` or at any year, with offsets up to +-24:60."""
+    if valid or draw(st.booleans()):
+        ahead = 86_400 if valid else 3 * 86_400
+        instant = now + timedelta(seconds=draw(st.integers(-4 * 365 * 86_400, ahead)))
+    else:
+        instant = draw(st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.replace(tzinfo=timezone.utc)))
+    sign = draw(st.sampled_from("+-"))
+    if valid:
+        hours, minutes = draw(st.sampled_from([(0, 0), (5, 30), (9, 45), (14, 0), (18, 0)]))
+    else:
+        hours, minutes = draw(st.integers(0, 24)), draw(st.sampled_from([0, 30, 45, 59, 60]))
+    try:
+        local = instant + (-1 if sign == "-" else 1) * timedelta(hours=hours, minutes=minutes)
+    except OverflowError:
+        local = instant
+    zone = draw(st.sampled_from(["Z", f"{sign}{hours:02d}:{minutes:02d}"]))
+    fraction = draw(st.sampled_from(["", ".5", ".123456"] if valid else ["", ".5", ".123456", ".1234567"]))
+    text = f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
+    return text + fraction + zone
+
+
+def _field_values(now: datetime):
+    return st.one_of(
+        st.sampled_from(["DEV-A101", "E101_OVERHEAT", "fan stopped", "", "  ", "a,b", "D" * 65]),
+        st.text(max_size=30),
+        _timestamps(now),
+        st.integers(),
+        st.none(),
+        st.lists(st.integers(), max_size=2),
+    )
+
+
+@st.composite
+def valid_alerts(draw, now: datetime) -> dict:
+    """Alerts the API must store, for a server clock at `now`."""
+    return {
+        "device_id": draw(st.sampled_from(["DEV-A101", "DEV-B202", "dev.7:x/y-z"])),
+        "error_code": draw(st.sampled_from(["E101_OVERHEAT", "E203"])),
+        "details": draw(st.text(min_size=1, max_size=40).filter(str.strip)),
+        "alert_timestamp": draw(_timestamps(now, valid=True)),
+    }
+
+
+@st.composite
+def _alert_like(draw, now: datetime) -> dict:
+    alert = draw(valid_alerts(now))
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=2, unique=True)):
+        if draw(st.integers(0, 2)) == 0:
+            alert[name] = draw(st.text(max_size=10) if name != "alert_timestamp" else _timestamps(now))
+        elif draw(st.booleans()):
+            del alert[name]
+        else:
+            alert[name] = draw(_field_values(now))
+    if draw(st.integers(0, 9)) == 0:
+        alert[draw(st.sampled_from(["alert_id", "severity", "x"]))] = draw(_field_values(now))
+    return alert
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@st.composite
+def _nested(draw) -> bytes:
+    depth = draw(st.integers(1, 8000))
+    opening, closing = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
+    inner = json.dumps(ALERT) if draw(st.booleans()) else "1"
+    return (opening * depth + inner + closing * depth).encode()
+
+
+def alert_bodies(now: datetime = datetime(2025, 10, 2, 12, tzinfo=timezone.utc)):
+    """Request bodies as bytes; a good share of them are valid alerts for a server clock of `now`."""
+    encode = st.booleans().map(lambda ascii_only: lambda value: json.dumps(value, ensure_ascii=ascii_only).encode())
+    as_json = st.tuples(encode, st.one_of(valid_alerts(now), _alert_like(now), _alert_like(now), _json)).map(lambda pair: pair[0](pair[1]))
+    return st.one_of(
+        as_json,
+        _nested(),
+        st.text(max_size=40).map(str.encode),
+        st.integers(4300, 6000).map(lambda digits: b"1" * digits),
+    )
