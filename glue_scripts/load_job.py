@@ -162,8 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:
         if not _from_warehouse(error):
             raise
-        # The JDBC URL names host, port and database only; the credentials are not in the message.
-        raise SystemExit(f"WarehouseError: loading {table} at {url} failed: {_first_line(error)}") from None
+        # Credentials come from Secrets Manager, but a URL written with a password must not leak it.
+        raise SystemExit(
+            f"WarehouseError: loading {table} at {warehouse.masked_url(url)} failed: {_first_line(error)}"
+        ) from None
     finally:
         spark.stop()
     staged = [args.staging_table, *filter(None, [args.alerts_staging_table])]

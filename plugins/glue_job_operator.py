@@ -39,7 +39,12 @@ class FailFastGlueJobOperator(GlueJobOperator):
             return
         try:
             run = glue_job_run(self, context["ti"])
-        except Exception:  # no record of the run: the task fails as the provider said, retries apply
+        except Exception:  # any failure to read the run leaves the provider's error in charge
+            # Without the run's record the task fails as the provider said, and retries apply.
+            self.log.warning(
+                "could not read Glue job %s's run to tell an input error from others; the task may be retried",
+                self.job_name, exc_info=True,
+            )
             return
         message = (run or {}).get("ErrorMessage") or ""
         if run and run.get("JobRunState") == "FAILED" and message.startswith(INPUT_ERRORS):

@@ -10,12 +10,12 @@ import csv
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 LOG_COLUMNS = ["log_id", "timestamp", "device_id", "event_type", "cpu_temp_celsius", "memory_usage_gb"]
 OUTCOMES = ("malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:[0-5]\d)", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -34,9 +34,13 @@ def utc(text: str) -> datetime | None:
     if not _TIMESTAMP.fullmatch(text.strip()):
         return None
     try:
-        return datetime.fromisoformat(text.strip()).astimezone(timezone.utc)
+        instant = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
+    # The README's timestamp rule: offsets within +-18:00, no UTC day before 2015-01-01.
+    if abs(instant.utcoffset()) > timedelta(hours=18) or instant < datetime(2015, 1, 1, tzinfo=timezone.utc):
+        return None
+    return instant.astimezone(timezone.utc)
 
 
 def read_reference(folder: Path) -> tuple[set[str], dict[str, list[tuple[date, str, str]]]]:

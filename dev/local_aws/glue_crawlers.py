@@ -346,9 +346,11 @@ class Crawl:
 
     def discover(self, target: dict[str, Any]) -> list[TableLayout]:
         path = target.get("Path") or ""
-        match = re.fullmatch(r"s3a?://([^/]+)/?(.*)", path)
+        # AWS takes an S3 target with or without the scheme: `s3://bucket/prefix` or `bucket/prefix`
+        # (as the provider's own example DAG writes it).
+        match = re.fullmatch(r"(?:s3a?://)?([^/:]+)/?(.*)", path)
         if not match:
-            raise CrawlError(f"S3 target {path!r} is not an s3:// path.")
+            raise CrawlError(f"S3 target {path!r} is not an S3 path (s3://bucket/prefix or bucket/prefix).")
         bucket, prefix = match.groups()
         if prefix and not prefix.endswith("/"):
             prefix += "/"

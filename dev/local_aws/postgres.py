@@ -15,6 +15,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -94,6 +95,23 @@ def _fallback_dir() -> Path:
     return Path("/tmp") / f"local-aws-pg-{hashlib.sha256(str(config.ROOT).encode()).hexdigest()[:12]}"
 
 
+def _check_private(directory: Path, user: str | None) -> None:
+    """Refuse a directory in /tmp that anyone else could have made: the cluster's data and socket go there.
+
+    Another local user may create the predictable name first, as a symlink to somewhere else or as a
+    directory they own and can fill. `lstat` sees the entry itself, never a symlink's target; /tmp's
+    sticky bit then keeps others from replacing a directory that is ours.
+    """
+    entry = os.lstat(directory)
+    owners = {os.geteuid()} | ({pwd.getpwnam(user).pw_uid} if user else set())
+    if not stat.S_ISDIR(entry.st_mode):
+        raise PostgresError(f"{directory} is not a directory (a symlink?); remove it and start the stack again.")
+    if entry.st_uid not in owners:
+        raise PostgresError(f"{directory} belongs to uid {entry.st_uid}, not to us; remove it and start the stack again.")
+    if entry.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PostgresError(f"{directory} is writable by others; remove it and start the stack again.")
+
+
 def cluster_dir(user: str | None) -> Path:
     preferred = config.LOCAL / "pg"
     preferred.mkdir(parents=True, exist_ok=True)
@@ -102,6 +120,7 @@ def cluster_dir(user: str | None) -> Path:
         return preferred
     fallback = _fallback_dir()
     fallback.mkdir(mode=0o700, exist_ok=True)
+    _check_private(fallback, user)
     _chown(fallback, user)
     if not _usable_by(user, fallback):
         raise PostgresError(

@@ -6,7 +6,8 @@ and, when the alerts API wrote it, an `alert_id` and a `received_at`. A file hol
 section 3), in this order:
 
 1. **Malformed**: not one JSON object, a missing or empty contract field, an unparseable
-   alert_timestamp, or a received_at that is present but unparseable.
+   alert_timestamp or one outside the timestamp rule (EARLIEST_DAY, more than a day after
+   received_at), or a received_at that is present but unparseable.
 2. **Duplicate**: another well-formed alert of the partition has the same alert_id; the one received
    first is kept (received_at, then file and record order).
 3. **No sale**: the device has no sale with `sale_date <= date_utc(alert_timestamp)`; otherwise the
@@ -42,6 +43,12 @@ DERIVED_ID_PREFIX = "sha256:"
 # Contract section 2: ISO-8601 with seconds and an explicit zone, as for the logs' timestamp.
 _TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
 _BOM = "\ufeff"
+# The timestamp rule (README, "Timestamps"), written the same in the alerts API's handler and the log
+# parse (transforms.py); one test table checks all three. The cast to TIMESTAMP takes offsets within
+# +-18:00 only (Java's ZoneOffset). No UTC day before the DAG's start date; and, as the API refuses
+# them, no alert_timestamp more than a day after the alert was received.
+EARLIEST_DAY = date(2015, 1, 1)
+MAX_CLOCK_AHEAD_SECONDS = 86_400
 
 # A record is parsed wrapped in [ ]: a valid array of exactly one object is one JSON object and
 # nothing else, where a plain parse would take the first object of `{...} {...}` and ignore the rest.
@@ -180,6 +187,15 @@ def parse_alerts(records: DataFrame) -> DataFrame:
         F.when(~F.col("is_object"), F.lit("unparseable JSON: the record is not one JSON object")),
         *(missing_or_empty(name) for name in ALERT_FIELDS),
         F.when(F.col("parsed_timestamp").isNull(), F.lit("unparseable alert_timestamp")),
+        F.when(
+            utc_date(F.col("parsed_timestamp")) < F.lit(EARLIEST_DAY),
+            F.lit(f"alert_timestamp before {EARLIEST_DAY.isoformat()} (UTC)"),
+        ),
+        F.when(
+            F.unix_seconds(F.col("parsed_timestamp")) - F.unix_seconds(F.col("parsed_received_at"))
+            > MAX_CLOCK_AHEAD_SECONDS,
+            F.lit("alert_timestamp is more than a day after received_at"),
+        ),
         F.when(
             ~blank(F.col("received_at")) & F.col("parsed_received_at").isNull(),
             F.lit("unparseable received_at"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 from hardware_correlation.storage import JobInputError
 
 
@@ -11,15 +13,15 @@ def _glue_client():
     return boto3.client("glue")
 
 
-def _not_found(error: Exception) -> bool:
-    return getattr(error, "response", {}).get("Error", {}).get("Code") == "EntityNotFoundException"
+def _not_found(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "EntityNotFoundException"
 
 
 def table_location(database: str, table: str, glue=None) -> str:
     glue = glue or _glue_client()
     try:
         response = glue.get_table(DatabaseName=database, Name=table)
-    except Exception as error:
+    except ClientError as error:
         if _not_found(error):
             raise JobInputError(
                 f"table {database}.{table} is not in the Glue Data Catalog: has the crawler run over "
@@ -36,7 +38,7 @@ def partition_location(database: str, table: str, values: list[str], glue=None) 
     glue = glue or _glue_client()
     try:
         response = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=values)
-    except Exception as error:
+    except ClientError as error:
         if _not_found(error):
             raise JobInputError(
                 f"partition {values} of {database}.{table} is not in the Glue Data Catalog: is the "

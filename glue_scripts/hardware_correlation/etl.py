@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from hardware_correlation import schemas
@@ -74,14 +74,39 @@ def check_inputs(inputs: EtlInputs) -> set[str]:
     return storage.check_headers(inputs.log_files, schemas.LOG_COLUMNS)
 
 
-def read_log_lines(spark: SparkSession, files: list[str], header_lines: set[str]) -> DataFrame:
-    """The data lines of the day's files: not their headers, not blank lines."""
+def read_log_lines(spark: SparkSession, files: list[str]) -> DataFrame:
+    """The non-blank lines of the day's files, each file's header included (`without_file_headers`)."""
     if not files:
         return spark.createDataFrame([], schemas.LOG_LINES)
     text = spark.read.text(files)
-    return text.filter(
-        ~F.col("value").isin(*header_lines) & (F.trim(F.col("value")) != "")
-    ).select(F.col("value").alias("line"), F.col("_metadata.file_path").alias("source_file"))
+    return text.filter(F.trim(F.col("value")) != "").select(
+        F.col("value").alias("line"), F.col("_metadata.file_path").alias("source_file")
+    )
+
+
+REPEATED_HEADER = "the header line again, among the data rows"
+
+
+def without_file_headers(parsed: DataFrame, header_lines: set[str]) -> DataFrame:
+    """`parsed` without the first line of each file, its header; the header's text again is data.
+
+    Removing every line equal to a header would drop such a data line uncounted; a byte order mark
+    (which the line reader may or may not keep) would make a header count as data. `check_headers`
+    has seen each file's first line, so it is among `header_lines`, and it is the first of its file's
+    header-like lines: line_number follows the file's order (Spark reads a file's first split in
+    its lowest partition). A header-like row is malformed (its timestamp field is a column name),
+    so it is among the few rows that the ETL keeps apart from the plain non-errors.
+    """
+    texts = {line.removeprefix(storage.BOM) for line in header_lines}
+    header_like = F.regexp_replace(F.col("line"), f"^{storage.BOM}", "").isin(*texts)
+    first_in_file = Window.partitionBy("source_file").orderBy("line_number")
+    repeated = (
+        parsed.filter(header_like)
+        .withColumn("header_rank", F.row_number().over(first_in_file))
+        .filter(F.col("header_rank") > 1)
+        .withColumn("malformed_detail", F.lit(REPEATED_HEADER))
+    )
+    return parsed.filter(~header_like).unionByName(repeated.select(*parsed.columns))
 
 
 def read_csv(spark: SparkSession, files: list[str], schema) -> DataFrame:
@@ -110,7 +135,7 @@ def run_etl(
 
     sales = read_csv(spark, inputs.sale_files, schemas.RAW_SALES)
     customers = read_csv(spark, inputs.customer_files, schemas.RAW_CUSTOMERS)
-    lines = read_log_lines(spark, inputs.log_files, header_lines)
+    lines = read_log_lines(spark, inputs.log_files)
 
     parsed = lines.transform(transforms.parse_log_lines)
     flagged = parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(parsed))
@@ -131,7 +156,8 @@ def run_etl(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     classified = (
-        rest.transform(transforms.type_log_fields)
+        rest.transform(without_file_headers, header_lines)
+        .transform(transforms.type_log_fields)
         .transform(transforms.rank_duplicates)
         .transform(transforms.classify, transforms.sales_in_force(sales), transforms.current_customers(customers))
         .persist(StorageLevel.MEMORY_AND_DISK)
@@ -152,9 +178,11 @@ def run_etl(
             ).collect()[0].asDict()
         counts[schemas.NON_ERROR] = counts.get(schemas.NON_ERROR, 0) + observed["plain_non_error"]
         audit = transforms.audit_record(counts, log_date, job_run_id, rejected_counts)
-        if audit["input_rows"] != observed["input_rows"]:
+        # Every file has exactly one header line (check_headers), and it is not a row.
+        data_lines = observed["input_rows"] - len(inputs.log_files)
+        if audit["input_rows"] != data_lines:
             raise RuntimeError(
-                f"audit does not add up: {observed['input_rows']} input rows, outcomes {counts}"
+                f"audit does not add up: {data_lines} data lines in {len(inputs.log_files)} files, outcomes {counts}"
             )
 
         storage.write_day(

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 _S3 = re.compile(r"^s3a?://([^/]+)/?(.*)$")
 # Enough for any header line of the raw files.
 _HEADER_BYTES = 65_536
-_BOM = "\ufeff"
+# A UTF-8 byte order mark, as tools on Windows write before the first line; never part of a value.
+BOM = "\ufeff"
 
 
 class JobInputError(Exception):
@@ -99,7 +100,7 @@ def first_line(location: str) -> str:
 
 
 def header_columns(line: str) -> list[str]:
-    line = line.removeprefix(_BOM)
+    line = line.removeprefix(BOM)
     return [name.strip().strip('"').strip() for name in line.split(",")] if line else []
 
 

@@ -16,7 +16,7 @@ computed separately so that a job can skip them for rows that never need them (m
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -35,6 +35,11 @@ _QUOTED_FIELD = rf",({_FIELD})"
 # in the pattern would make it several times slower.
 _TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
 _FRACTION = r"^.{19}\.([0-9]+)"
+# The timestamp rule (README, "Timestamps"), written the same in the alerts API's handler and the
+# alerts ETL (alerts.py); one test table checks all three. Offsets within +-18:00, as Java's
+# ZoneOffset; no UTC day before the DAG's start date, whose runs never read such a day.
+EARLIEST_DAY = date(2015, 1, 1)
+_MAX_OFFSET = "18:00"
 _INTEGER = r"^[+-]?[0-9]+$"
 _NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _SECONDS_PER_DAY = 86_400
@@ -111,10 +116,18 @@ def _valid_timestamp(text: Column) -> Column:
         & (F.substring(text, 18, 2) <= "59")
         & (
             text.endswith("Z")
-            | ((F.substring(text, -5, 2) <= "23") & (F.substring(text, -2, 2) <= "59"))
+            | ((F.substring(text, -5, 2) < _MAX_OFFSET[:2]) & (F.substring(text, -2, 2) <= "59"))
+            | (F.substring(text, -5, 5) == _MAX_OFFSET)
         )
     )
     return text.rlike(_TIMESTAMP) & in_range
+
+
+def _before_earliest_day(text: Column) -> Column:
+    """A valid timestamp whose UTC day is before EARLIEST_DAY; the local day tells for all but a few."""
+    return (F.substring(text, 1, 10) <= (EARLIEST_DAY + timedelta(days=1)).isoformat()) & (
+        utc_date(_timestamp_value(text)) < F.lit(EARLIEST_DAY)
+    )
 
 
 def _valid_integer(text: Column) -> Column:
@@ -139,6 +152,9 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
         F.when(blank(F.col("event_type")), F.lit("empty event_type")),
         F.when(blank(F.col("timestamp")), F.lit("empty timestamp")),
         F.when(~_valid_timestamp(_timestamp_text()), F.lit("unparseable timestamp")),
+        F.when(
+            _before_earliest_day(_timestamp_text()), F.lit(f"timestamp before {EARLIEST_DAY.isoformat()} (UTC)")
+        ),
         F.when(
             F.col("cpu_temp_celsius").isNotNull() & ~_valid_integer(F.col("cpu_temp_celsius")),
             F.lit("cpu_temp_celsius is not an integer"),

@@ -8,6 +8,7 @@ through Python. The credentials go from the caller to the driver's connection pr
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,6 +24,18 @@ _PG_TYPES = {
 }
 # Files streamed into the table at once; PostgreSQL runs one backend per connection.
 _PARALLEL_COPIES = 4
+# `schema.table` of plain lower-case identifiers: the name is written into DDL and COPY unquoted.
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*")
+# The password in a JDBC URL's query (password=...) or user information (//user:password@host).
+_URL_SECRETS = re.compile(r"(?i)((?:[?&;]password=)[^&;]*)|(//[^/@:]*:)[^/@]*@")
+
+
+def masked_url(url: str) -> str:
+    """The JDBC URL as it may be logged: any password in it replaced by ***."""
+    return _URL_SECRETS.sub(
+        lambda match: match.group(1).split("=", 1)[0] + "=***" if match.group(1) else match.group(2) + "***@",
+        url,
+    )
 
 
 def _connect(spark: SparkSession, url: str, properties: dict[str, str]):
@@ -68,6 +81,8 @@ def copy_rows(
     The table is UNLOGGED: it is a staging table, rebuilt by every load, so it needs no WAL.
     `scratch` is a folder for the CSV files (S3 or local), removed afterwards.
     """
+    if not _TABLE_NAME.fullmatch(table):
+        raise ValueError(f"table must be schema.table of lower-case letters, digits and _, not {table!r}")
     execute(
         spark, url, properties,
         f"DROP TABLE IF EXISTS {table}",

@@ -42,7 +42,7 @@ MAX_LENGTHS = {"device_id": 64, "error_code": 64, "details": 2000, "alert_timest
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 # ASCII digits only: `\d` and `datetime.fromisoformat` would also take other scripts' digits, which
 # the ETL's parse does not.
-TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})")
+TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-5][0-9])")
 # The timestamp rule (README, "Timestamps"), written the same in the log parse and the alerts ETL
 # (glue_scripts/hardware_correlation/transforms.py, alerts.py); one test table checks all three.
 # Offsets within +-18:00, as Spark's and Java's ZoneOffset; no UTC day before the DAG's start date,

@@ -49,7 +49,9 @@ def test_dag_file_imports_fast_without_connections(path):
         importlib.import_module(module)
         elapsed = time.perf_counter() - started
     get_connection.assert_not_called()
-    assert elapsed < 0.5, f"{path.name} took {elapsed:.2f}s to import"
+    # A generous bound on a shared machine: it catches parse-time work that waits on something (a
+    # connection timing out, a network call), not a few hundred milliseconds of CPU.
+    assert elapsed < 5, f"{path.name} took {elapsed:.2f}s to import"
 
 
 def test_schedule_gives_the_log_day_as_data_interval(dag):

@@ -416,11 +416,10 @@ def test_run_past_its_timeout_gives_timeout(stack, s3, glue, bucket):
     # Glue's Timeout is whole minutes; the stack's test control makes this job's minute one second.
     job = _python_job(s3, glue, bucket, "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", Timeout=2)
     faults.set_timeout_scale(stack["AWS_ENDPOINT_URL"], job, 1)
-    started = time.monotonic()
-    run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"], timeout=30)
+    # Waiting at most 60 s for a job that sleeps 120 s: the run ended on its timeout.
+    run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"], timeout=60)
     assert run["JobRunState"] == "TIMEOUT"
     assert "timeout of 2 minutes" in run["ErrorMessage"]
-    assert time.monotonic() - started < 15
 
     # The run's own Timeout wins over the job's.
     run = _wait_run(glue, job, glue.start_job_run(JobName=job, Timeout=1)["JobRunId"], timeout=30)
@@ -434,10 +433,9 @@ def test_stop_kills_the_run_and_gives_stopped(s3, glue, bucket):
     response = glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id, "jr_unknown"])
     assert response["SuccessfulSubmissions"] == [{"JobName": job, "JobRunId": run_id}]
     assert response["Errors"][0]["JobRunId"] == "jr_unknown"
-    started = time.monotonic()
-    run = _wait_run(glue, job, run_id, timeout=30)
+    # Waiting at most 60 s for a job that sleeps 300 s: the stop ended it.
+    run = _wait_run(glue, job, run_id, timeout=60)
     assert run["JobRunState"] == "STOPPED"
-    assert time.monotonic() - started < 10
     assert not (config.GLUE_RUNS / run_id).exists()
 
 
@@ -499,9 +497,10 @@ def test_update_job_replaces_the_definition(s3, glue, bucket):
 
 
 def test_second_ensure_up_reuses_the_stack_and_env_file_matches(stack):
-    started = time.monotonic()
+    server = local_stack._server_state()
     again = local_stack.ensure_up()
-    assert time.monotonic() - started < 10
+    # The same server process, not a new one.
+    assert local_stack._server_state() == server
     assert again == stack
     assert local_stack.read_env_file() == stack
     for key in (

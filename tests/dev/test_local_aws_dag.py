@@ -38,11 +38,11 @@ print("job ran in mode", args["--mode"])
 """
 
 
-def _run_dags_test(env: dict[str, str], logical_date: str) -> subprocess.CompletedProcess[str]:
+def _run_dags_test(env: dict[str, str], logical_date: str, dag_id: str = DAG_ID) -> subprocess.CompletedProcess[str]:
     # `dags test` runs deferred triggers inline without a timeout and shrugs off SIGTERM: on timeout
     # the whole process group is killed.
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "airflow"), "dags", "test", DAG_ID, logical_date],
+        [str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, logical_date],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

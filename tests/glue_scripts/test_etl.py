@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hardware_correlation import schemas as S
 from hardware_correlation import storage
 from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
 
@@ -89,3 +90,60 @@ def test_unusable_reference_rows_are_reported_with_the_day(spark, tmp_path, capl
         ("sales", "sale_date is not a YYYY-MM-DD day", "2025-10-01"),
     ]
     assert json.loads((tmp_path / "audit" / "log_date=2025-10-01" / "audit.json").read_text()) == audit
+
+
+def _quarantine(spark, tmp_path: Path) -> list:
+    return spark.read.parquet(str(tmp_path / "quarantine")).select("reason", "detail", "raw_line").collect()
+
+
+def test_a_data_line_equal_to_the_header_is_malformed_not_dropped(spark, tmp_path):
+    outputs = EtlOutputs(str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"))
+    inputs = _day(
+        tmp_path, "2025-10-01",
+        "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9",
+        HEADER,
+        "LOG-010,2025-10-01T12:05:00Z,DEV-D401,ERROR,85,4.0",
+    )
+    second = Path(inputs.log_files[0]).with_name("part-1.csv")
+    second.write_text(f"{HEADER}\nLOG-003,2025-10-01T10:00:00Z,DEV-A101,INFO,50,2.0\n")
+    inputs = EtlInputs([*inputs.log_files, str(second)], inputs.customer_files, inputs.sale_files)
+
+    audit = run_etl(spark, date(2025, 10, 1), inputs, outputs, "jr_1")
+
+    # Each file's own header is not a row; the header's text again among the rows is one.
+    assert (audit["input_rows"], audit["malformed"], audit["loaded"], audit["no_sale"], audit["non_error"]) == (
+        4, 1, 1, 1, 1
+    )
+    (malformed,) = [row for row in _quarantine(spark, tmp_path) if row["reason"] == "malformed"]
+    assert malformed["raw_line"] == HEADER
+    assert malformed["detail"] == "the header line again, among the data rows"
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_not_data(spark, tmp_path):
+    """Files saved by Windows tools: a UTF-8 BOM before the header of every raw CSV, CRLF line ends."""
+    def windows_copy(source: Path, target: Path) -> str:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"\xef\xbb\xbf" + source.read_text().replace("\n", "\r\n").encode())
+        return str(target)
+
+    plain = _day(
+        tmp_path / "plain", "2025-10-01",
+        "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9",
+        "LOG-010,2025-10-01T12:05:00Z,DEV-D401,ERROR,85,4.0",
+        "LOG-003,2025-10-01T10:00:00Z,DEV-A101,INFO,50,2.0",
+    )
+    windows = EtlInputs(
+        [windows_copy(Path(plain.log_files[0]), tmp_path / "raw" / "dt=2025-10-01" / "part-0.csv")],
+        [windows_copy(SAMPLE / "customers" / "customers.csv", tmp_path / "raw" / "customers.csv")],
+        [windows_copy(SAMPLE / "sales" / "sales.csv", tmp_path / "raw" / "sales.csv")],
+    )
+    for files, columns in ((windows.log_files, S.LOG_COLUMNS), (windows.sale_files, S.SALE_COLUMNS),
+                           (windows.customer_files, S.CUSTOMER_COLUMNS)):
+        assert storage.first_line(files[0]).startswith("\ufeff")
+        (header,) = storage.check_headers(files, columns)
+        assert storage.header_columns(header) == list(columns)
+
+    expected = run_etl(spark, date(2025, 10, 1), plain, EtlOutputs(*(str(tmp_path / "plain" / n) for n in ("p", "q", "a"))))
+    audit = run_etl(spark, date(2025, 10, 1), windows, EtlOutputs(*(str(tmp_path / n) for n in ("p", "q", "a"))))
+    assert (audit["input_rows"], audit["malformed"], audit["loaded"], audit["non_error"]) == (3, 0, 1, 1)
+    assert {k: v for k, v in audit.items() if k != "job_run_id"} == {k: v for k, v in expected.items() if k != "job_run_id"}

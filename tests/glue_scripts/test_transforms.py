@@ -97,6 +97,8 @@ MALFORMED = (
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,91.5,3.5", "cpu_temp_celsius is not an integer"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR, 70,3.5", "cpu_temp_celsius is not an integer"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,99999999999,3.5", "cpu_temp_celsius is not an integer"),
+    ("L1,2025-10-01T10:00:00+23:59,DEV-1,ERROR,70,3.5", "unparseable timestamp"),
+    ("L1,2014-12-31T23:59:59Z,DEV-1,ERROR,70,3.5", "timestamp before 2015-01-01 (UTC)"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,high", "memory_usage_gb is not a number"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,4GB", "memory_usage_gb is not a number"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,NaN", "memory_usage_gb is not a number"),
@@ -105,7 +107,7 @@ WELL_FORMED = (
     "L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,3.5",
     "L1,2025-10-01T10:00:00.123456Z,DEV-1,ERROR,-5,+3",
     "L1, 2025-10-01T23:30:00-05:00 ,DEV-1,info,+70,.5",
-    "L1,2025-10-01T10:00:00+23:59,DEV-1,ERROR,2147483647,1e3",
+    "L1,2025-10-01T10:00:00+18:00,DEV-1,ERROR,2147483647,1e3",
     "L1,2024-02-29T10:00:00Z,DEV-1,ERROR,,",
 )
 

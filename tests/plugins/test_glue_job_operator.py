@@ -38,3 +38,17 @@ def test_an_input_error_fails_the_task_without_retries(operator, monkeypatch, me
 def test_any_other_failure_is_left_to_the_retries(operator, monkeypatch, run):
     monkeypatch.setattr(glue_job_operator, "glue_job_run", lambda task, ti: run)
     operator._fail_fast_on_input_error({"ti": None}, AirflowException("Job run jr_1 failed"))
+
+
+def test_a_failed_get_job_run_is_logged_and_left_to_the_retries(operator, monkeypatch, capfd):
+    def unreachable(task, ti):
+        raise ConnectionError("Glue endpoint unreachable")
+
+    monkeypatch.setattr(glue_job_operator, "glue_job_run", unreachable)
+    # Returns without raising: the caller re-raises the provider's error, and retries apply.
+    assert operator._fail_fast_on_input_error({"ti": None}, AirflowException("job failed")) is None
+    # Airflow's task loggers write through structlog, to the process's output.
+    output = "".join(capfd.readouterr())
+    (line,) = [line for line in output.splitlines() if "could not read Glue job" in line]
+    assert "warning" in line.lower() and "Glue job etl's run" in line
+    assert "ConnectionError: Glue endpoint unreachable" in output

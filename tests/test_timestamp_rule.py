@@ -1,0 +1,124 @@
+"""One table of timestamps, run against the three places that parse them (README, "Timestamps").
+
+The alerts API's handler (standard library), the log parse (transforms) and the alerts ETL (alerts)
+cannot share code: each writes the rule's constants itself, and this table proves they agree.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from pyspark.sql import functions as F
+
+from hardware_correlation import alerts as A
+from hardware_correlation import transforms as X
+from infrastructure.alerts_api import handler as H
+
+# The server's clock for the API; the alerts' received_at for the ETL.
+NOW = datetime(2025, 10, 2, 12, 0, 0, tzinfo=timezone.utc)
+RECEIVED_AT = "2025-10-02T12:00:00Z"
+
+OK, BAD, FUTURE = "ok", "bad", "future"  # FUTURE: refused for alerts only; logs have no clock to compare
+CASES = [
+    ("2025-10-01T10:00:00Z", OK),
+    ("2025-10-01T23:30:00-05:00", OK),
+    ("2025-10-01T10:00:00.5+18:00", OK),
+    ("2025-10-01T10:00:00-18:00", OK),
+    ("2025-10-01T10:00:00+17:59", OK),
+    ("2025-10-01T10:00:00.123456789+01:00", OK),
+    ("2025-10-01T10:00:00+18:01", BAD),
+    ("2025-10-01T10:00:00-18:30", BAD),
+    ("2025-10-01T10:00:00+23:30", BAD),
+    ("2025-10-01T10:00:00-23:59", BAD),
+    ("2025-10-01T10:00:00+05:60", BAD),
+    ("2015-01-01T00:00:00Z", OK),
+    ("2015-01-01T05:00:00+05:00", OK),
+    ("2014-12-31T20:00:00-05:00", OK),
+    ("2015-01-01T00:30:00+01:00", BAD),
+    ("2014-12-31T23:59:59.999Z", BAD),
+    ("2015-01-01T17:00:00+18:00", BAD),
+    ("2015-01-02T08:00:00+18:00", OK),
+    ("0001-01-01T00:30:00+01:00", BAD),
+    ("0001-01-01T00:00:00Z", BAD),
+    ("2025-10-03T12:00:00Z", OK),
+    ("2025-10-03T13:00:00+01:00", OK),
+    ("2025-10-03T12:00:01Z", FUTURE),
+    ("9999-12-31T23:30:00-01:00", FUTURE),
+    ("2025-10-01T24:00:00Z", BAD),
+    ("2025-02-29T10:00:00Z", BAD),
+    ("2025-13-01T10:00:00Z", BAD),
+    ("2025-10-01T10:00:00", BAD),
+    ("2025-10-01 10:00:00Z", BAD),
+    ("2025-10-01T10:00Z", BAD),
+    ("2025-10-01T10:00:00+0100", BAD),
+    ("2025-10-01T10:00:00.Z", BAD),
+    ("٢٠٢٥-10-01T10:00:00Z", BAD),
+]
+IDS = [f"{expected}:{stamp}" for stamp, expected in CASES]
+
+
+def _utc_day(stamp: str) -> str:
+    return datetime.fromisoformat(stamp).astimezone(timezone.utc).date().isoformat()
+
+
+def test_the_three_places_write_the_same_constants():
+    from dags import hardware_correlation as dag_module
+
+    start_date = dag_module.hardware_correlation().start_date
+    assert H.EARLIEST_DAY == X.EARLIEST_DAY == A.EARLIEST_DAY == start_date.date()
+    assert H.MAX_CLOCK_AHEAD.total_seconds() == A.MAX_CLOCK_AHEAD_SECONDS
+
+
+@pytest.mark.parametrize(("stamp", "expected"), CASES, ids=IDS)
+def test_the_alerts_api(stamp, expected):
+    body = json.dumps({"device_id": "DEV-1", "error_code": "E1", "details": "d", "alert_timestamp": stamp})
+    if expected == OK:
+        _, day = H.validate(body.encode(), NOW)
+        assert day == _utc_day(stamp)
+    else:
+        with pytest.raises(H.Refused) as refused:
+            H.validate(body.encode(), NOW)
+        assert (refused.value.status, refused.value.field) == (400, "alert_timestamp")
+
+
+def test_the_log_parse(spark):
+    lines = spark.createDataFrame(
+        [(f"L{index},{stamp},DEV-1,ERROR,50,1.5", "f.csv") for index, (stamp, _) in enumerate(CASES)],
+        "line string, source_file string",
+    )
+    rows = lines.transform(X.parse_log_lines).transform(X.type_log_fields).select(
+        "log_id", "malformed_detail", X.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
+    ).collect()
+    found = {row["log_id"]: row for row in rows}
+    for index, (stamp, expected) in enumerate(CASES):
+        row = found[f"L{index}"]
+        if expected == BAD:
+            assert row["malformed_detail"] and "timestamp" in row["malformed_detail"], (stamp, row)
+        elif expected == FUTURE:
+            # Year 9999 at -01:00 is in year 10000 in UTC, beyond Python's datetime.
+            assert row["malformed_detail"] is None and row["day"] is not None, stamp
+        else:
+            assert (row["malformed_detail"], row["day"]) == (None, _utc_day(stamp)), stamp
+
+
+def test_the_alerts_etl(spark):
+    records = spark.createDataFrame(
+        [
+            ("f.json", index, json.dumps({"alert_id": f"A{index}", "device_id": "DEV-1", "error_code": "E1",
+                                          "details": "d", "alert_timestamp": stamp, "received_at": RECEIVED_AT}))
+            for index, (stamp, _) in enumerate(CASES)
+        ],
+        "source_file string, record_number int, raw_record string",
+    )
+    rows = records.transform(A.parse_alerts).select(
+        "alert_id", "malformed_detail", X.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
+    ).collect()
+    found = {row["alert_id"]: row for row in rows}
+    for index, (stamp, expected) in enumerate(CASES):
+        row = found[f"A{index}"]
+        if expected == OK:
+            assert (row["malformed_detail"], row["day"]) == (None, _utc_day(stamp)), stamp
+        else:
+            assert row["malformed_detail"] and "alert_timestamp" in row["malformed_detail"], (stamp, row)
