@@ -48,10 +48,10 @@ demo: up
 test: setup
 	$(VENV)/bin/pytest
 
-# The tier to run after every change: pure Python, DAG integrity and in-process Spark transforms; no
-# local stack and no Airflow services.
+# The tier to run after every change: pure Python, lint, DAG integrity and in-process Spark
+# transforms; no local stack, no Airflow services and no network.
 test-fast: setup
-	$(VENV)/bin/pytest -m "not stack"
+	$(VENV)/bin/pytest -m "not stack and not network"
 
 bench: up
 	$(PY) -m dev.bench

@@ -56,7 +56,9 @@ def parse_day(text: str, name: str = "DATE") -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"{name} must be a day as YYYY-MM-DD, e.g. `make run {name}=2025-10-01` (got {text!r}).") from None
+        raise UsageError(
+            f"{name} must be a day as YYYY-MM-DD, e.g. `make run {name}=2025-10-01` (got {text!r})."
+        ) from None
 
 
 def seed(data_dir: str) -> None:
@@ -161,10 +163,10 @@ def print_warehouse(env: dict[str, str]) -> None:
             cursor.execute(query)
             header = [column.name for column in cursor.description]
             rows = [[("" if value is None else str(value)) for value in row] for row in cursor.fetchall()]
-            widths = [max(len(text) for text in column) for column in zip(header, *rows)]
+            widths = [max(len(text) for text in column) for column in zip(header, *rows, strict=True)]
             print(f"\n{title} ({len(rows)} rows)")
             for row in [header, *rows]:
-                print("  ".join(text.ljust(width) for text, width in zip(row, widths)))
+                print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)))
 
 
 def demo() -> int:

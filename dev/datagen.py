@@ -284,7 +284,7 @@ def _write_customers(out: Path, rng: np.random.Generator, customers: int) -> np.
             )
             if part
         )
-        for p, i, n, s in zip(prefix, industry, noun, suffix)
+        for p, i, n, s in zip(prefix, industry, noun, suffix, strict=True)
     ]
     frame = pd.DataFrame(
         {

@@ -181,7 +181,9 @@ def _stop_leftovers(say: Say) -> None:
         state = json.loads(STATE_FILE.read_text())
     except (OSError, ValueError):
         return
-    pgids = [int(pid) for pid in state.get("pids", {}).values() if process_alive(int(pid)) and _is_airflow_group(int(pid))]
+    pgids = [
+        int(pid) for pid in state.get("pids", {}).values() if process_alive(int(pid)) and _is_airflow_group(int(pid))
+    ]
     if pgids:
         say(f"stopping Airflow services left over from an earlier run (pids {', '.join(map(str, pgids))})")
         _stop_groups(pgids)

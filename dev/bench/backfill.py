@@ -82,7 +82,7 @@ def _audit(env: dict[str, str], first: date, last: date) -> dict[str, dict]:
             (first, last),
         )
         names = [column.name for column in cursor.description]
-        return {row[0].isoformat(): dict(zip(names, row)) for row in cursor.fetchall()}
+        return {row[0].isoformat(): dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
 def _glue_seconds(env: dict[str, str], audit_row: dict) -> float:

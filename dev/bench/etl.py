@@ -105,12 +105,14 @@ class PeakMemory:
         self._stop = threading.Event()
 
     def _sample(self) -> int:
+        import psutil
+
         total = 0
         for process in [self._process, *self._process.children(recursive=True)]:
             try:
                 total += process.memory_info().rss
-            except Exception:
-                pass
+            except psutil.Error:
+                continue  # a child that ended (or went out of reach) since it was listed uses no memory
         return total
 
     def _run(self) -> None:

@@ -555,7 +555,8 @@ class Crawl:
                 schema.add_sample(body, truncated)
             except ValueError as exc:
                 self.note(f"Could not read s3://{obj.bucket}/{obj.key} as {classification}: {exc}")
-        assert schema is not None
+        if schema is None:
+            raise CrawlError(f"Table {layout.name} has no file to take its schema from.")
         schema.finish()
         return schema
 
@@ -639,7 +640,7 @@ class Schema:
             if len(row) != len(names):
                 continue  # a malformed row says nothing about the column types
             self.records += 1
-            for name, value in zip(names, row):
+            for name, value in zip(names, row, strict=True):
                 self.types[name] = _merge(self.types[name], _csv_type(value))
 
     def _add_json(self, text: str, truncated: bool) -> None:

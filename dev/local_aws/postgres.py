@@ -92,7 +92,8 @@ def _usable_by(user: str | None, directory: Path) -> bool:
 
 
 def _fallback_dir() -> Path:
-    return Path("/tmp") / f"local-aws-pg-{hashlib.sha256(str(config.ROOT).encode()).hexdigest()[:12]}"
+    name = f"local-aws-pg-{hashlib.sha256(str(config.ROOT).encode()).hexdigest()[:12]}"
+    return Path("/tmp") / name  # noqa: S108 - cluster_dir checks it with lstat (_check_private) before use
 
 
 def _check_private(directory: Path, user: str | None) -> None:
@@ -107,7 +108,9 @@ def _check_private(directory: Path, user: str | None) -> None:
     if not stat.S_ISDIR(entry.st_mode):
         raise PostgresError(f"{directory} is not a directory (a symlink?); remove it and start the stack again.")
     if entry.st_uid not in owners:
-        raise PostgresError(f"{directory} belongs to uid {entry.st_uid}, not to us; remove it and start the stack again.")
+        raise PostgresError(
+            f"{directory} belongs to uid {entry.st_uid}, not to us; remove it and start the stack again."
+        )
     if entry.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise PostgresError(f"{directory} is writable by others; remove it and start the stack again.")
 

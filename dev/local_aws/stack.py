@@ -395,7 +395,8 @@ def ensure_up(say: Any = _quiet) -> dict[str, str]:
         else:
             say(f"server reused: {endpoint}")
         say(f"PostgreSQL on {cluster.host}:{cluster.port} (databases {', '.join(postgres.DATABASES)})")
-        assert endpoint is not None
+        if endpoint is None:
+            raise RuntimeError("the local AWS server did not report its endpoint")
         env = build_env(endpoint, cluster, _warehouse_dsn(cluster))
         try:
             provision(env)

@@ -115,7 +115,9 @@ def validate(raw: bytes, now: datetime) -> tuple[dict[str, str], str]:
     try:
         alert = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as error:
-        raise Refused(400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+        raise Refused(
+            400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
     except RecursionError:
         # The parser recurses once per nesting level: a body of brackets reaches the interpreter's
         # limit well within MAX_BODY_BYTES.

@@ -99,7 +99,7 @@ def audit_alert_counts(dsn: str, day: str) -> dict[str, int] | None:
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(ALERT_COUNTS)} FROM pipeline_run_audit WHERE log_date = %s", (day,))
         row = cursor.fetchone()
-    return dict(zip(ALERT_COUNTS, row)) if row else None
+    return dict(zip(ALERT_COUNTS, row, strict=True)) if row else None
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def audit_rows(dsn: str) -> dict[str, dict]:
         names = [column.name for column in cursor.description]
         found: dict[str, list[dict]] = {}
         for row in cursor.fetchall():
-            found.setdefault(row[0].isoformat(), []).append(dict(zip(names, row)))
+            found.setdefault(row[0].isoformat(), []).append(dict(zip(names, row, strict=True)))
     assert all(len(rows) == 1 for rows in found.values()), f"more than one audit row for a day: {found}"
     return {day: rows[0] for day, rows in found.items()}
 

@@ -275,7 +275,7 @@ def audit_row(dsn: str, day: str) -> dict | None:
         row = cursor.fetchone()
         names = [column.name for column in cursor.description]
     connection.close()
-    return dict(zip(names, row)) if row else None
+    return dict(zip(names, row, strict=True)) if row else None
 
 
 def quarantine(s3, bucket: str, day: str, folder: Path) -> Counter:

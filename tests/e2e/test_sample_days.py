@@ -33,7 +33,7 @@ def warehouse_day(dsn: str, day: str) -> tuple[set[tuple], dict[str, int] | None
         cursor.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM pipeline_run_audit WHERE log_date = %s", (day,))
         audit = cursor.fetchone()
     connection.close()
-    return warehouse_rows(dsn, day), (dict(zip(AUDIT_COLUMNS, audit)) if audit else None)
+    return warehouse_rows(dsn, day), (dict(zip(AUDIT_COLUMNS, audit, strict=True)) if audit else None)
 
 
 @pytest.fixture(scope="module")

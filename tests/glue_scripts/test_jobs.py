@@ -138,7 +138,7 @@ class World:
         if not files:
             return []
         relation = duckdb.sql(f"SELECT * FROM read_parquet('{tmp_path}/*.parquet')")
-        return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+        return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ from hardware_correlation.storage import JobInputError
     "staging.t\n",
     "Staging.T",
 ])
-def test_copy_rows_refuses_a_table_name_it_would_write_into_sql_unquoted(table):
+def test_copy_rows_refuses_a_table_name_it_would_write_into_sql_unquoted(table, tmp_path):
     # Refused before anything touches Spark or the database (both are absent here).
     with pytest.raises(ValueError, match="schema.table"):
-        warehouse.copy_rows(None, None, "jdbc:postgresql://db/x", {}, table, "/tmp/unused")
+        warehouse.copy_rows(None, None, "jdbc:postgresql://db/x", {}, table, str(tmp_path / "scratch"))
 
 
 @pytest.mark.parametrize(("url", "logged"), [

@@ -61,13 +61,15 @@ def _job(task_id: str, mode: str, deferrable: bool) -> GlueJobOperator:
     default_args={"retries": 0, "execution_timeout": timedelta(minutes=10)},
 )
 def local_aws_operators():
-    create = GlueCrawlerCreateOperator(task_id="create_crawler", config=_crawler_config(["customers"]))
-    update = GlueCrawlerUpdateOperator(task_id="update_crawler", config=_crawler_config(["customers", "alerts"]))
+    create_crawler = GlueCrawlerCreateOperator(task_id="create_crawler", config=_crawler_config(["customers"]))
+    update_crawler = GlueCrawlerUpdateOperator(
+        task_id="update_crawler", config=_crawler_config(["customers", "alerts"])
+    )
     crawl = GlueCrawlerRunOperator(task_id="crawl", crawler_name=CRAWLER, poll_interval=1)
     crawl_deferred = GlueCrawlerRunOperator(
         task_id="crawl_deferred", crawler_name=CRAWLER, poll_interval=1, deferrable=True
     )
-    chain(create, update, crawl, crawl_deferred, _job("job", "sync", False), _job("job_deferred", "deferred", True))
+    chain(create_crawler, update_crawler, crawl, crawl_deferred, _job("job", "sync", False), _job("job_deferred", "deferred", True))
 
 
 local_aws_operators()
