@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.alerts_staging_table:
             table = args.alerts_staging_table
             loaded_alerts = read_day(spark, args.alerts_path, args.log_date, alerts.LOADED_ALERT_FILE)
-            warehouse.copy_rows(spark, staging_alerts(loaded_alerts), url, properties, table, scratch_folder(args, table))
+            warehouse.copy_rows(
+                spark, staging_alerts(loaded_alerts), url, properties, table, scratch_folder(args, table)
+            )
     except Exception as error:
         if not _from_warehouse(error):
             raise

@@ -12,9 +12,8 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from hardware_correlation import alerts as A
-from hardware_correlation import transforms as X
-from infrastructure.alerts_api import handler as H
+from hardware_correlation import alerts, transforms
+from infrastructure.alerts_api import handler
 
 # The server's clock for the API; the alerts' received_at for the ETL.
 NOW = datetime(2025, 10, 2, 12, 0, 0, tzinfo=timezone.utc)
@@ -67,19 +66,19 @@ def test_the_three_places_write_the_same_constants():
     from dags import hardware_correlation as dag_module
 
     start_date = dag_module.hardware_correlation().start_date
-    assert H.EARLIEST_DAY == X.EARLIEST_DAY == A.EARLIEST_DAY == start_date.date()
-    assert H.MAX_CLOCK_AHEAD.total_seconds() == A.MAX_CLOCK_AHEAD_SECONDS
+    assert handler.EARLIEST_DAY == transforms.EARLIEST_DAY == alerts.EARLIEST_DAY == start_date.date()
+    assert handler.MAX_CLOCK_AHEAD.total_seconds() == alerts.MAX_CLOCK_AHEAD_SECONDS
 
 
 @pytest.mark.parametrize(("stamp", "expected"), CASES, ids=IDS)
 def test_the_alerts_api(stamp, expected):
     body = json.dumps({"device_id": "DEV-1", "error_code": "E1", "details": "d", "alert_timestamp": stamp})
     if expected == OK:
-        _, day = H.validate(body.encode(), NOW)
+        _, day = handler.validate(body.encode(), NOW)
         assert day == _utc_day(stamp)
     else:
-        with pytest.raises(H.Refused) as refused:
-            H.validate(body.encode(), NOW)
+        with pytest.raises(handler.Refused) as refused:
+            handler.validate(body.encode(), NOW)
         assert (refused.value.status, refused.value.field) == (400, "alert_timestamp")
 
 
@@ -88,8 +87,8 @@ def test_the_log_parse(spark):
         [(f"L{index},{stamp},DEV-1,ERROR,50,1.5", "f.csv") for index, (stamp, _) in enumerate(CASES)],
         "line string, source_file string",
     )
-    rows = lines.transform(X.parse_log_lines).transform(X.type_log_fields).select(
-        "log_id", "malformed_detail", X.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
+    rows = lines.transform(transforms.parse_log_lines).transform(transforms.type_log_fields).select(
+        "log_id", "malformed_detail", transforms.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
     ).collect()
     found = {row["log_id"]: row for row in rows}
     for index, (stamp, expected) in enumerate(CASES):
@@ -112,8 +111,8 @@ def test_the_alerts_etl(spark):
         ],
         "source_file string, record_number int, raw_record string",
     )
-    rows = records.transform(A.parse_alerts).select(
-        "alert_id", "malformed_detail", X.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
+    rows = records.transform(alerts.parse_alerts).select(
+        "alert_id", "malformed_detail", transforms.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
     ).collect()
     found = {row["alert_id"]: row for row in rows}
     for index, (stamp, expected) in enumerate(CASES):

@@ -97,7 +97,10 @@ def run_alerts(
                 counts.get(schemas.LOADED_OUTCOME, 0),
             )
             storage.write_day(
-                classified.transform(alerts.quarantined_alerts, log_date), outputs.quarantine_path, log_date, quarantined
+                classified.transform(alerts.quarantined_alerts, log_date),
+                outputs.quarantine_path,
+                log_date,
+                quarantined,
             )
         finally:
             classified.unpersist()

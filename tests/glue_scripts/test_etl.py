@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hardware_correlation import schemas as S
+from hardware_correlation import schemas
 from hardware_correlation import storage
 from hardware_correlation.etl import EtlInputs, EtlOutputs, run_etl
 
@@ -137,8 +137,8 @@ def test_a_byte_order_mark_and_crlf_line_ends_are_not_data(spark, tmp_path):
         [windows_copy(SAMPLE / "customers" / "customers.csv", tmp_path / "raw" / "customers.csv")],
         [windows_copy(SAMPLE / "sales" / "sales.csv", tmp_path / "raw" / "sales.csv")],
     )
-    for files, columns in ((windows.log_files, S.LOG_COLUMNS), (windows.sale_files, S.SALE_COLUMNS),
-                           (windows.customer_files, S.CUSTOMER_COLUMNS)):
+    for files, columns in ((windows.log_files, schemas.LOG_COLUMNS), (windows.sale_files, schemas.SALE_COLUMNS),
+                           (windows.customer_files, schemas.CUSTOMER_COLUMNS)):
         assert storage.first_line(files[0]).startswith("\ufeff")
         (header,) = storage.check_headers(files, columns)
         assert storage.header_columns(header) == list(columns)
