@@ -239,8 +239,8 @@ def rank_duplicates(flagged: DataFrame) -> DataFrame:
     """Contract section 3, step 2: among well-formed rows sharing a log_id, all but the earliest.
 
     Needs the typed timestamp (`type_log_fields`). Only rows flagged by `flag_repeated` are ranked,
-    so the shuffle is as small as the repeats. Ties
-    on the timestamp keep the first line in file order, so reruns mark the same rows.
+    so the shuffle is as small as the repeats. Ties on the timestamp keep the first line in file
+    order, so reruns mark the same rows.
     """
     earliest_first = Window.partitionBy("log_id").orderBy(
         "parsed_timestamp", "source_file", "line_number"
