@@ -11,9 +11,22 @@ JAR_ARTIFACTS := org.apache.hadoop:hadoop-aws:3.3.4:jar \
                  com.amazonaws:aws-java-sdk-bundle:1.12.262:jar \
                  org.postgresql:postgresql:42.7.14:jar
 
-.PHONY: setup up down seed run backfill demo test test-fast bench
+.PHONY: setup browser up down seed run backfill demo airflow test test-fast bench
 
-setup: $(VENV)/.installed $(JARS)/.fetched
+setup: $(VENV)/.installed $(JARS)/.fetched browser
+
+# The browser test drives Debian's chromium through chromium-driver (no browser is downloaded from
+# elsewhere). Installed only when missing, and only where apt-get may install as root; elsewhere a
+# note says what the browser test needs.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver (for the browser test)"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null || exit 1; \
+	  else \
+	    echo "note: the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +43,9 @@ $(JARS)/.fetched:
 up: setup
 	$(PY) -m dev.local_aws up
 
+# Stops the Airflow services of `make airflow` (and any a killed command left behind), then the stack.
 down:
-	@if [ -x $(PY) ]; then $(PY) -m dev.local_aws down; fi
+	@if [ -x $(PY) ]; then $(PY) -m dev.commands down; fi
 
 seed: setup
 	$(PY) -m dev.commands seed "$(DATA)"
@@ -44,6 +58,9 @@ backfill: setup
 
 demo: up
 	$(PY) -m dev.commands demo
+
+airflow: up
+	$(PY) -m dev.commands airflow
 
 test: setup
 	$(VENV)/bin/pytest

@@ -1,6 +1,6 @@
-"""The `make seed / run / backfill / demo` commands (contract section 5) against the local stack.
+"""The `make seed / run / backfill / demo / airflow / down` commands (contract section 5) on the local stack.
 
-Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD | backfill FROM TO [PARALLEL] | demo}
+Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD | backfill FROM TO [PARALLEL] | demo | airflow | down}
 """
 
 from __future__ import annotations
@@ -82,20 +82,28 @@ def seed(data_dir: str) -> None:
 
 
 def run(day_text: str, env: dict[str, str] | None = None) -> int:
-    """`airflow dags test` for one day; returns its exit status (non-zero when any task failed)."""
+    """`airflow dags test` for one day; returns its exit status (non-zero when any task failed).
+
+    While `make airflow` runs, its scheduler runs the day instead (see local_airflow.run_day): it
+    would otherwise also pick up the tasks of the `dags test` run.
+    """
     if not day_text:
         raise UsageError("Say which day to run: `make run DATE=2025-10-01`.")
     day = parse_day(day_text)
     env = env or stack_env()
-    with local_airflow.no_backfill_running():
-        return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
+    with local_airflow.no_backfill_running(say=_say, stack_env=env) as shared:
+        if shared is None:
+            return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
+        result = local_airflow.run_day(shared, DAG_ID, day, say=_say)
+    print(result.line())
+    return 0 if result.ok else 1
 
 
 def dags_test_command(day: date) -> list[str]:
     """`airflow dags test` for log day D: a manual run processes the interval that ends at its
-    logical date, so the logical date is D + 1 and the data interval [D, D + 1)."""
-    airflow = str(Path(sys.executable).parent / "airflow")
-    return [airflow, "dags", "test", DAG_ID, (day + timedelta(days=1)).isoformat()]
+    logical date, so the logical date is D + 1 and the data interval [D, D + 1). It runs through
+    local_airflow's `dags-test`, which records the run's real start time."""
+    return [sys.executable, "-m", "dev.local_airflow", "dags-test", DAG_ID, (day + timedelta(days=1)).isoformat()]
 
 
 def days_between(first: date, last: date) -> list[date]:
@@ -179,8 +187,40 @@ def demo() -> int:
     return 1 if failed else 0
 
 
+def airflow() -> int:
+    """`make airflow`: the Airflow UI and scheduler on the local stack, in the background."""
+    import time
+
+    started = time.monotonic()
+    env = stack_env()
+    login = local_airflow.start_ui(env, DAG_ID, f"{DAG_ID}.py", say=_say)
+    verb = "already running" if login.reused else f"started in {time.monotonic() - started:.0f} s"
+    print(
+        f"Airflow UI {verb}: {login.url}\n"
+        f"login: {login.user} / {login.password}\n"
+        f"(also in .local/stack.env as AIRFLOW_UI_URL, AIRFLOW_UI_USER, AIRFLOW_UI_PASSWORD; "
+        f"`make down` stops Airflow with the stack)",
+        flush=True,
+    )
+    return 0
+
+
+def down() -> int:
+    """`make down`: the Airflow services of `make airflow` (and any left behind), then the stack."""
+    from dev.local_aws import stack
+
+    if local_airflow.stop_services(say=_say):
+        print("stopped Airflow", flush=True)
+    try:
+        stack.down(say=lambda message: print(f"stack: {message}", flush=True))
+    except stack.StackError as error:
+        print(f"stack: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"seed": seed, "run": run, "backfill": backfill, "demo": demo}
+    commands = {"seed": seed, "run": run, "backfill": backfill, "demo": demo, "airflow": airflow, "down": down}
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -14,10 +14,18 @@ While its services run, a backfill holds `.local/airflow-services.lock` exclusiv
 would also run the tasks of an `airflow dags test` run of the DAG, so such runs (`make run` among
 them) hold the lock shared (`no_backfill_running`): each waits for the other.
 
-The services share one JWT secret, generated once into `.local/airflow-jwt-secret` (mode 600, never
-printed). Their output goes to `.local/logs/airflow-<service>.log`; task logs stay under
-`$AIRFLOW_HOME/logs`. The scheduler ignores the DAG's cron schedule (`use_job_schedule = False`):
-locally only the backfill's runs are wanted, not the run of yesterday that unpausing would create.
+`make airflow` calls `start_ui()`: the same services, kept running in the background by a small
+supervisor process (`serve`) until `make down` (`stop_services()`), with the UI's login in
+`.local/stack.env`. The supervisor holds the lock exclusively for as long as the services run, so
+while they do, `make backfill` and `make run` use them instead of starting services of their own or
+running `airflow dags test` beside their scheduler (`shared_services()`).
+
+The services share one JWT secret, generated once into `.local/airflow-jwt-secret`, and one UI login,
+whose password SimpleAuthManager reads from `.local/airflow-ui-passwords.json` (both mode 600; the
+password is printed by `make airflow` only). Their output goes to `.local/logs/airflow-<service>.log`;
+task logs stay under `$AIRFLOW_HOME/logs`. A backfill's own scheduler ignores the DAG's cron schedule
+(`use_job_schedule = False`): it wants only the backfill's runs, not the run of yesterday that
+unpausing would create. Under `make airflow` the scheduler follows the schedule, as a deployed one does.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +60,12 @@ LOGS = LOCAL / "logs"
 JWT_SECRET_FILE = LOCAL / "airflow-jwt-secret"
 STATE_FILE = LOCAL / "airflow-services.json"
 LOCK_FILE = LOCAL / "airflow-services.lock"
+# SimpleAuthManager's users/passwords file: created here so that its one user's password is known
+# (and never printed by the api-server, which only prints passwords it generates itself).
+PASSWORDS_FILE = LOCAL / "airflow-ui-passwords.json"
+SUPERVISOR_LOG = LOGS / "airflow-services.log"
+UI_USER = "admin"
+UI_ENV_KEYS = ("AIRFLOW_UI_URL", "AIRFLOW_UI_USER", "AIRFLOW_UI_PASSWORD")
 BIN = Path(sys.executable).parent
 AIRFLOW = BIN / "airflow"
 HOST = "127.0.0.1"
@@ -79,20 +95,36 @@ class LocalAirflowError(Exception):
 # -- settings shared by the services ---------------------------------------------------------
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only from the first byte on."""
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
 def _secret(path: Path) -> str:
     """A random secret kept in `path` (mode 600), created on first use; never printed."""
-    LOCAL.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         value = path.read_text().strip()
         if value:
             return value
     value = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    tmp.replace(path)
+    _write_private(path, value + "\n")
+    return value
+
+
+def ui_password() -> str:
+    """The UI user's password, from SimpleAuthManager's passwords file (created on first use)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        value = json.loads(PASSWORDS_FILE.read_text()).get(UI_USER)
+        if value:
+            return str(value)
+    value = secrets.token_urlsafe(12)
+    _write_private(PASSWORDS_FILE, json.dumps({UI_USER: value}) + "\n")
     return value
 
 
@@ -102,9 +134,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def services_env(stack_env: dict[str, str], port: int, parallel: int) -> dict[str, str]:
-    """The environment of every service: the stack's, plus what makes them one Airflow."""
+def services_env(stack_env: dict[str, str], port: int, parallel: int, scheduled: bool = False) -> dict[str, str]:
+    """The environment of every service: the stack's, plus what makes them one Airflow.
+
+    `scheduled`: whether the scheduler creates the DAG's scheduled runs (`make airflow`) or only
+    runs what it is given (a backfill's own services).
+    """
     base_url = f"http://{HOST}:{port}"
+    ui_password()
     return {
         **stack_env,
         "PATH": f"{BIN}{os.pathsep}{stack_env.get('PATH', os.environ.get('PATH', ''))}",
@@ -118,7 +155,9 @@ def services_env(stack_env: dict[str, str], port: int, parallel: int) -> dict[st
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(JWT_SECRET_FILE),
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(PASSWORDS_FILE),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         # Pick up a changed DAG file quickly, but do not re-parse it in a loop.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -192,12 +231,17 @@ def _stop_leftovers(say: Say) -> None:
 
 @dataclass
 class Services:
-    """The running services; `check()` fails as soon as one of them has exited."""
+    """The running services; `check()` fails as soon as one of them has exited.
+
+    `shared`: started by `make airflow`, not by this process, which must leave them running.
+    """
 
     env: dict[str, str]
     port: int
     started_at: datetime
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    shared: bool = False
 
     @property
     def base_url(self) -> str:
@@ -212,6 +256,9 @@ class Services:
                 raise LocalAirflowError(
                     f"the Airflow {service} exited (code {process.returncode}); see {_rel(self.log(service))}"
                 )
+        for service, pid in self.pids.items():
+            if service not in self.processes and not process_alive(pid):
+                raise LocalAirflowError(f"the Airflow {service} has exited; see {_rel(self.log(service))}")
 
     def airflow(self, *args: str, timeout: int = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """An `airflow` CLI command in the services' environment; its output is returned, not shown."""
@@ -224,7 +271,7 @@ class Services:
             raise LocalAirflowError(f"`airflow {' '.join(args)}` did not finish within {timeout} s") from None
 
 
-def _start(env: dict[str, str], port: int, say: Say) -> Services:
+def _start(env: dict[str, str], port: int, say: Say, mode: str = "backfill") -> Services:
     LOGS.mkdir(parents=True, exist_ok=True)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     services = Services(env=env, port=port, started_at=datetime.now(timezone.utc))
@@ -236,7 +283,11 @@ def _start(env: dict[str, str], port: int, say: Say) -> Services:
                 _command(service, port), env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=handle,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
-    STATE_FILE.write_text(json.dumps({"pids": {s: p.pid for s, p in services.processes.items()}, "port": port}))
+    services.pids = {name: process.pid for name, process in services.processes.items()}
+    STATE_FILE.write_text(json.dumps({
+        "mode": mode, "owner": os.getpid(), "pids": services.pids, "port": port,
+        "started_at": services.started_at.isoformat(),
+    }))
     say(
         f"started Airflow {', '.join(SERVICES)} (api-server on {services.base_url}; "
         f"logs .local/logs/airflow-*.log)"
@@ -271,47 +322,66 @@ def _wait_for_api(services: Services) -> None:
     )
 
 
-def _take_lock(lock: Any, mode: int, waiting_for: str, say: Say) -> None:
-    """Take LOCK_FILE in `mode` (fcntl.LOCK_EX or LOCK_SH), waiting up to LOCK_TIMEOUT for its holders."""
-    try:
-        fcntl.flock(lock, mode | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        say(f"waiting for {waiting_for} to finish (it holds {_rel(LOCK_FILE)})")
+def _take_lock(
+    lock: Any, mode: int, waiting_for: str, say: Say, stack_env: dict[str, str] | None = None
+) -> Services | None:
+    """Take LOCK_FILE in `mode` (fcntl.LOCK_EX or LOCK_SH), waiting up to LOCK_TIMEOUT for its holders.
+
+    With `stack_env`, services of `make airflow` that are (or come) up end the wait: they are
+    returned, to be used instead, and the lock is not taken.
+    """
     deadline = time.monotonic() + LOCK_TIMEOUT
-    while time.monotonic() < deadline:
-        time.sleep(5)
+    said = False
+    while True:
+        if stack_env is not None:
+            shared = shared_services(stack_env)
+            if shared is not None:
+                return shared
         try:
             fcntl.flock(lock, mode | fcntl.LOCK_NB)
-            return
+            return None
         except BlockingIOError:
-            continue
-    raise LocalAirflowError(f"{_rel(LOCK_FILE)} was still held after {LOCK_TIMEOUT} s by {waiting_for}")
+            pass
+        if time.monotonic() > deadline:
+            raise LocalAirflowError(f"{_rel(LOCK_FILE)} was still held after {LOCK_TIMEOUT} s by {waiting_for}")
+        if not said:
+            say(f"waiting for {waiting_for} to finish (it holds {_rel(LOCK_FILE)})")
+            said = True
+        time.sleep(5 if stack_env is None else 2)
 
 
 @contextlib.contextmanager
-def no_backfill_running(say: Say = print) -> Iterator[None]:
+def no_backfill_running(say: Say = print, stack_env: dict[str, str] | None = None) -> Iterator[Services | None]:
     """Keep backfills out while an `airflow dags test` run of the DAG goes, waiting for a running one.
 
     A backfill's scheduler would also queue and run the tasks of a `dags test` run, with its own
     environment: the two hold LOCK_FILE, the backfill exclusively and `dags test` runs shared.
+    With `stack_env`, yields the services of a running `make airflow` instead when there are any (the
+    day is then to be run by their scheduler, see `run_day`); otherwise yields None.
     """
     LOCAL.mkdir(parents=True, exist_ok=True)
     with open(LOCK_FILE, "a") as lock:
-        _take_lock(lock, fcntl.LOCK_SH, "a running backfill", say)
+        shared = _take_lock(lock, fcntl.LOCK_SH, "a running backfill", say, stack_env)
         try:
-            yield
+            yield shared
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
 def running_services(stack_env: dict[str, str], parallel: int, say: Say = print) -> Iterator[Services]:
-    """Start the services, yield them once the api-server answers, and stop them on the way out."""
+    """Start the services, yield them once the api-server answers, and stop them on the way out.
+
+    When `make airflow` runs, its services are yielded instead, and left running.
+    """
     LOCAL.mkdir(parents=True, exist_ok=True)
     with open(LOCK_FILE, "a") as lock:
         # Another backfill holds the lock exclusively, `airflow dags test` runs hold it shared.
-        _take_lock(lock, fcntl.LOCK_EX, "another backfill or an `airflow dags test` run", say)
+        shared = _take_lock(lock, fcntl.LOCK_EX, "another backfill or an `airflow dags test` run", say, stack_env)
+        if shared is not None:
+            say(f"using the Airflow services of `make airflow` ({shared.base_url})")
+            yield shared
+            return
         _stop_leftovers(say)
         port = free_port()
         services = _start(services_env(stack_env, port, parallel), port, say)
@@ -320,6 +390,194 @@ def running_services(stack_env: dict[str, str], parallel: int, say: Say = print)
             yield services
         finally:
             _stop(services, say)
+
+
+# -- `make airflow`: the services in the background ------------------------------------------
+
+
+def _state() -> dict[str, Any]:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _supervisor_alive(state: dict[str, Any]) -> bool:
+    owner = int(state.get("owner") or 0)
+    if state.get("mode") != "ui" or not owner or not process_alive(owner):
+        return False
+    try:
+        cmdline = Path(f"/proc/{owner}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "dev.local_airflow" in cmdline
+
+
+def shared_services(stack_env: dict[str, str]) -> Services | None:
+    """The services of a running `make airflow`, or None."""
+    state = _state()
+    if not _supervisor_alive(state):
+        return None
+    port = int(state["port"])
+    parallel = settings_parallel(stack_env)
+    return Services(
+        env=services_env(stack_env, port, parallel, scheduled=True),
+        port=port,
+        started_at=datetime.fromisoformat(state["started_at"]),
+        pids={name: int(pid) for name, pid in state["pids"].items()},
+        shared=True,
+    )
+
+
+def settings_parallel(stack_env: dict[str, str]) -> int:
+    from include import settings
+
+    return settings.load(stack_env).number("GLUE_MAX_CONCURRENT_RUNS")
+
+
+@dataclass
+class UiLogin:
+    url: str
+    user: str
+    password: str
+    reused: bool
+
+
+def _ui_answers(services: Services) -> bool:
+    """Whether the UI's page and the REST API's health check both answer."""
+    try:
+        with urllib.request.urlopen(f"{services.base_url}/api/v2/monitor/health", timeout=5) as response:
+            if response.status != 200:
+                return False
+        with urllib.request.urlopen(f"{services.base_url}/", timeout=5) as response:
+            return response.status == 200 and b"<html" in response.read(4096).lower()
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _write_ui_env(login: UiLogin | None) -> None:
+    """Add the UI's address and login to `.local/stack.env` (mode 600), or remove them."""
+    from dev.local_aws.stack import config, read_env_file, write_env_file
+
+    if not config.ENV_FILE.exists():
+        return
+    env = {key: value for key, value in read_env_file(config.ENV_FILE).items() if key not in UI_ENV_KEYS}
+    if login is not None:
+        env.update(zip(UI_ENV_KEYS, (login.url, login.user, login.password)))
+    write_env_file(env)
+
+
+def start_ui(stack_env: dict[str, str], dag_id: str, dag_file: str, say: Say = print) -> UiLogin:
+    """Start the services in the background (or reuse running ones); return once the UI answers."""
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "a") as lock:
+        services = _take_lock(lock, fcntl.LOCK_EX, "a backfill or an `airflow dags test` run", say, stack_env)
+        if services is not None and _ui_answers(services):
+            login = UiLogin(services.base_url, UI_USER, ui_password(), reused=True)
+            _write_ui_env(login)
+            return login
+        if services is not None:
+            raise LocalAirflowError(
+                f"the Airflow services of `make airflow` run but the UI does not answer on {services.base_url}; "
+                f"see {_rel(SUPERVISOR_LOG)} (`make down` stops them)"
+            )
+        _stop_leftovers(say)
+        port = free_port()
+        env = services_env(stack_env, port, settings_parallel(stack_env), scheduled=True)
+        with open(SUPERVISOR_LOG, "ab") as log:
+            # The supervisor inherits the lock: it holds it for as long as the services run.
+            supervisor = subprocess.Popen(
+                [sys.executable, "-m", "dev.local_airflow", "serve", str(port), str(lock.fileno())],
+                env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, pass_fds=(lock.fileno(),),
+            )
+    try:
+        services = _wait_for_supervisor(supervisor, stack_env)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _ui_answers(services):
+            services.check()
+            if time.monotonic() > deadline:
+                raise LocalAirflowError(
+                    f"the Airflow UI did not answer within {START_TIMEOUT} s; see {_rel(services.log('api-server'))}"
+                )
+            time.sleep(1)
+        metadata = Metadata(services.env)
+        try:
+            _wait_until_parsed(services, metadata, dag_id, dag_file, say)
+        finally:
+            metadata.close()
+    except BaseException:
+        _stop_supervisor(supervisor.pid, say)
+        raise
+    login = UiLogin(services.base_url, UI_USER, ui_password(), reused=False)
+    _write_ui_env(login)
+    return login
+
+
+def _wait_for_supervisor(supervisor: subprocess.Popen[bytes], stack_env: dict[str, str]) -> Services:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if supervisor.poll() is not None:
+            raise LocalAirflowError(
+                f"the Airflow services did not start (exit {supervisor.returncode}); see {_rel(SUPERVISOR_LOG)}"
+            )
+        if _state().get("owner") == supervisor.pid:
+            services = shared_services(stack_env)
+            if services is not None:
+                return services
+        time.sleep(0.5)
+    raise LocalAirflowError(f"the Airflow services did not start within {START_TIMEOUT} s; see {_rel(SUPERVISOR_LOG)}")
+
+
+def _stop_supervisor(pid: int, say: Say) -> None:
+    """SIGTERM the supervisor (it stops its services) and wait; kill what is left after that."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT + 15
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if process_alive(pid):
+        say(f"the Airflow services' supervisor (pid {pid}) did not stop within {STOP_TIMEOUT + 15} s: killing it")
+        _stop_groups([pid], timeout=5)
+
+
+def stop_services(say: Say = print) -> bool:
+    """Stop the services of `make airflow`, and any left behind; returns whether any ran (`make down`)."""
+    state = _state()
+    ran = False
+    if _supervisor_alive(state):
+        _stop_supervisor(int(state["owner"]), say)
+        ran = True
+    leftover = [int(pid) for pid in _state().get("pids", {}).values() if process_alive(int(pid))]
+    if leftover:
+        ran = True
+    _stop_leftovers(say)
+    _write_ui_env(None)
+    return ran
+
+
+def _serve(port: int, lock_fd: int) -> None:
+    """The supervisor: run the services until SIGTERM or until one of them exits, then stop them all."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stopping.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def say(message: str) -> None:
+        print(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {message}", flush=True)
+
+    services = _start(dict(os.environ), port, say, mode="ui")
+    try:
+        while not stopping.wait(2):
+            try:
+                services.check()
+            except LocalAirflowError as error:
+                say(f"error: {error}; stopping the other services")
+                return
+    finally:
+        _stop(services, say)
+        os.close(lock_fd)
 
 
 # -- the metadata database -------------------------------------------------------------------
@@ -661,6 +919,11 @@ def run_backfill(
         metadata = Metadata(services.env)
         try:
             was_paused = _wait_until_parsed(services, metadata, dag_id, dag_file, say)
+            # Under `make airflow` the DAG stays unpaused afterwards, as the UI's Backfill leaves it:
+            # pausing it again would stop the scheduled run that unpausing started.
+            pause_again = was_paused and not services.shared
+            if was_paused and services.shared:
+                say(f"unpausing {dag_id}: it stays unpaused, and its scheduler also starts the latest day's run")
             others = metadata.unfinished_runs_outside_backfills(dag_id)
             if others:
                 shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
@@ -683,7 +946,7 @@ def run_backfill(
                     say(f"backfill {backfill_id}: {first} .. {last}, {parallel} day(s) at once")
                     results = _follow(services, metadata, dag_id, backfill_id, parallel, say)
                     finished = True
-                    pausing = pool.submit(_pause_again, services, dag_id, say) if was_paused else None
+                    pausing = pool.submit(_pause_again, services, dag_id, say) if pause_again else None
                     _wait_until_completed(services, metadata, backfill_id, say)
                     if pausing is not None:
                         pausing.result()
@@ -695,12 +958,96 @@ def run_backfill(
                             backfill_id = metadata.backfill_after(dag_id, before)
                     if backfill_id is not None and not finished:
                         _cancel(services, backfill_id, say)
-                    if was_paused and not finished:
+                    if pause_again and not finished:
                         with contextlib.suppress(Exception):
                             unpausing.result()
                         _pause_again(services, dag_id, say)
         finally:
             metadata.close()
+
+
+# -- one day on the services of `make airflow` ------------------------------------------------
+
+
+class RestApi:
+    """Airflow's REST API (v2) as the UI's user, with a token from SimpleAuthManager's /auth/token."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        answer = self._request("POST", "/auth/token", {"username": UI_USER, "password": ui_password()}, token=None)
+        self._token = answer["access_token"]
+
+    def _request(self, method: str, path: str, body: dict | None = None, token: str | None = "") -> Any:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token or self._token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace").strip()[:300]
+            raise LocalAirflowError(f"Airflow's API refused {method} {path}: {error.code} {detail}") from None
+        except OSError as error:
+            raise LocalAirflowError(f"Airflow's API does not answer on {self.base_url}: {error}") from None
+        return json.loads(text) if text else None
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def post(self, path: str, body: dict) -> Any:
+        return self._request("POST", path, body)
+
+    def patch(self, path: str, body: dict) -> Any:
+        return self._request("PATCH", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path)
+
+
+def run_day(services: Services, dag_id: str, day: date, say: Say = print) -> DayResult:
+    """Run log day D on the scheduler of `make airflow`, as the UI's Trigger does, and wait for it.
+
+    The run is manual, at logical date D + 1 (its data interval is [D, D + 1)), as `airflow dags
+    test` makes it; a finished run already recorded at that logical date is replaced, as
+    `airflow dags test` replaces it. A paused DAG is unpaused, as the Trigger form offers to.
+    """
+    api = RestApi(services.base_url)
+    logical = _midnight(day + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    quoted = urllib.parse.quote(logical)
+    existing = api.get(f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={quoted}&logical_date_lte={quoted}")
+    for run in existing["dag_runs"]:
+        if run["state"] not in TERMINAL:
+            raise LocalAirflowError(
+                f"run {run['dag_run_id']} at logical date {logical} is still {run['state']}; "
+                "wait for it to finish (it is in the UI) and run the day again"
+            )
+        api.delete(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}")
+        say(f"replaced the earlier run {run['dag_run_id']} ({run['state']})")
+    if api.get(f"/api/v2/dags/{dag_id}")["is_paused"]:
+        api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        say(f"unpaused {dag_id}: its scheduler also starts the latest day's run")
+    run = api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical})
+    run_id = run["dag_run_id"]
+    say(f"triggered {run_id} on the `make airflow` scheduler: {services.base_url}/dags/{dag_id}/runs/{run_id}")
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+    deadline = time.monotonic() + DAY_TIMEOUT.total_seconds()
+    while True:
+        services.check()
+        run = api.get(path)
+        if run["state"] in TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            raise LocalAirflowError(f"run {run_id} did not finish within {DAY_TIMEOUT}; see it in the UI")
+        time.sleep(POLL_SECONDS)
+    started, ended = (datetime.fromisoformat(run[key]) if run.get(key) else None for key in ("start_date", "end_date"))
+    failed = []
+    if run["state"] != "success":
+        tasks = api.get(f"{path}/taskInstances?state=failed")["task_instances"]
+        failed = sorted(task["task_id"] for task in tasks)
+    seconds = (ended - started).total_seconds() if started and ended else None
+    return DayResult(day, run["state"], seconds, failed)
 
 
 # -- internal commands, run in the services' environment -------------------------------------
@@ -753,13 +1100,38 @@ def _delete_runs_here(dag_id: str, run_ids: list[str]) -> None:
             session.delete(dag_run)
 
 
+def _dags_test_here(args: list[str]) -> None:
+    """`airflow dags test ARGS`, except that the run's start date is when it really started.
+
+    `airflow dags test` records its run as started at the logical date (e.g. 2025-10-02), so the UI
+    shows a run that lasted from then until now; the run is created through
+    `airflow.models.dagrun.get_or_create_dagrun`, which `dag.test()` imports when it runs.
+    """
+    import airflow.models.dagrun as dagrun_module
+    from airflow.__main__ import main as airflow_main
+    from airflow.utils import timezone as airflow_timezone
+
+    create = dagrun_module.get_or_create_dagrun
+
+    def started_now(**kwargs: Any) -> Any:
+        return create(**{**kwargs, "start_date": airflow_timezone.utcnow()})
+
+    dagrun_module.get_or_create_dagrun = started_now
+    sys.argv = [str(AIRFLOW), "dags", "test", *args]
+    airflow_main()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "cancel":
+    if len(sys.argv) >= 3 and sys.argv[1] == "dags-test":
+        _dags_test_here(sys.argv[2:])
+    elif len(sys.argv) == 4 and sys.argv[1] == "serve":
+        _serve(int(sys.argv[2]), int(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "cancel":
         _cancel_here(int(sys.argv[2]))
     elif len(sys.argv) >= 4 and sys.argv[1] == "delete-runs":
         _delete_runs_here(sys.argv[2], sys.argv[3:])
     else:
         sys.exit(
-            "usage: python -m dev.local_airflow {cancel BACKFILL_ID | delete-runs DAG_ID RUN_ID...}"
-            " (internal; see run_backfill)"
+            "usage: python -m dev.local_airflow {dags-test DAG_ID LOGICAL_DATE | serve PORT LOCK_FD"
+            " | cancel BACKFILL_ID | delete-runs DAG_ID RUN_ID...} (internal; see run_day, start_ui, run_backfill)"
         )

@@ -201,6 +201,13 @@ def write_env_file(env: dict[str, str]) -> None:
     tmp.replace(config.ENV_FILE)
 
 
+def _airflow_ui_entries() -> dict[str, str]:
+    """The UI's address and login that `make airflow` added to the file: they stay while it runs."""
+    if not config.ENV_FILE.exists():
+        return {}
+    return {key: value for key, value in read_env_file(config.ENV_FILE).items() if key.startswith("AIRFLOW_UI_")}
+
+
 def read_env_file(path: Path = config.ENV_FILE) -> dict[str, str]:
     """The KEY=VALUE pairs of a stack.env file (values are shell-quoted)."""
     env = {}
@@ -402,7 +409,7 @@ def ensure_up(say: Any = _quiet) -> dict[str, str]:
             provision(env)
         except Exception as exc:
             raise StackError(f"provisioning the stack failed: {_first_line(exc)}") from None
-        write_env_file(env)
+        write_env_file({**env, **_airflow_ui_entries()})
         migrate_airflow(env, say)
         say(f"wrote {_rel(config.ENV_FILE)}")
         return env

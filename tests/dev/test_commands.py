@@ -32,3 +32,9 @@ def test_backfill_days_are_inclusive_and_ordered():
     ]
     with pytest.raises(commands.UsageError, match="before"):
         commands.days_between(date(2025, 10, 2), date(2025, 10, 1))
+
+
+def test_airflow_before_the_stack_is_up_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(commands, "STACK_ENV", tmp_path / "missing.env")
+    with pytest.raises(commands.UsageError, match="make up"):
+        commands.airflow()

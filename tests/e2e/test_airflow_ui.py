@@ -1,0 +1,313 @@
+"""End to end in a real browser: `make airflow`, then the Airflow UI as a user sees it.
+
+Debian's chromium, driven by Selenium through chromium-driver, logs in with the login `make airflow`
+printed, opens the DAG, triggers sample day 2025-10-01 from the UI's own Trigger form (logical date
+2025-10-02 00:00, as the README says) and waits until the grid shows the run green; a screenshot of
+the grid is saved as `.local/airflow-ui-grid.png`. The run's warehouse rows are then compared with
+the contract's rules applied to the raw files (tests/contract_rules.py), not with the UI.
+
+On the way it checks what else a user sees: the DAG's doc and tasks; a `make run` run (`airflow dags
+test`) with its real start and end; the scheduled run that unpausing starts for the latest day, which
+has no data and so fails at its sensor within the local timeout, with the cause in its task log. At
+the end the services are stopped as `make down` stops them, and none is left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dev import commands, local_airflow
+from dev.local_aws.stack import read_env_file
+from dev.raw_zone import upload_raw_zone
+from tests.e2e.test_sample_days import expected_day, warehouse_day
+
+pytestmark = pytest.mark.stack
+
+DAG_ID = commands.DAG_ID
+DAY = "2025-10-01"
+# The Trigger form's logical date for log day DAY: a manual run processes the day ending at it.
+LOGICAL_DATE = ("2025/10/02", "00:00")
+# A day without data, run by `make run` (`airflow dags test`) with a short sensor timeout.
+EMPTY_DAY = date(2025, 9, 20)
+SCREENSHOT = commands.REPO / ".local" / "airflow-ui-grid.png"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Chromium as root in a container, with no network but the local UI.
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1600,1000",
+)
+MAKE_AIRFLOW_TIMEOUT = 600
+UI_TIMEOUT = 60
+RUN_TIMEOUT = 1500
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+def _browser(profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: `make setup` installs Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def _page_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    try:
+        return driver.find_element(By.TAG_NAME, "body").text
+    except Exception:  # the page is being replaced
+        return ""
+
+
+def _runs(api: local_airflow.RestApi, **query: str) -> list[dict]:
+    return api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?{urllib.parse.urlencode(query)}")["dag_runs"]
+
+
+def _run_path(run_id: str) -> str:
+    return f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@pytest.fixture
+def no_airflow_left_behind():
+    """Whatever happens, the services are stopped as `make down` stops them; none may be left."""
+    local_airflow.stop_services(say=print)
+    yield
+    state = local_airflow._state()
+    pids = [int(pid) for pid in state.get("pids", {}).values()] + ([int(state["owner"])] if state.get("owner") else [])
+    local_airflow.stop_services(say=print)
+    left = [pid for pid in pids if local_airflow.process_alive(pid)]
+    assert not left, f"Airflow processes left after stopping the services: {left}"
+    assert not set(local_airflow.UI_ENV_KEYS) & set(read_env_file()), "stack.env still names the stopped UI"
+
+
+def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
+    stack, aws, no_airflow_left_behind, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    env = commands.stack_env()
+    s3 = aws("s3")
+    upload_raw_zone(commands.SAMPLE_DATA, env["RAW_BUCKET"], s3)
+
+    # `make run` of a day without data, before `make airflow`: `airflow dags test`, failing fast.
+    before_dags_test = datetime.now(timezone.utc)
+    quick = {**env, "SENSOR_TIMEOUT_SECONDS": "6", "SENSOR_POKE_SECONDS": "2"}
+    assert commands.run(EMPTY_DAY.isoformat(), quick) != 0
+
+    # `make airflow`, minus the set-up and `make up` it runs first.
+    started = time.monotonic()
+    made = subprocess.run(
+        [sys.executable, "-m", "dev.commands", "airflow"],
+        cwd=commands.REPO, capture_output=True, text=True, timeout=MAKE_AIRFLOW_TIMEOUT,
+    )
+    print(f"make airflow: {time.monotonic() - started:.0f} s\n{made.stdout}{made.stderr}")
+    assert made.returncode == 0, made.stdout + made.stderr
+    url = re.search(r"^Airflow UI started in \d+ s: (http://127\.0\.0\.1:\d+)$", made.stdout, re.MULTILINE).group(1)
+    user, password = re.search(r"^login: (\S+) / (\S+)$", made.stdout, re.MULTILINE).groups()
+    written = read_env_file()
+    assert (written["AIRFLOW_UI_URL"], written["AIRFLOW_UI_USER"], written["AIRFLOW_UI_PASSWORD"]) == (
+        url, user, password
+    )
+    assert stat.S_IMODE(os.stat(commands.STACK_ENV).st_mode) == 0o600
+
+    api = local_airflow.RestApi(url)
+    # As a new user finds it: the DAG paused (the Trigger form then offers to unpause it), and no run
+    # at the form's logical date (a manual run can only be triggered where there is none; `airflow
+    # dags test` would replace it).
+    api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
+    trigger_logical = datetime(2025, 10, 2, tzinfo=timezone.utc)
+    iso = trigger_logical.isoformat()
+    for run in _runs(api, logical_date_gte=iso, logical_date_lte=iso):
+        api.delete(_run_path(run["dag_run_id"]))
+    # The latest complete day, whose scheduled run unpausing starts (a fresh DAG has none before).
+    latest_day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+
+    driver = _browser(tmp_path / "chromium-profile")
+    try:
+        # Log in; the UI then shows the DAG page that was asked for.
+        driver.get(f"{url}/dags/{DAG_ID}")
+        _wait("the login form", lambda: driver.find_elements(By.NAME, "username"), UI_TIMEOUT, 0.5)
+        driver.find_element(By.NAME, "username").send_keys(user)
+        driver.find_element(By.NAME, "password").send_keys(password + Keys.ENTER)
+        button = _wait(
+            "the DAG page after logging in",
+            lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"), UI_TIMEOUT, 0.5,
+        )[0]
+
+        # Its tasks, as the grid lists them, and its doc.
+        tasks = {task["task_id"] for task in api.get(f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]}
+        assert {"deploy_glue_scripts", "wait_for_hardware_logs", "run_etl_job", "verify_counts"} <= tasks
+        _wait("every task in the grid", lambda: tasks <= set(_page_text(driver).split()), UI_TIMEOUT, 0.5)
+        driver.find_element(By.CSS_SELECTOR, "[data-testid=markdown-button]").click()
+        _wait(
+            "the DAG's doc",
+            lambda: "Is there a correlation between hardware errors" in _page_text(driver), UI_TIMEOUT, 0.5,
+        )
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        _wait("the doc to close", lambda: "Is there a correlation" not in _page_text(driver), UI_TIMEOUT, 0.5)
+
+        # The Trigger form: logical date 2025-10-02 00:00 UTC; the DAG is unpaused on trigger.
+        button.click()
+        picker = _wait(
+            "the Trigger form", lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"),
+            UI_TIMEOUT, 0.5,
+        )[0]
+        dialog_text = _page_text(driver)
+        assert "Unpause hardware_correlation on trigger" in dialog_text
+        assert "Inferred from Logical Date and Timetable" in dialog_text
+        picker.click()
+        for placeholder, value in zip(("YYYY/MM/DD", "HH:mm"), LOGICAL_DATE):
+            field = _wait(
+                f"the {placeholder} field",
+                lambda: driver.find_elements(By.CSS_SELECTOR, f"input[placeholder='{placeholder}']"), UI_TIMEOUT, 0.5,
+            )[0]
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(Keys.BACKSPACE)
+            field.send_keys(value)
+        _wait("the chosen logical date", lambda: "Oct 2, 2025 00:00" in picker.text, UI_TIMEOUT, 0.5)
+        picker.click()  # closes the picker
+        triggered_at = datetime.now(timezone.utc)
+        submit = [
+            element for element in driver.find_elements(By.CSS_SELECTOR, "[role=dialog] button")
+            if element.text.strip() == "Trigger"
+        ]
+        assert submit, "no Trigger button in the Trigger form"
+        submit[-1].click()
+        _wait("the trigger's confirmation", lambda: "Dag Run Triggered" in _page_text(driver), UI_TIMEOUT, 0.5)
+
+        run = _wait("the triggered run", lambda: _runs(api, logical_date_gte=iso, logical_date_lte=iso), UI_TIMEOUT)[0]
+        run_id = run["dag_run_id"]
+        assert run["run_type"] == "manual"
+        assert _when(run["data_interval_start"]) == datetime(2025, 10, 1, tzinfo=timezone.utc)
+        assert _when(run["data_interval_end"]) == trigger_logical
+
+        # Unpausing started the latest day's scheduled run, as Airflow does.
+        latest = latest_day.isoformat()
+        scheduled = _wait(
+            "the latest day's scheduled run",
+            lambda: _runs(api, logical_date_gte=latest, run_type="scheduled"), 180,
+        )[0]
+
+        # The grid: wait until it shows the triggered run green.
+        driver.get(f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}")
+        finished = _wait(
+            f"run {run_id} to finish",
+            lambda: (lambda state: state if state in ("success", "failed") else None)(api.get(_run_path(run_id))["state"]),
+            RUN_TIMEOUT, 5,
+        )
+        assert finished == "success", f"run {run_id} {finished}: {api.get(_run_path(run_id) + '/taskInstances?state=failed')}"
+        driver.get(f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}")
+        _wait("the grid's bar of the run", lambda: _grid_bar_colour(driver, run_id), UI_TIMEOUT, 1)
+        _wait(
+            f"the grid showing the run green (its bar is {_grid_bar_colour(driver, run_id)})",
+            lambda: _green(_grid_bar_colour(driver, run_id)), UI_TIMEOUT, 1,
+        )
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(SCREENSHOT))
+
+        # Runs as the UI lists them, with their real times: the one `make run` made too.
+        runs = {run["dag_run_id"]: run for run in api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]}
+        dags_test_run = [
+            run for run in runs.values()
+            if _when(run["logical_date"]) == datetime.combine(EMPTY_DAY + timedelta(days=1), datetime.min.time(), timezone.utc)
+        ]
+        assert len(dags_test_run) == 1
+        assert dags_test_run[0]["state"] == "failed"
+        assert before_dags_test <= _when(dags_test_run[0]["start_date"]) <= _when(dags_test_run[0]["end_date"])
+        assert _when(dags_test_run[0]["end_date"]) - _when(dags_test_run[0]["start_date"]) < timedelta(minutes=30)
+        triggered = runs[run_id]
+        assert triggered_at - timedelta(minutes=1) <= _when(triggered["start_date"]) < _when(triggered["end_date"])
+        driver.get(f"{url}/dags/{DAG_ID}/runs")
+        for shown in (run_id, dags_test_run[0]["dag_run_id"], scheduled["dag_run_id"]):
+            _wait(f"run {shown} in the list of runs", lambda: shown in _page_text(driver), UI_TIMEOUT, 1)
+        # The list shows the `make run` run's real start, not its logical date.
+        row = driver.find_element(By.XPATH, f"//tr[contains(., '{dags_test_run[0]['dag_run_id']}')]").text
+        assert _when(dags_test_run[0]["start_date"]).strftime("%Y-%m-%d %H:%M") in row, row
+
+        # The scheduled run has no data: it fails at its sensor within the local timeout, and the
+        # sensor's log in the UI says why.
+        scheduled_id = scheduled["dag_run_id"]
+        state = _wait(
+            f"scheduled run {scheduled_id} to finish",
+            lambda: (lambda s: s if s in ("success", "failed") else None)(api.get(_run_path(scheduled_id))["state"]),
+            600, 5,
+        )
+        assert state == "failed"
+        ended = api.get(_run_path(scheduled_id))
+        assert _when(ended["end_date"]) - _when(ended["start_date"]) < timedelta(minutes=10)
+        driver.get(
+            f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(scheduled_id, safe='')}/tasks/wait_for_hardware_logs"
+        )
+        _wait(
+            "the sensor's failure cause in its task log",
+            lambda: "raw data never arrived" in _page_text(driver), UI_TIMEOUT, 2,
+        )
+    except BaseException:
+        with_failure = commands.REPO / ".local" / "airflow-ui-failure.png"
+        driver.save_screenshot(str(with_failure))
+        print(f"page at failure ({driver.current_url}; screenshot {with_failure}):\n{_page_text(driver)}")
+        raise
+    finally:
+        driver.quit()
+
+    # The warehouse holds what the contract's rules give for the day, independently of the UI.
+    expected_rows, expected_counts = expected_day(s3, env["RAW_BUCKET"], DAY)
+    rows, audit = warehouse_day(env["WAREHOUSE_DSN"], DAY)
+    assert rows == expected_rows
+    assert audit == expected_counts
+
+
+def _grid_bar_colour(driver, run_id: str) -> tuple[int, int, int] | None:
+    """The colour of the run's bar in the grid (a link to the run holding one coloured box)."""
+    from selenium.webdriver.common.by import By
+
+    for link in driver.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
+        href = urllib.parse.unquote(link.get_attribute("href") or "").rstrip("/")
+        if href.endswith(f"/runs/{run_id}"):
+            boxes = link.find_elements(By.CSS_SELECTOR, "div")
+            found = re.findall(r"\d+", boxes[0].value_of_css_property("background-color")) if boxes else []
+            if len(found) >= 3:
+                return int(found[0]), int(found[1]), int(found[2])
+    return None
+
+
+def _green(colour: tuple[int, int, int] | None) -> bool:
+    return colour is not None and colour[1] >= 80 and colour[1] > 1.3 * colour[0] and colour[1] > 1.1 * colour[2]
