@@ -92,6 +92,32 @@ def _page_text(driver) -> str:
         return ""
 
 
+def _text_of(driver, by: str, selector: str) -> str:
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return " ".join(element.text for element in driver.find_elements(by, selector))
+    except WebDriverException:  # re-rendered while read
+        return ""
+
+
+def _click(driver, by: str, selector: str, what: str) -> None:
+    """Click the (last) element `selector` finds, again when the UI re-renders it under the click."""
+    from selenium.common.exceptions import WebDriverException
+
+    def clicked() -> bool:
+        try:
+            found = driver.find_elements(by, selector)
+            if found:
+                found[-1].click()
+                return True
+        except WebDriverException:
+            pass
+        return False
+
+    _wait(f"clicking {what}", clicked, UI_TIMEOUT, 0.5)
+
+
 def _runs(api: local_airflow.RestApi, **query: str) -> list[dict]:
     return api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?{urllib.parse.urlencode(query)}")["dag_runs"]
 
@@ -138,10 +164,10 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         [sys.executable, "-m", "dev.commands", "airflow"],
         cwd=commands.REPO, capture_output=True, text=True, timeout=MAKE_AIRFLOW_TIMEOUT,
     )
-    print(f"make airflow: {time.monotonic() - started:.0f} s\n{made.stdout}{made.stderr}")
     assert made.returncode == 0, made.stdout + made.stderr
     url = re.search(r"^Airflow UI started in \d+ s: (http://127\.0\.0\.1:\d+)$", made.stdout, re.MULTILINE).group(1)
     user, password = re.search(r"^login: (\S+) / (\S+)$", made.stdout, re.MULTILINE).groups()
+    print(f"make airflow: {time.monotonic() - started:.0f} s\n{made.stdout.replace(password, '<password>')}")
     written = read_env_file()
     assert (written["AIRFLOW_UI_URL"], written["AIRFLOW_UI_USER"], written["AIRFLOW_UI_PASSWORD"]) == (
         url, user, password
@@ -167,16 +193,16 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         _wait("the login form", lambda: driver.find_elements(By.NAME, "username"), UI_TIMEOUT, 0.5)
         driver.find_element(By.NAME, "username").send_keys(user)
         driver.find_element(By.NAME, "password").send_keys(password + Keys.ENTER)
-        button = _wait(
+        _wait(
             "the DAG page after logging in",
             lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"), UI_TIMEOUT, 0.5,
-        )[0]
+        )
 
         # Its tasks, as the grid lists them, and its doc.
         tasks = {task["task_id"] for task in api.get(f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]}
         assert {"deploy_glue_scripts", "wait_for_hardware_logs", "run_etl_job", "verify_counts"} <= tasks
         _wait("every task in the grid", lambda: tasks <= set(_page_text(driver).split()), UI_TIMEOUT, 0.5)
-        driver.find_element(By.CSS_SELECTOR, "[data-testid=markdown-button]").click()
+        _click(driver, By.CSS_SELECTOR, "[data-testid=markdown-button]", "the DAG's doc button")
         _wait(
             "the DAG's doc",
             lambda: "Is there a correlation between hardware errors" in _page_text(driver), UI_TIMEOUT, 0.5,
@@ -185,15 +211,15 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         _wait("the doc to close", lambda: "Is there a correlation" not in _page_text(driver), UI_TIMEOUT, 0.5)
 
         # The Trigger form: logical date 2025-10-02 00:00 UTC; the DAG is unpaused on trigger.
-        button.click()
-        picker = _wait(
+        _click(driver, By.CSS_SELECTOR, "[data-testid=trigger-dag-button]", "Trigger")
+        _wait(
             "the Trigger form", lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"),
             UI_TIMEOUT, 0.5,
-        )[0]
+        )
         dialog_text = _page_text(driver)
         assert "Unpause hardware_correlation on trigger" in dialog_text
         assert "Inferred from Logical Date and Timetable" in dialog_text
-        picker.click()
+        _click(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]", "the logical date")
         for placeholder, value in zip(("YYYY/MM/DD", "HH:mm"), LOGICAL_DATE):
             field = _wait(
                 f"the {placeholder} field",
@@ -202,15 +228,14 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
             field.send_keys(Keys.CONTROL, "a")
             field.send_keys(Keys.BACKSPACE)
             field.send_keys(value)
-        _wait("the chosen logical date", lambda: "Oct 2, 2025 00:00" in picker.text, UI_TIMEOUT, 0.5)
-        picker.click()  # closes the picker
+        _wait(
+            "the chosen logical date",
+            lambda: "Oct 02, 2025 00:00" in _text_of(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]"),
+            UI_TIMEOUT, 0.5,
+        )
+        _click(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]", "the logical date (closing its picker)")
         triggered_at = datetime.now(timezone.utc)
-        submit = [
-            element for element in driver.find_elements(By.CSS_SELECTOR, "[role=dialog] button")
-            if element.text.strip() == "Trigger"
-        ]
-        assert submit, "no Trigger button in the Trigger form"
-        submit[-1].click()
+        _click(driver, By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']", "the form's Trigger")
         _wait("the trigger's confirmation", lambda: "Dag Run Triggered" in _page_text(driver), UI_TIMEOUT, 0.5)
 
         run = _wait("the triggered run", lambda: _runs(api, logical_date_gte=iso, logical_date_lte=iso), UI_TIMEOUT)[0]
@@ -287,6 +312,8 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         raise
     finally:
         driver.quit()
+        # Paused again, as the suite found it: later tests and `make airflow` start no scheduled runs.
+        api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
 
     # The warehouse holds what the contract's rules give for the day, independently of the UI.
     expected_rows, expected_counts = expected_day(s3, env["RAW_BUCKET"], DAY)
@@ -295,19 +322,32 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
     assert audit == expected_counts
 
 
+# The browser's own reading of a CSS colour, whatever notation the UI's stylesheet uses, as 0-255 RGB.
+_RGB = """
+const canvas = document.createElement('canvas'); canvas.width = canvas.height = 1;
+const context = canvas.getContext('2d');
+context.fillStyle = getComputedStyle(arguments[0]).backgroundColor;
+context.fillRect(0, 0, 1, 1);
+return Array.from(context.getImageData(0, 0, 1, 1).data.slice(0, 3));
+"""
+
+
 def _grid_bar_colour(driver, run_id: str) -> tuple[int, int, int] | None:
     """The colour of the run's bar in the grid (a link to the run holding one coloured box)."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
-    for link in driver.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
-        href = urllib.parse.unquote(link.get_attribute("href") or "").rstrip("/")
-        if href.endswith(f"/runs/{run_id}"):
-            boxes = link.find_elements(By.CSS_SELECTOR, "div")
-            found = re.findall(r"\d+", boxes[0].value_of_css_property("background-color")) if boxes else []
-            if len(found) >= 3:
-                return int(found[0]), int(found[1]), int(found[2])
+    try:
+        for link in driver.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
+            href = urllib.parse.unquote(link.get_attribute("href") or "").rstrip("/")
+            if href.endswith(f"/runs/{run_id}"):
+                boxes = link.find_elements(By.CSS_SELECTOR, "div")
+                if boxes:
+                    return tuple(driver.execute_script(_RGB, boxes[0]))
+    except WebDriverException:  # re-rendered while read
+        pass
     return None
 
 
 def _green(colour: tuple[int, int, int] | None) -> bool:
-    return colour is not None and colour[1] >= 80 and colour[1] > 1.3 * colour[0] and colour[1] > 1.1 * colour[2]
+    return colour is not None and colour[1] >= 60 and colour[1] > 1.5 * colour[0] and colour[1] > 1.5 * colour[2]
