@@ -97,7 +97,7 @@ class LocalAirflowError(Exception):
 
 def _write_private(path: Path, text: str) -> None:
     """Replace `path` with `text`, readable by its owner only from the first byte on."""
-    LOCAL.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
