@@ -181,12 +181,15 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
     api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
     trigger_logical = datetime(2025, 10, 2, tzinfo=timezone.utc)
     iso = trigger_logical.isoformat()
-    for run in _runs(api, logical_date_gte=iso, logical_date_lte=iso):
+    # The latest complete day, whose scheduled run unpausing starts: a fresh DAG has none, and one
+    # left by an earlier session is removed (the dag-processor then schedules the day again).
+    latest_day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    in_the_way = _runs(api, logical_date_gte=iso, logical_date_lte=iso)
+    in_the_way += _runs(api, logical_date_gte=latest_day.isoformat(), run_type="scheduled")
+    for run in in_the_way:
         if run["state"] not in ("success", "failed"):  # left by an interrupted earlier session
             api.patch(_run_path(run["dag_run_id"]), {"state": "failed"})
         api.delete(_run_path(run["dag_run_id"]))
-    # The latest complete day, whose scheduled run unpausing starts (a fresh DAG has none before).
-    latest_day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
     driver = _browser(tmp_path / "chromium-profile")
     try:
@@ -249,8 +252,9 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         latest = latest_day.isoformat()
         scheduled = _wait(
             "the latest day's scheduled run",
-            lambda: _runs(api, logical_date_gte=latest, run_type="scheduled"), 180,
+            lambda: _runs(api, logical_date_gte=latest, run_type="scheduled"), 300,
         )[0]
+        assert _when(scheduled["queued_at"]) >= triggered_at - timedelta(minutes=1), scheduled
 
         # The grid: wait until it shows the triggered run green.
         driver.get(f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}")
@@ -301,6 +305,12 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         assert _when(ended["end_date"]) - _when(ended["start_date"]) < timedelta(minutes=10)
         driver.get(
             f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(scheduled_id, safe='')}/tasks/wait_for_hardware_logs"
+        )
+        # The failure callback logs after the task, in the log's collapsed "Post Execute" group.
+        _click(
+            driver, By.XPATH,
+            "//*[normalize-space(.)='▶ Post Execute' and not(./*[normalize-space(.)='▶ Post Execute'])]",
+            "the log's Post Execute group",
         )
         _wait(
             "the sensor's failure cause in its task log",
