@@ -306,16 +306,23 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         driver.get(
             f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(scheduled_id, safe='')}/tasks/wait_for_hardware_logs"
         )
-        # The failure callback logs after the task, in the log's collapsed "Post Execute" group.
-        _click(
-            driver, By.XPATH,
-            "//*[normalize-space(.)='▶ Post Execute' and not(./*[normalize-space(.)='▶ Post Execute'])]",
-            "the log's Post Execute group",
-        )
-        _wait(
-            "the sensor's failure cause in its task log",
-            lambda: "raw data never arrived" in _page_text(driver), UI_TIMEOUT, 2,
-        )
+        # The failure callback logs after the task, in the log's "Post Execute" group, which the
+        # log view shows collapsed (▶) until it is clicked, also after the log view re-renders.
+        collapsed = "//*[normalize-space(.)='▶ Post Execute' and not(./*[normalize-space(.)='▶ Post Execute'])]"
+
+        def cause_shown() -> bool:
+            if "raw data never arrived" in _page_text(driver):
+                return True
+            from selenium.common.exceptions import WebDriverException
+
+            try:
+                for toggle in driver.find_elements(By.XPATH, collapsed)[-1:]:
+                    toggle.click()
+            except WebDriverException:
+                pass
+            return False
+
+        _wait("the sensor's failure cause in its task log", cause_shown, UI_TIMEOUT, 3)
     except BaseException:
         with_failure = commands.REPO / ".local" / "airflow-ui-failure.png"
         driver.save_screenshot(str(with_failure))
