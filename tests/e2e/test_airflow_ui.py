@@ -221,9 +221,8 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
             "the Trigger form", lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"),
             UI_TIMEOUT, 0.5,
         )
-        dialog_text = _page_text(driver)
-        assert "Unpause hardware_correlation on trigger" in dialog_text
-        assert "Inferred from Logical Date and Timetable" in dialog_text
+        for offered in ("Unpause hardware_correlation on trigger", "Inferred from Logical Date and Timetable"):
+            _wait(f"'{offered}' in the Trigger form", lambda: offered in _page_text(driver), UI_TIMEOUT, 0.5)
         _click(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]", "the logical date")
         for placeholder, value in zip(("YYYY/MM/DD", "HH:mm"), LOGICAL_DATE):
             field = _wait(
