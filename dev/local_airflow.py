@@ -463,7 +463,7 @@ def _write_ui_env(login: UiLogin | None) -> None:
         return
     env = {key: value for key, value in read_env_file(config.ENV_FILE).items() if key not in UI_ENV_KEYS}
     if login is not None:
-        env.update(zip(UI_ENV_KEYS, (login.url, login.user, login.password)))
+        env.update(zip(UI_ENV_KEYS, (login.url, login.user, login.password), strict=True))
     write_env_file(env)
 
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -222,12 +220,12 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
             UI_TIMEOUT, 0.5,
         )
         for offered in ("Unpause hardware_correlation on trigger", "Inferred from Logical Date and Timetable"):
-            _wait(f"'{offered}' in the Trigger form", lambda: offered in _page_text(driver), UI_TIMEOUT, 0.5)
+            _wait(f"'{offered}' in the Trigger form", lambda o=offered: o in _page_text(driver), UI_TIMEOUT, 0.5)
         _click(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]", "the logical date")
-        for placeholder, value in zip(("YYYY/MM/DD", "HH:mm"), LOGICAL_DATE):
+        for placeholder, value in zip(("YYYY/MM/DD", "HH:mm"), LOGICAL_DATE, strict=True):
             field = _wait(
                 f"the {placeholder} field",
-                lambda: driver.find_elements(By.CSS_SELECTOR, f"input[placeholder='{placeholder}']"), UI_TIMEOUT, 0.5,
+                lambda p=placeholder: driver.find_elements(By.CSS_SELECTOR, f"input[placeholder='{p}']"), UI_TIMEOUT, 0.5,
             )[0]
             field.send_keys(Keys.CONTROL, "a")
             field.send_keys(Keys.BACKSPACE)
@@ -286,7 +284,7 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         assert triggered_at - timedelta(minutes=1) <= _when(triggered["start_date"]) < _when(triggered["end_date"])
         driver.get(f"{url}/dags/{DAG_ID}/runs")
         for shown in (run_id, dags_test_run[0]["dag_run_id"], scheduled["dag_run_id"]):
-            _wait(f"run {shown} in the list of runs", lambda: shown in _page_text(driver), UI_TIMEOUT, 1)
+            _wait(f"run {shown} in the list of runs", lambda r=shown: r in _page_text(driver), UI_TIMEOUT, 1)
         # The list shows the `make run` run's real start, not its logical date.
         row = driver.find_element(By.XPATH, f"//tr[contains(., '{dags_test_run[0]['dag_run_id']}')]").text
         assert _when(dags_test_run[0]["start_date"]).strftime("%Y-%m-%d %H:%M") in row, row
