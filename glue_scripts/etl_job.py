@@ -2,8 +2,9 @@
 
 Arguments (Glue's `--name value` form): --log_date YYYY-MM-DD, --database (the crawler's Glue
 database), --processed_path, --quarantine_path, --audit_path, and optionally --logs_table,
---customers_table, --sales_table and --reference_quarantine_path (sales and customers rows that
-cannot take part in the match, with their reasons). With --alerts_path (root of the alerts' Parquet) and
+--customers_table, --sales_table, --reference_quarantine_path (sales and customers rows that
+cannot take part in the match, with their reasons) and --activity_path (root of the device-days'
+Parquet, contract section 4's `device_day_activity`). With --alerts_path (root of the alerts' Parquet) and
 --alerts_quarantine_path, the day's partition of --alerts_table (default alerts) is processed too,
 its counts written to `alerts.json` next to `audit.json`; a day without alerts gives zero counts.
 Glue adds --JOB_NAME, --JOB_RUN_ID and options of its own, which are ignored here.
@@ -35,6 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--processed_path", required=True)
     parser.add_argument("--quarantine_path", required=True)
     parser.add_argument("--reference_quarantine_path", default=None)
+    parser.add_argument("--activity_path", default=None)
     parser.add_argument("--audit_path", required=True)
     parser.add_argument("--alerts_table", default="alerts")
     parser.add_argument("--alerts_path", default=None)
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     except storage.JobInputError as error:
         # One clear line: it becomes the Glue run's ErrorMessage.
         raise SystemExit(f"{type(error).__name__}: {error}") from None
-    outputs = EtlOutputs(args.processed_path, args.quarantine_path, args.audit_path, args.reference_quarantine_path)
+    outputs = EtlOutputs(
+        args.processed_path, args.quarantine_path, args.audit_path, args.reference_quarantine_path, args.activity_path
+    )
     spark = SparkSession.builder.appName(f"hardware-correlation-etl-{args.log_date}").getOrCreate()
     try:
         if alert_files is not None:

@@ -2,9 +2,11 @@
 
 Arguments: --log_date YYYY-MM-DD, --processed_path (root of the day-partitioned Parquet),
 --connection_name (the Glue Connection with the JDBC URL and the Secrets Manager id of the
-credentials), --staging_table (schema.table, replaced), and together --alerts_path (root of the
-alerts' Parquet) and --alerts_staging_table for the day's alerts. The DAG then swaps the staged
-rows into `hardware_error_analysis` and `hardware_alerts` in one transaction. Credentials never
+credentials), --staging_table (schema.table, replaced), together --alerts_path (root of the
+alerts' Parquet) and --alerts_staging_table for the day's alerts, and together --activity_path
+(root of the device-days' Parquet) and --activity_staging_table for the day's exposure. The DAG
+then swaps the staged rows into `hardware_error_analysis`, `hardware_alerts` and
+`device_day_activity` in one transaction. Credentials never
 travel in arguments or logs. The rows wait as CSV under Glue's --TempDir (else `tmp/` beside the
 processed data) while COPY reads them.
 """
@@ -43,13 +45,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--staging_table", required=True)
     parser.add_argument("--alerts_path", default=None)
     parser.add_argument("--alerts_staging_table", default=None)
+    parser.add_argument("--activity_path", default=None)
+    parser.add_argument("--activity_staging_table", default=None)
     args, _ = parser.parse_known_args(argv)
-    for name in ("staging_table", "alerts_staging_table"):
+    for name in ("staging_table", "alerts_staging_table", "activity_staging_table"):
         table = getattr(args, name)
         if table is not None and not _TABLE_NAME.match(table):
             parser.error(f"--{name} must be schema.table in lower case, got {table!r}")
     if bool(args.alerts_path) != bool(args.alerts_staging_table):
         parser.error("--alerts_path and --alerts_staging_table go together")
+    if bool(args.activity_path) != bool(args.activity_staging_table):
+        parser.error("--activity_path and --activity_staging_table go together")
     return args
 
 
@@ -110,6 +116,20 @@ def staging_alerts(day_alerts: DataFrame) -> DataFrame:
     )
 
 
+def staging_activity(day_activity: DataFrame) -> DataFrame:
+    """The columns of `device_day_activity`, the day as ISO-8601 text."""
+    return day_activity.select(
+        F.date_format("log_date", "yyyy-MM-dd").alias("log_date"),
+        "device_id",
+        "sale_id",
+        "customer_id",
+        "industry",
+        "days_since_sale",
+        "events",
+        "errors",
+    )
+
+
 def read_day(spark: SparkSession, processed_path: str, log_date: date, schema=schemas.LOADED_FILE) -> DataFrame:
     folder = storage.join(processed_path, f"log_date={log_date.isoformat()}")
     if not storage.exists_folder(folder):
@@ -161,6 +181,12 @@ def main(argv: list[str] | None = None) -> None:
             warehouse.copy_rows(
                 spark, staging_alerts(loaded_alerts), url, properties, table, scratch_folder(args, table)
             )
+        if args.activity_staging_table:
+            table = args.activity_staging_table
+            activity = read_day(spark, args.activity_path, args.log_date, schemas.DEVICE_DAY_ACTIVITY)
+            warehouse.copy_rows(
+                spark, staging_activity(activity), url, properties, table, scratch_folder(args, table)
+            )
     except Exception as error:
         if not _from_warehouse(error):
             raise
@@ -170,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         ) from None
     finally:
         spark.stop()
-    staged = [args.staging_table, *filter(None, [args.alerts_staging_table])]
+    staged = [args.staging_table, *filter(None, [args.alerts_staging_table, args.activity_staging_table])]
     log.info("staged day %s into %s", args.log_date, ", ".join(staged))
 
 

@@ -1,4 +1,5 @@
-"""One day of the ETL: read the raw files, classify every row, write Parquet, quarantine and audit.
+"""One day of the ETL: read the raw files, classify every row, write Parquet (errors and device-days),
+quarantine and audit.
 
 `run_etl` is what `etl_job.py` runs once it has found the files through the Glue Data Catalog; the
 benchmark runs it on local files.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from hardware_correlation import schemas
@@ -34,12 +35,15 @@ class EtlOutputs:
 
     `reference_quarantine_path` receives the sales and customers rows that could not take part in
     the day's match, with their reasons; without it they are only counted and logged.
+    `activity_path` receives the day's `device_day_activity` (the exposure, contract section 4);
+    its row count is then the audit's `device_days`.
     """
 
     processed_path: str
     quarantine_path: str
     audit_path: str
     reference_quarantine_path: str | None = None
+    activity_path: str | None = None
 
     def audit_file(self, log_date: date) -> str:
         return storage.join(storage.day_folder(self.audit_path, log_date), "audit.json")
@@ -140,46 +144,50 @@ def run_etl(
     parsed = lines.transform(transforms.parse_log_lines)
     flagged = parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(parsed))
 
-    # Most rows are plain non-errors: they are only counted (by the observation, while the rest is
-    # cached), never carried through the joins or kept in memory.
+    # Most rows are plain non-errors: they never go through the joins. Of them only the device is
+    # kept (the other columns are NULL, which costs the cache next to nothing), so that one pass
+    # over the files both counts them per device, for the exposure, and sets the rest aside.
     plain_non_error = (
         F.col("malformed_detail").isNull() & ~F.col("needs_ranking") & ~F.col("is_error")
     )
-    tally = Observation("log_rows")
-    rest = (
-        flagged.observe(
-            tally,
-            F.count(F.lit(1)).alias("input_rows"),
-            F.count(F.when(plain_non_error, True)).alias("plain_non_error"),
-        )
-        .filter(~plain_non_error)
+    rows = flagged.select(
+        plain_non_error.alias("plain_non_error"),
+        *(
+            F.col(name) if name == "device_id" else F.when(~plain_non_error, F.col(name)).alias(name)
+            for name in flagged.columns
+        ),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    plain_per_device = (
+        rows.filter(F.col("plain_non_error"))
+        .groupBy("device_id")
+        .agg(F.count(F.lit(1)).alias("events"))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    in_force = transforms.sales_in_force(sales)
+    known_customers = transforms.current_customers(customers)
     classified = (
-        rest.transform(without_file_headers, header_lines)
+        rows.filter(~F.col("plain_non_error"))
+        .select(*flagged.columns)
+        .transform(without_file_headers, header_lines)
         .transform(transforms.type_log_fields)
         .transform(transforms.rank_duplicates)
-        .transform(transforms.classify, transforms.sales_in_force(sales), transforms.current_customers(customers))
+        .transform(transforms.classify, in_force, known_customers)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     rejected = transforms.rejected_reference_rows(sales, customers).persist(StorageLevel.MEMORY_AND_DISK)
+    activity = None
     try:
+        input_rows = rows.count()
         rejected_counts = {
             row["source_table"]: row["rows"]
             for row in rejected.groupBy("source_table").agg(F.count(F.lit(1)).alias("rows")).collect()
         }
         counts = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
-        observed = tally.get
-        if not observed:
-            # Adaptive execution drops a plan over an empty input, the observation with it.
-            observed = flagged.agg(
-                F.count(F.lit(1)).alias("input_rows"),
-                F.count(F.when(plain_non_error, True)).alias("plain_non_error"),
-            ).collect()[0].asDict()
-        counts[schemas.NON_ERROR] = counts.get(schemas.NON_ERROR, 0) + observed["plain_non_error"]
+        plain_rows = plain_per_device.agg(F.sum("events")).collect()[0][0] or 0
+        counts[schemas.NON_ERROR] = counts.get(schemas.NON_ERROR, 0) + plain_rows
         audit = transforms.audit_record(counts, log_date, job_run_id, rejected_counts)
         # Every file has exactly one header line (check_headers), and it is not a row.
-        data_lines = observed["input_rows"] - len(inputs.log_files)
+        data_lines = input_rows - len(inputs.log_files)
         if audit["input_rows"] != data_lines:
             raise RuntimeError(
                 f"audit does not add up: {data_lines} data lines in {len(inputs.log_files)} files, outcomes {counts}"
@@ -192,11 +200,26 @@ def run_etl(
         storage.write_day(
             classified.transform(transforms.quarantine_rows, log_date), outputs.quarantine_path, log_date, quarantined
         )
+        if outputs.activity_path:
+            activity = (
+                transforms.counted_events(plain_per_device)
+                .unionByName(transforms.classified_events(classified))
+                .transform(transforms.device_day_activity, log_date, in_force, known_customers)
+                .persist(StorageLevel.MEMORY_AND_DISK)
+            )
+            totals = activity.agg(F.count(F.lit(1)), F.sum("errors")).collect()[0]
+            audit["device_days"], activity_errors = totals[0], totals[1] or 0
+            # The exposure's errors are the loaded errors, row for row: SUM(errors) = loaded.
+            if activity_errors != audit["loaded"]:
+                raise RuntimeError(
+                    f"device_day_activity holds {activity_errors} errors, the day loaded {audit['loaded']}"
+                )
+            storage.write_day(activity, outputs.activity_path, log_date, audit["device_days"])
         _report_rejected_reference_rows(rejected, rejected_counts, log_date, outputs)
     finally:
-        classified.unpersist()
-        rest.unpersist()
-        rejected.unpersist()
+        for frame in (activity, classified, plain_per_device, rows, rejected):
+            if frame is not None:
+                frame.unpersist()
 
     storage.write_json(audit_file, audit)
     log.info("day %s: %s", log_date, audit)

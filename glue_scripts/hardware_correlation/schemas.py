@@ -46,6 +46,19 @@ LOADED_COLUMNS = tuple(field.name for field in LOADED.fields)
 # What a day's Parquet files hold: log_date lives in the `log_date=D` directory name.
 LOADED_FILE = T.StructType([field for field in LOADED.fields if field.name != "log_date"])
 
+# Contract section 4: the exposure, one row per device and day D. log_date is the partition column.
+DEVICE_DAY_ACTIVITY = T.StructType(
+    [
+        T.StructField("device_id", T.StringType(), False),
+        T.StructField("sale_id", T.StringType(), False),
+        T.StructField("customer_id", T.StringType(), False),
+        T.StructField("industry", T.StringType(), True),
+        T.StructField("days_since_sale", T.IntegerType(), False),
+        T.StructField("events", T.LongType(), False),
+        T.StructField("errors", T.LongType(), False),
+    ]
+)
+
 # Every quarantined log row: the raw fields as they were read, why it was set aside, and where from.
 QUARANTINE = T.StructType(
     [

@@ -10,7 +10,8 @@ Each function ends in a `select` that states the columns it produces. They compo
     classified = deduped.transform(classify, sales_in_force(sales), current_customers(customers))
 
 `classified` carries one `outcome` per input row; `loaded_rows`, `quarantine_rows` and
-`outcome_counts` turn it into what the ETL job writes. Parsing only validates; the typed values are
+`outcome_counts` turn it into what the ETL job writes, and `classified_events` with
+`device_day_activity` into the day's exposure (device-days). Parsing only validates; the typed values are
 computed separately so that a job can skip them for rows that never need them (most non-errors).
 """
 
@@ -414,6 +415,68 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
         "industry",
         "sale_date",
         "days_since_sale",
+    )
+
+
+EVENT_COLUMNS = ("device_id", "events", "errors", "error_owner")
+_OWNER_FIELDS = ("sale_id", "customer_id", "industry", "sale_date")
+_OWNER_TYPES = {"timestamp": "timestamp", "sale_id": "string", "customer_id": "string", "industry": "string", "sale_date": "date"}
+
+
+def counted_events(per_device: DataFrame) -> DataFrame:
+    """`EVENT_COLUMNS` for rows that were only counted per device (`device_id`, `events`): plain
+    non-errors, well-formed and never duplicates, so each is an event and none is an error."""
+    typed = F.struct(*(F.lit(None).cast(_OWNER_TYPES[name]).alias(name) for name in ("timestamp", *_OWNER_FIELDS)))
+    no_owner = F.when(F.lit(False), typed)
+    return per_device.select("device_id", "events", F.lit(0).cast("long").alias("errors"), no_owner.alias("error_owner"))
+
+
+
+def classified_events(classified: DataFrame) -> DataFrame:
+    """`EVENT_COLUMNS` per device from classified rows: its well-formed, non-duplicate rows (events),
+    its loaded errors (errors) and the owner of its latest loaded error (`error_owner`)."""
+    kept = classified.filter(~F.col("outcome").isin(schemas.MALFORMED, schemas.DUPLICATE))
+    loaded = F.col("outcome") == schemas.LOADED_OUTCOME
+    owner = F.struct(F.col("parsed_timestamp").alias("timestamp"), *_OWNER_FIELDS)
+    return kept.groupBy("device_id").agg(
+        F.count(F.lit(1)).alias("events"),
+        F.count(F.when(loaded, True)).alias("errors"),
+        # The struct compares by timestamp first: the latest loaded error.
+        F.max(F.when(loaded, owner)).alias("error_owner"),
+    ).select(*EVENT_COLUMNS)
+
+
+def device_day_activity(events: DataFrame, log_date: date, in_force: DataFrame, customers: DataFrame) -> DataFrame:
+    """Contract section 4's `device_day_activity` for day D from `EVENT_COLUMNS` rows (several per
+    device allowed): one row per device with its events and errors, owned by the sale in force at D.
+
+    The device-day is matched once, at D, by `match_owner`, the rule the errors go through. Its
+    errors are exactly the day's loaded errors, so SUM(errors) = loaded. An error that arrived a day
+    late (UTC day D - 1) was matched at its own day; should the device have no owner with a known
+    customer at D (sold again on D to a customer missing from the snapshot), the device-day keeps
+    that error's owner rather than losing the error. A device with neither has no row.
+    """
+    totals = events.groupBy("device_id").agg(
+        F.sum("events").alias("events"),
+        F.sum("errors").alias("errors"),
+        F.max("error_owner").alias("error_owner"),
+    )
+    day = F.lit(log_date)
+    matched = totals.transform(match_owner, day, F.lit(True), in_force, customers)
+    owned_at_day = F.col("owner_outcome") == schemas.LOADED_OUTCOME
+
+    def owner(name: str) -> Column:
+        return F.when(owned_at_day, F.col(name)).otherwise(F.col(f"error_owner.{name}"))
+
+    return matched.filter(owned_at_day | F.col("error_owner").isNotNull()).select(
+        day.alias("log_date"),
+        "device_id",
+        owner("sale_id").alias("sale_id"),
+        owner("customer_id").alias("customer_id"),
+        owner("industry").alias("industry"),
+        F.datediff(day, owner("sale_date")).alias("days_since_sale"),
+        F.col("events").cast("long").alias("events"),
+        F.col("errors").cast("long").alias("errors"),
     )
 
 

@@ -1,4 +1,4 @@
--- Replaces day D of the warehouse (errors, alerts and the audit row) in one transaction: the operator
+-- Replaces day D of the warehouse (errors, alerts, device-days and the audit row) in one transaction: the operator
 -- commits once, after the last statement, so a failure anywhere leaves the previous rows of D and
 -- their audit row in place.
 DELETE FROM hardware_error_analysis WHERE log_date = %(log_date)s;
@@ -23,6 +23,14 @@ SELECT
     alert_id, device_id, error_code, details, alert_timestamp::timestamptz, received_at::timestamptz,
     sale_id, customer_id, customer_name, industry, sale_date::date, days_since_sale, log_date::date
 FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
+
+DELETE FROM device_day_activity WHERE log_date = %(log_date)s;
+
+INSERT INTO device_day_activity (
+    log_date, device_id, sale_id, customer_id, industry, days_since_sale, events, errors
+)
+SELECT log_date::date, device_id, sale_id, customer_id, industry, days_since_sale, events, errors
+FROM staging.device_day_activity_{{ data_interval_start | ds_nodash }};
 
 INSERT INTO pipeline_run_audit (
     log_date, input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded,
@@ -61,3 +69,5 @@ ON CONFLICT (log_date) DO UPDATE SET
 DROP TABLE staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};
 
 DROP TABLE staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
+
+DROP TABLE staging.device_day_activity_{{ data_interval_start | ds_nodash }};

@@ -147,3 +147,72 @@ def test_a_byte_order_mark_and_crlf_line_ends_are_not_data(spark, tmp_path):
     audit = run_etl(spark, date(2025, 10, 1), windows, EtlOutputs(*(str(tmp_path / n) for n in ("p", "q", "a"))))
     assert (audit["input_rows"], audit["malformed"], audit["loaded"], audit["non_error"]) == (3, 0, 1, 1)
     assert {k: v for k, v in audit.items() if k != "job_run_id"} == {k: v for k, v in expected.items() if k != "job_run_id"}
+
+
+def test_device_days_hold_every_kept_row_and_exactly_the_loaded_errors(spark, tmp_path):
+    sales = tmp_path / "raw" / "sales" / "sales.csv"
+    sales.parent.mkdir(parents=True)
+    # DEV-X01 changes hands on D to a customer missing from the snapshot; DEV-Y01 is resold on D.
+    sales.write_text(
+        (SAMPLE / "sales" / "sales.csv").read_text().rstrip("\n")
+        + "\nSALE-900,CUST-001,DEV-X01,2025-01-01\nSALE-901,CUST-999,DEV-X01,2025-10-02"
+        + "\nSALE-910,CUST-001,DEV-Y01,2024-10-02\nSALE-911,CUST-003,DEV-Y01,2025-10-02\n"
+    )
+    day = _day(
+        tmp_path, "2025-10-02",
+        "LOG-1,2025-10-02T08:00:00Z,DEV-A101,INFO,55,3.2",
+        "LOG-2,2025-10-02T09:00:00Z,DEV-A101,ERROR,88,7.9",
+        "LOG-2,2025-10-02T09:05:00Z,DEV-A101,ERROR,88,7.9",  # duplicate: not an event
+        "LOG-3,2025-10-02T09:10:00Z,DEV-A101,info,x,7.9",  # malformed: not an event
+        "LOG-4,2025-10-02T10:00:00Z,DEV-A102, error ,92,6.4",
+        "LOG-5,2025-10-02T10:00:00Z,DEV-A102,DEBUG,60,2.0",
+        "LOG-6,2025-10-02T11:00:00Z,DEV-C302,ERROR,90,4.0",  # unknown customer: no device-day
+        "LOG-7,2025-10-02T12:00:00Z,DEV-NONE,ERROR,90,4.0",  # never sold: no device-day
+        "LOG-8,2025-10-02T12:00:00Z,DEV-NONE,INFO,60,4.0",
+        # Arrived a day late: matched at its own day (2025-10-01) to SALE-900, the owner then.
+        "LOG-9,2025-10-01T23:30:00Z,DEV-X01,ERROR,90,4.0",
+        "LOG-10,2025-10-02T10:00:00Z,DEV-X01,INFO,60,4.0",
+        "LOG-11,2025-10-01T23:00:00Z,DEV-Y01,ERROR,90,4.0",
+        "LOG-12,2025-10-02T09:00:00Z,DEV-Y01,WARNING,60,4.0",
+    )
+    inputs = EtlInputs(day.log_files, day.customer_files, [str(sales)])
+    outputs = EtlOutputs(
+        str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"),
+        activity_path=str(tmp_path / "activity"),
+    )
+    audit = run_etl(spark, date(2025, 10, 2), inputs, outputs)
+
+    rows = spark.read.parquet(str(tmp_path / "activity")).collect()
+    found = {
+        row["device_id"]: (row["sale_id"], row["customer_id"], row["industry"], row["days_since_sale"], row["events"], row["errors"], str(row["log_date"]))
+        for row in rows
+    }
+    assert found == {
+        "DEV-A101": ("SALE-101", "CUST-001", "Hospitality", 260, 2, 1, "2025-10-02"),
+        "DEV-A102": ("SALE-102", "CUST-002", "Education", 331, 2, 1, "2025-10-02"),
+        # No owner with a known customer at D: the late error's owner keeps its error counted.
+        "DEV-X01": ("SALE-900", "CUST-001", "Hospitality", 274, 2, 1, "2025-10-02"),
+        # The owner at D, though its late error was loaded under the previous owner.
+        "DEV-Y01": ("SALE-911", "CUST-003", "Sports & Arenas", 0, 2, 1, "2025-10-02"),
+    }
+    assert audit["loaded"] == sum(row["errors"] for row in rows) == 4
+    assert audit["device_days"] == 4
+    assert (audit["duplicates"], audit["malformed"], audit["unknown_customer"], audit["no_sale"]) == (1, 1, 1, 1)
+    assert audit["input_rows"] == 13 and audit["non_error"] == 5
+
+
+def test_a_day_without_device_days_leaves_no_activity_folder(spark, tmp_path):
+    outputs = EtlOutputs(
+        str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"),
+        activity_path=str(tmp_path / "activity"),
+    )
+    first = _day(tmp_path, "2025-10-01", "LOG-001,2025-10-01T08:00:00Z,DEV-A101,INFO,55,3.2")
+    assert run_etl(spark, date(2025, 10, 1), first, outputs)["device_days"] == 1
+    assert (tmp_path / "activity" / "log_date=2025-10-01").is_dir()
+    # The same day again, now only an unsold device: the earlier device-day goes.
+    (tmp_path / "raw" / "hardware_logs" / "dt=2025-10-01" / "part-0.csv").write_text(
+        HEADER + "\nLOG-001,2025-10-01T08:00:00Z,DEV-NONE,INFO,55,3.2\n"
+    )
+    audit = run_etl(spark, date(2025, 10, 1), first, outputs)
+    assert (audit["device_days"], audit["non_error"]) == (0, 1)
+    assert not (tmp_path / "activity" / "log_date=2025-10-01").exists()
