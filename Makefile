@@ -11,7 +11,7 @@ JAR_ARTIFACTS := org.apache.hadoop:hadoop-aws:3.3.4:jar \
                  com.amazonaws:aws-java-sdk-bundle:1.12.262:jar \
                  org.postgresql:postgresql:42.7.14:jar
 
-.PHONY: setup browser up down seed run backfill demo airflow test test-fast bench
+.PHONY: setup browser up down seed run backfill report demo airflow test test-fast bench
 
 setup: $(VENV)/.installed $(JARS)/.fetched browser
 
@@ -55,6 +55,9 @@ run: setup
 
 backfill: setup
 	$(PY) -m dev.commands backfill "$(FROM)" "$(TO)" "$(PARALLEL)"
+
+report: setup
+	$(PY) -m dev.commands report "$(FROM)" "$(TO)"
 
 demo: up
 	$(PY) -m dev.commands demo

@@ -12,13 +12,16 @@ logical date is the end of the interval it processes):
 2. **wait_for_*** sensors wait for day D's `hardware_logs/dt=D/` partition, `customers/` and `sales/`.
 3. The Glue crawler is created or updated, then run, to catalog the raw zone.
 4. **run_etl_job** (Glue) filters errors, matches each to the sale in force and its customer,
-   computes the hardware's age at the error, writes Parquet, quarantine and the day's audit counts;
+   computes the hardware's age at the error, writes Parquet (errors and device-days), quarantine and
+   the day's audit counts;
    the same for day D's alerts (`alerts/dt=D/`, when there are any). A run that failed on its input
    (a drifted header) is not retried: a retry would read the same files.
 5. **run_load_job** (Glue) copies day D's Parquet into per-day staging tables in PostgreSQL.
 6. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
-   replaces day D of `hardware_error_analysis`, `hardware_alerts` and its `pipeline_run_audit` row
-   in one transaction.
+   replaces day D of `hardware_error_analysis`, `hardware_alerts`, `device_day_activity` (the
+   exposure: device-days with their events and errors) and its `pipeline_run_audit` row in one
+   transaction, and updates the `device_day_activity` asset, on which the report DAG
+   `hardware_correlation_report` is scheduled.
 7. **verify_*** checks the warehouse rows of day D; a failed check fails the run.
 
 Backfills are explicit (`catchup=False`): `airflow backfill create --dag-id hardware_correlation ...`.
@@ -44,6 +47,7 @@ from airflow.providers.common.sql.operators.sql import (
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 
 from include import settings as pipeline_settings
+from include.assets import DEVICE_DAY_ACTIVITY
 from include.task_failure import log_task_failure
 from plugins.glue_job_operator import FailFastGlueJobOperator
 
@@ -53,6 +57,7 @@ RAW = f"s3://{SETTINGS.RAW_BUCKET}"
 PROCESSED = f"s3://{SETTINGS.PROCESSED_BUCKET}"
 STAGING_TABLE = "staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}"
 ALERTS_STAGING_TABLE = "staging.hardware_alerts_{{ data_interval_start | ds_nodash }}"
+ACTIVITY_STAGING_TABLE = "staging.device_day_activity_{{ data_interval_start | ds_nodash }}"
 AUDIT_COUNTS = (
     "input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded",
     "rejected_sales", "rejected_customers",
@@ -82,6 +87,7 @@ ETL_ARGS = {
     "--alerts_table": "alerts",
     "--alerts_path": f"{PROCESSED}/hardware_alerts/",
     "--alerts_quarantine_path": f"{PROCESSED}/quarantine/alerts/",
+    "--activity_path": f"{PROCESSED}/device_day_activity/",
 }
 LOAD_ARGS = {
     "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
@@ -89,6 +95,8 @@ LOAD_ARGS = {
     "--staging_table": STAGING_TABLE,
     "--alerts_path": f"{PROCESSED}/hardware_alerts/",
     "--alerts_staging_table": ALERTS_STAGING_TABLE,
+    "--activity_path": f"{PROCESSED}/device_day_activity/",
+    "--activity_staging_table": ACTIVITY_STAGING_TABLE,
 }
 
 # Checks of day D in the warehouse once it is swapped in; a failed check fails the run.
@@ -115,6 +123,10 @@ AUDIT_CHECKS = {
     },
     "alerts_match_etl": {
         "check_statement": f"SUM(alert_loaded) = (SELECT COUNT(*) FROM hardware_alerts WHERE {DAY})"
+    },
+    # The exposure holds every loaded error of the day, and no other: rates divide the right counts.
+    "activity_errors_match_loaded": {
+        "check_statement": f"SUM(loaded) = (SELECT COALESCE(SUM(errors), 0) FROM device_day_activity WHERE {DAY})"
     },
 }
 
@@ -219,6 +231,8 @@ def collect_run_audit(
     return {
         **{name: int(counts[name]) for name in AUDIT_COUNTS},
         **{name: int(alert_counts[name]) for name in ALERT_COUNTS},
+        # Not a column of pipeline_run_audit: check_staging compares the staged device-days with it.
+        "device_days": int(counts["device_days"]),
         "log_date": log_date,
         "dag_run_id": run_id,
         "etl_job_run_id": etl_job_run_id,
@@ -307,6 +321,8 @@ def hardware_correlation():
         # transaction that the hook commits after the last one.
         split_statements=True,
         autocommit=False,
+        # The report DAG is scheduled on this asset: it runs after days are swapped in.
+        outlets=[DEVICE_DAY_ACTIVITY],
     )
     verify_columns = SQLColumnCheckOperator(
         task_id="verify_columns", table="hardware_error_analysis", partition_clause=DAY, column_mapping=COLUMN_CHECKS

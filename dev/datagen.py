@@ -7,6 +7,11 @@ customers missing from the snapshot, timestamps with UTC offsets, rows that arri
 deliveries and malformed rows of every kind that contract section 3 names. Hardware errors grow more
 likely with the device's age and vary by industry, so the warehouse has a correlation to find.
 
+An `ErrorEffect` plants a known one instead: each event is an error with probability
+`base x industry factor x per_year ^ (age in years)`, with the customers spread evenly over the
+effect's industries, so a test can check that the report recovers it. Its last `effect_free_days`
+days carry no effect at all (every event an error with probability `base`).
+
 Because the generator knows what it wrote, it also returns the outcome that contract section 3 defines
 for every day (malformed, duplicates, non_error, no_sale, unknown_customer, loaded): tests and
 benchmarks compare the pipeline's audit with it.
@@ -14,6 +19,8 @@ benchmarks compare the pipeline's audit with it.
 The same arguments give the same bytes.
 
     python -m dev.datagen --out /tmp/raw --days 30 --rows-per-day 100000 --devices 20000
+    python -m dev.datagen --out /tmp/raw --days 2 --effect-base 0.04 --effect-per-year 1.25 \
+        --effect-industry "Live Events=2.2" --effect-industry "Hospitality=1.3" ... --effect-free-days 1
 """
 
 from __future__ import annotations
@@ -99,6 +106,39 @@ _SECONDS_PER_DAY = 86_400
 _DAY_SPAN = 1 << 20
 
 
+@dataclass(frozen=True)
+class ErrorEffect:
+    """A planted effect: an event of a device whose owner at the event's UTC day is in `industries`
+    is an error with probability `base x industries[industry] x per_year ** (age_days / 365.25)`;
+    the contract's age in years, days since the sale over 365.25. Events without an owner in the
+    snapshot (they never reach the warehouse) are errors with probability `base`."""
+
+    base: float
+    per_year: float
+    industries: dict[str, float]
+
+    def probability(self, found: dict[str, np.ndarray], industry_names: list[str]) -> np.ndarray:
+        factors = np.array([self.industries[name] for name in industry_names] + [1.0])
+        years = np.clip(found["age_days"], 0, None) / 365.25
+        planted = self.base * factors[found["industry"]] * self.per_year ** years
+        return np.where(found["known"], planted, self.base)
+
+    def check(self) -> list[str]:
+        problems = []
+        unknown = sorted(set(self.industries) - {name for name, _, _ in INDUSTRIES})
+        if unknown:
+            problems.append(f"effect industries must be among {[name for name, _, _ in INDUSTRIES]} (got {unknown})")
+        if len(self.industries) < 2:
+            problems.append("an effect needs at least two industries")
+        if self.base <= 0 or self.per_year <= 0 or any(f <= 0 for f in self.industries.values()):
+            problems.append("effect base, per_year and industry factors must be positive")
+        # The probability at the oldest age the generator sells (four years before the window).
+        highest = self.base * max(self.industries.values(), default=1.0) * max(self.per_year, 1.0) ** (4 * 365 / 365.25 + 1)
+        if highest > 1.0:
+            problems.append(f"effect probabilities reach {highest:.2f}; they must stay at most 1")
+        return problems
+
+
 @dataclass
 class DayOutcome:
     """What contract section 3 makes of one day's partition, and of that day's alerts."""
@@ -129,6 +169,8 @@ class Dataset:
     resales: int
     devices: int
     days: list[DayOutcome]
+    effect: ErrorEffect | None = None
+    effect_free_days: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -156,6 +198,8 @@ def write_dataset(
     files_per_day: int = 1,
     alerts_per_day: float = 20.0,
     bad_alert_rate: float = 0.05,
+    effect: ErrorEffect | None = None,
+    effect_free_days: int = 0,
     overwrite: bool = False,
 ) -> Dataset:
     """Write a raw-zone folder into `out_dir` and return what the pipeline should make of it.
@@ -169,7 +213,8 @@ def write_dataset(
     have no sale; `never_sold_rate` of devices are never sold; `unknown_customer_rate` of sales name
     a customer missing from the snapshot; `offset_rate` of timestamps carry a UTC offset other than
     Z; `late_arrival_rate` of rows belong to the previous UTC day. Sales come to about
-    devices * (1 - never_sold_rate) * (1 + resale_rate).
+    devices * (1 - never_sold_rate) * (1 + resale_rate). With `effect`, errors follow it instead of
+    `error_rate` (see `ErrorEffect`), and the last `effect_free_days` days have no effect.
     """
     out = Path(out_dir)
     _check_arguments(locals())
@@ -179,20 +224,31 @@ def write_dataset(
     first_day = (start - _EPOCH).days
     window = (first_day, first_day + days)
 
-    customer_industry = _write_customers(out, rng, customers)
+    if effect is None:
+        industries = [(name, share) for name, share, _ in INDUSTRIES]
+    else:
+        industries = [(name, 1.0) for name in effect.industries]
+    customer_industry = _write_customers(out, rng, customers, industries)
     sales = _make_sales(
         rng, devices, customers, window, resale_rate, late_sale_rate, never_sold_rate,
         unknown_customer_rate,
     )
     _write_sales(out, sales, devices, customers)
     lookup = _SaleLookup(sales, customers, customer_industry)
+    industry_names = [name for name, _ in industries]
 
     outcomes = []
     for index in range(days):
         day_rng = np.random.default_rng([seed, 1, index])
+        if effect is None:
+            probability = lambda found: _error_probability(found, error_rate)  # noqa: E731
+        elif index < days - effect_free_days:
+            probability = lambda found: effect.probability(found, industry_names)  # noqa: E731
+        else:
+            probability = lambda found: np.full(len(found["known"]), effect.base)  # noqa: E731
         outcome = _write_log_day(
             out, day_rng, first_day + index, rows_per_day, devices, lookup,
-            error_rate=error_rate, bad_row_rate=bad_row_rate, duplicate_rate=duplicate_rate,
+            error_probability=probability, bad_row_rate=bad_row_rate, duplicate_rate=duplicate_rate,
             offset_rate=offset_rate, empty_numeric_rate=empty_numeric_rate,
             event_type_noise_rate=event_type_noise_rate, late_arrival_rate=late_arrival_rate,
             files_per_day=files_per_day,
@@ -212,6 +268,8 @@ def write_dataset(
         resales=int(sales["is_resale"].sum()),
         devices=devices,
         days=outcomes,
+        effect=effect,
+        effect_free_days=effect_free_days,
     )
 
 
@@ -235,6 +293,10 @@ def _check_arguments(args: dict) -> None:
         problems.append("bad_row_rate + duplicate_rate must not exceed 0.5")
     if args["late_sale_rate"] + args["never_sold_rate"] > 1.0:
         problems.append("late_sale_rate + never_sold_rate must not exceed 1")
+    if args["effect"] is not None:
+        problems.extend(args["effect"].check())
+    if not 0 <= args["effect_free_days"] <= args["days"] or (args["effect_free_days"] and args["effect"] is None):
+        problems.append("effect_free_days must be between 0 and days, and needs an effect")
     if args["alerts_per_day"] < 0:
         problems.append(f"alerts_per_day must be >= 0 (got {args['alerts_per_day']!r})")
     if problems:
@@ -270,9 +332,12 @@ def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
     return np.strings.add(prefix, digits)
 
 
-def _write_customers(out: Path, rng: np.random.Generator, customers: int) -> np.ndarray:
-    shares = np.array([share for _, share, _ in INDUSTRIES])
-    industry = rng.choice(len(INDUSTRIES), size=customers, p=shares / shares.sum())
+def _write_customers(
+    out: Path, rng: np.random.Generator, customers: int, industries: list[tuple[str, float]]
+) -> np.ndarray:
+    """Customers with industries drawn by their shares; returns each customer's industry index."""
+    shares = np.array([share for _, share in industries])
+    industry = rng.choice(len(industries), size=customers, p=shares / shares.sum())
     prefix = rng.integers(0, len(NAME_PREFIXES), customers)
     noun = rng.integers(0, 5, customers)
     suffix = rng.integers(0, len(NAME_SUFFIXES), customers)
@@ -280,7 +345,7 @@ def _write_customers(out: Path, rng: np.random.Generator, customers: int) -> np.
         " ".join(
             part
             for part in (
-                NAME_PREFIXES[p], NAME_NOUNS[INDUSTRIES[i][0]][n], NAME_SUFFIXES[s],
+                NAME_PREFIXES[p], NAME_NOUNS[industries[i][0]][n], NAME_SUFFIXES[s],
             )
             if part
         )
@@ -290,7 +355,7 @@ def _write_customers(out: Path, rng: np.random.Generator, customers: int) -> np.
         {
             "customer_id": _ids("CUST-", np.arange(1, customers + 1), _id_width(customers, 5)),
             "customer_name": names,
-            "industry": [INDUSTRIES[i][0] for i in industry],
+            "industry": [industries[i][0] for i in industry],
         }
     )
     (out / "customers").mkdir()
@@ -415,7 +480,7 @@ def _write_log_day(
     devices: int,
     lookup: _SaleLookup,
     *,
-    error_rate: float,
+    error_probability,
     bad_row_rate: float,
     duplicate_rate: float,
     offset_rate: float,
@@ -437,7 +502,7 @@ def _write_log_day(
     device = rng.integers(0, devices, n)
 
     found = lookup.find(device, utc_day)
-    is_error = rng.random(n) < _error_probability(found, error_rate)
+    is_error = rng.random(n) < error_probability(found)
     noisy = rng.random(n) < event_type_noise_rate
     canonical_other = rng.choice(len(OTHER_WEIGHTS), size=n, p=OTHER_WEIGHTS)
     spelling = np.where(
@@ -695,12 +760,24 @@ def main(argv: list[str] | None = None) -> int:
         ("event-type-noise-rate", 0.02), ("late-arrival-rate", 0.001), ("bad-alert-rate", 0.05),
     ):
         parser.add_argument(f"--{name}", type=float, default=default)
+    parser.add_argument("--effect-base", type=float, help="plant an effect: error probability at age 0 in the reference")
+    parser.add_argument("--effect-per-year", type=float, default=1.0, help="the effect's rate ratio per year of age")
+    parser.add_argument("--effect-industry", action="append", default=[], metavar="NAME=FACTOR",
+                        help="an industry of the effect and its factor (repeat for each)")
+    parser.add_argument("--effect-free-days", type=int, default=0, help="last days without any effect")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the raw-zone folders of an earlier run in --out")
     parser.add_argument("--summary", type=Path, help="also write the JSON summary to this file")
     args = vars(parser.parse_args(argv))
     summary_path = args.pop("summary")
     args["out_dir"] = args.pop("out")
+    base, per_year, named = args.pop("effect_base"), args.pop("effect_per_year"), args.pop("effect_industry")
+    if base is not None:
+        try:
+            industries = {name.strip(): float(factor) for name, factor in (item.rsplit("=", 1) for item in named)}
+        except ValueError:
+            parser.error("--effect-industry takes NAME=FACTOR, e.g. 'Live Events=2.2'")
+        args["effect"] = ErrorEffect(base, per_year, industries)
     try:
         dataset = write_dataset(**args)
     except ValueError as error:

@@ -29,7 +29,7 @@ def dag(dagbag):
 
 def test_dagbag_has_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"hardware_correlation"}
+    assert set(dagbag.dag_ids) == {"hardware_correlation", "hardware_correlation_report"}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -92,8 +92,9 @@ def test_task_order(dag, earlier, later):
     assert earlier in _upstream_closure(dag, later)
 
 
-def test_every_task_has_retries_backoff_and_timeout(dag):
-    for task in dag.tasks:
+@pytest.mark.parametrize("dag_id", ["hardware_correlation", "hardware_correlation_report"])
+def test_every_task_has_retries_backoff_and_timeout(dagbag, dag_id):
+    for task in dagbag.dags[dag_id].tasks:
         assert task.retries >= 1, task.task_id
         assert task.retry_delay > timedelta(0), task.task_id
         assert task.retry_exponential_backoff, task.task_id
@@ -113,3 +114,28 @@ def test_glue_jobs_are_sized_and_versioned(dag):
         # No credentials travel in job arguments.
         flat = repr(task.script_args) + repr(kwargs)
         assert "password" not in flat.lower() and "secret" not in flat.lower()
+
+
+def test_the_report_runs_on_the_asset_the_swap_updates_one_run_at_a_time(dagbag, dag):
+    from airflow.timetables.simple import AssetTriggeredTimetable
+
+    from include.assets import DEVICE_DAY_ACTIVITY
+
+    report = dagbag.dags["hardware_correlation_report"]
+    assert isinstance(report.timetable, AssetTriggeredTimetable)
+    assert list(report.timetable.asset_condition.iter_assets().values()) == [DEVICE_DAY_ACTIVITY]
+    # Only the swap updates it: a day whose swap failed does not start a report.
+    producers = [task.task_id for task in dag.tasks if DEVICE_DAY_ACTIVITY in task.outlets]
+    assert producers == ["swap_day_into_warehouse"]
+    # Events arriving while a report run is active wait for it and start one run together.
+    assert report.max_active_runs == 1 and report.catchup is False
+    assert "wait_for_daily_runs" in report.get_task("build_report").upstream_task_ids
+
+
+def test_day_d_checks_that_the_exposure_holds_the_loaded_errors(dag):
+    checks = dag.get_task("verify_counts").checks
+    statement = checks["activity_errors_match_loaded"]["check_statement"]
+    assert "SUM(loaded)" in statement and "SUM(errors)" in statement and "device_day_activity" in statement
+    etl, load = dag.get_task("run_etl_job"), dag.get_task("run_load_job")
+    assert etl.script_args["--activity_path"] == load.script_args["--activity_path"]
+    assert load.script_args["--activity_staging_table"] == "staging.device_day_activity_{{ data_interval_start | ds_nodash }}"
