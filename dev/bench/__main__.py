@@ -20,6 +20,12 @@ def etl_section() -> Figures:
     yield from etl.etl_vs_duckdb()
 
 
+def exposure_section() -> Figures:
+    from dev.bench import etl
+
+    yield from etl.exposure_cost()
+
+
 def load_section() -> Figures:
     from dev.bench import etl
 
@@ -34,6 +40,7 @@ def backfill_section() -> Figures:
 
 SECTIONS: dict[str, Callable[[], Figures]] = {
     "etl": etl_section,
+    "exposure": exposure_section,
     "load": load_section,
     "backfill": backfill_section,
 }

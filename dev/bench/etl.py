@@ -16,6 +16,9 @@ seed), written once into `.local/bench/` and reused.
   contract's validation, deduplication, as-of match, quarantine and audit cost at most half again).
   `etl_rows_per_core_s` (log rows per second per Spark core) is the input of the README's Glue cost
   table.
+- `exposure_cost`: the same ETL with and without its `device_day_activity` output, taking turns;
+  medians of RUNS. Figures `etl_seconds_without_exposure`, `etl_seconds_with_exposure`,
+  `exposure_cost` (their ratio) and `device_days`.
 - `load_vs_copy`: the load job's staging write (`warehouse.copy_rows`: CSV files streamed into COPY
   through the JDBC driver, with the Glue Connection's URL and the secret's credentials, as in Glue)
   of the ETL's rows into the stack's PostgreSQL, against psycopg2's COPY of the same rows and
@@ -143,11 +146,12 @@ def _etl_inputs(raw: Path):
     )
 
 
-def _etl_outputs(out: Path):
+def _etl_outputs(out: Path, exposure: bool = True):
     from hardware_correlation.etl import EtlOutputs
 
     return EtlOutputs(
-        str(out / "hardware_error_analysis"), str(out / "quarantine" / "hardware_logs"), str(out / "audit")
+        str(out / "hardware_error_analysis"), str(out / "quarantine" / "hardware_logs"), str(out / "audit"),
+        activity_path=str(out / "device_day_activity") if exposure else None,
     )
 
 
@@ -298,6 +302,30 @@ def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
     from dev.bench.glue_cost import figures
 
     yield from figures(rows_per_core_s)
+
+
+def exposure_cost() -> Iterator[tuple[str, object]]:
+    """The ETL with and without its device_day_activity output, taking turns; medians of RUNS."""
+    from hardware_correlation.etl import run_etl
+
+    raw, expected = dataset()
+    spark = spark_session()
+    inputs = _etl_inputs(raw)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=BENCH_DIR) as scratch:
+        for _ in range(RUNS):
+            for exposure in (False, True):
+                started = time.perf_counter()
+                audit = run_etl(spark, DAY, inputs, _etl_outputs(Path(scratch) / "etl", exposure), "bench")
+                times[exposure].append(time.perf_counter() - started)
+                found = {name: audit[name] for name in AUDIT_COUNTS}
+                if found != expected:
+                    raise BenchError(f"the ETL's audit {found} differs from the generated day's {expected}")
+    without, with_exposure = statistics.median(times[False]), statistics.median(times[True])
+    yield "etl_seconds_without_exposure", round(without, 2)
+    yield "etl_seconds_with_exposure", round(with_exposure, 2)
+    yield "exposure_cost", round(with_exposure / without, 2)
+    yield "device_days", audit["device_days"]
 
 
 def _stack_env() -> dict[str, str]:

@@ -117,13 +117,13 @@ def test_glue_jobs_are_sized_and_versioned(dag):
 
 
 def test_the_report_runs_on_the_asset_the_swap_updates_one_run_at_a_time(dagbag, dag):
-    from airflow.timetables.simple import AssetTriggeredTimetable
+    from airflow.sdk.definitions.timetables.assets import AssetTriggeredTimetable
 
     from include.assets import DEVICE_DAY_ACTIVITY
 
     report = dagbag.dags["hardware_correlation_report"]
     assert isinstance(report.timetable, AssetTriggeredTimetable)
-    assert list(report.timetable.asset_condition.iter_assets().values()) == [DEVICE_DAY_ACTIVITY]
+    assert list(report.timetable.asset_condition.objects) == [DEVICE_DAY_ACTIVITY]
     # Only the swap updates it: a day whose swap failed does not start a report.
     producers = [task.task_id for task in dag.tasks if DEVICE_DAY_ACTIVITY in task.outlets]
     assert producers == ["swap_day_into_warehouse"]

@@ -38,3 +38,10 @@ def test_airflow_before_the_stack_is_up_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(commands, "STACK_ENV", tmp_path / "missing.env")
     with pytest.raises(commands.UsageError, match="make up"):
         commands.airflow()
+
+
+@pytest.mark.parametrize("first, last", [("2025-10-02", "2025-10-01"), ("2025-10-40", ""), ("soon", "")])
+def test_report_refuses_a_bad_range_before_touching_the_stack(first, last, tmp_path, monkeypatch):
+    monkeypatch.setattr(commands, "STACK_ENV", tmp_path / "missing.env")
+    with pytest.raises(commands.UsageError, match="FROM|TO"):
+        commands.report(first, last)

@@ -158,3 +158,52 @@ def test_command_line_prints_the_summary(tmp_path, capsys):
 
     assert datagen.main(["--out", str(tmp_path / "cli"), "--days", "1"]) == 2
     assert "already holds a dataset" in capsys.readouterr().err
+
+
+def test_a_planted_effect_sets_each_events_error_probability(tmp_path):
+    from tests.contract_rules import read_reference
+
+    effect = datagen.ErrorEffect(base=0.05, per_year=1.3, industries={"Retail": 1.0, "Live Events": 2.0})
+    dataset = write_dataset(
+        tmp_path, start=date(2025, 10, 1), days=2, devices=2000, rows_per_day=100_000, customers=100,
+        seed=5, effect=effect, effect_free_days=1, alerts_per_day=0,
+    )
+    assert dataset.effect == effect and dataset.effect_free_days == 1
+    customer_ids, sales = read_reference(tmp_path)
+    industries = {
+        row.split(",")[0]: row.rsplit(",", 1)[1]
+        for row in (tmp_path / "customers" / "customers.csv").read_text().splitlines()[1:]
+    }
+    assert set(industries.values()) == {"Retail", "Live Events"}
+
+    def error_shares(day: str) -> dict[str, float]:
+        counts: dict[str, list[int]] = {}
+        lines = (tmp_path / "hardware_logs" / f"dt={day}" / "part-00000.csv").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split(",")
+            if len(fields) != 6 or not fields[2] or not fields[1].startswith(day):
+                continue
+            owned = [sale for sale in sales.get(fields[2], []) if sale[0] <= date.fromisoformat(day)]
+            if not owned:
+                continue
+            sale_date, _, customer = max(owned)
+            if customer not in industries or (date.fromisoformat(day) - sale_date).days > 365:
+                continue
+            tally = counts.setdefault(industries[customer], [0, 0])
+            tally[0] += fields[3].strip().upper() == "ERROR"
+            tally[1] += 1
+        return {name: errors / events for name, (errors, events) in counts.items()}
+
+    # Devices under a year old: base x factor x at most 1.3.
+    planted = error_shares("2025-10-01")
+    assert 0.05 < planted["Retail"] < 0.065 and 0.10 < planted["Live Events"] < 0.13
+    assert 1.8 < planted["Live Events"] / planted["Retail"] < 2.2
+    # The effect-free day: every event an error with probability base.
+    free = error_shares("2025-10-02")
+    assert all(0.045 < share < 0.055 for share in free.values()), free
+
+
+def test_a_planted_effect_must_keep_probabilities_below_one(tmp_path):
+    effect = datagen.ErrorEffect(base=0.3, per_year=1.5, industries={"Retail": 1.0, "Live Events": 2.0})
+    with pytest.raises(ValueError, match="at most 1"):
+        write_dataset(tmp_path / "x", date(2025, 10, 1), 1, 10, 10, 5, 1, effect=effect)
