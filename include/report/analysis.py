@@ -98,6 +98,8 @@ def poisson_model(rows: pd.DataFrame) -> dict:
 
     return {
         "reference_industry": reference,
+        # The reference industry's fitted rate at age 0: with the ratios, the model's rate anywhere.
+        "reference_rate_at_age_0": _finite(np.exp(fitted.params["intercept"])),
         "age_rate_ratio_per_year": ratio("age_years"),
         "industry_rate_ratios": {name: ratio(name) for name in others},
         "rows": int(len(rows)),
@@ -239,11 +241,12 @@ def answer(result: dict) -> str:
         industry_text = f"All device-days belong to one industry ({reference}), so industries cannot be compared."
     elif standing_out:
         parts = [
-            f"{name} {effect['estimate']:.2f} times (95% interval {_interval(effect)})" for name, effect in standing_out
+            f"{name} has {effect['estimate']:.2f} times {reference}'s error rate (95% interval {_interval(effect)})"
+            for name, effect in standing_out
         ]
         quiet = sorted(set(ratios) - {name for name, _ in standing_out})
         industry_text = (
-            f"Industries differ, age for age: against {reference}, the error rate of "
+            "Industries differ, at the same age: "
             + "; ".join(parts)
             + (f"; {', '.join(quiet)} cannot be told apart from {reference}." if quiet else ".")
         )

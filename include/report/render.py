@@ -78,7 +78,7 @@ def rate_by_age(model: dict, rows: pd.DataFrame, path: Path) -> pd.DataFrame:
         color = f"C{index % 10}"
         middle = group["age_years"] + AGE_BIN_YEARS / 2
         axes.plot(middle, group["rate"], marker="o", markersize=3, linewidth=1, color=color, label=industry)
-        fitted = _fitted_rate(model, rows, industry, middle)
+        fitted = _fitted_rate(model, industry, middle)
         if fitted is not None:
             axes.plot(middle, fitted, linestyle="--", linewidth=1, color=color)
     axes.set_xlabel(f"age of the hardware (years since sale, {AGE_BIN_YEARS:g}-year bins)")
@@ -93,26 +93,18 @@ def rate_by_age(model: dict, rows: pd.DataFrame, path: Path) -> pd.DataFrame:
     return table
 
 
-def _fitted_rate(model: dict, rows: pd.DataFrame, industry: str, age_years: pd.Series):
-    """The model's rate for an industry at each age, scaled through the reference industry's rate at
-    the reference's mean age; None when there is no model to draw."""
-    if "error" in model or model["age_rate_ratio_per_year"]["estimate"] is None:
+def _fitted_rate(model: dict, industry: str, age_years: pd.Series):
+    """The model's rate for an industry at each age; None when the model cannot draw it."""
+    if "error" in model:
         return None
     if industry == model["reference_industry"]:
         industry_ratio = 1.0
     else:
         industry_ratio = model["industry_rate_ratios"].get(industry, {}).get("estimate")
-        if industry_ratio is None:
-            return None
-    reference = model["reference_industry"]
-    of_reference = rows[rows["industry"] == reference]
-    if of_reference["device_days"].sum() == 0:
+    base, per_year = model["reference_rate_at_age_0"], model["age_rate_ratio_per_year"]["estimate"]
+    if None in (industry_ratio, base, per_year):
         return None
-    # The intercept through the reference's observed rate at its exposure-weighted mean age.
-    mean_age = np.average(of_reference["days_since_sale"] / DAYS_PER_YEAR, weights=of_reference["device_days"])
-    base = of_reference["errors"].sum() / of_reference["device_days"].sum()
-    per_year = model["age_rate_ratio_per_year"]["estimate"]
-    return base * industry_ratio * per_year ** (age_years - mean_age)
+    return base * industry_ratio * per_year**age_years
 
 
 def _png(path: Path) -> str:

@@ -25,6 +25,7 @@ import pytest
 from dev import commands
 from dev.datagen import ErrorEffect, write_dataset
 from dev.raw_zone import upload_raw_zone
+from include import settings
 from include.assets import DEVICE_DAY_ACTIVITY
 
 pytestmark = pytest.mark.stack
@@ -81,8 +82,17 @@ def backfilled(env, s3, tmp_path_factory):
     )
     started = time.monotonic()
     upload_raw_zone(folder, env["RAW_BUCKET"], s3)
+    glue = boto3.client(
+        "glue", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    # On a stack whose crawler does not exist yet, two first runs at once would both take the
+    # create_crawler branch and the second would fail: then one day at a time.
+    crawler_exists = settings.load(env).CRAWLER_NAME in glue.list_crawlers()["CrawlerNames"]
     try:
-        result = run_module("-m", "dev.commands", "backfill", PLANTED_DAY, EFFECT_FREE_DAY, "2")
+        result = run_module(
+            "-m", "dev.commands", "backfill", PLANTED_DAY, EFFECT_FREE_DAY, "2" if crawler_exists else "1"
+        )
         assert result.returncode == 0, f"make backfill failed:\n{result.stdout}\n{result.stderr}"
         print(f"backfill of the planted days took {time.monotonic() - started:.0f} s")
         yield {"dataset": dataset, "output": result.stdout}

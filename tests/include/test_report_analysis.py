@@ -36,6 +36,7 @@ def test_the_model_recovers_planted_rate_ratios_with_intervals_that_hold_them():
         planted = INDUSTRIES[industry] / INDUSTRIES["Hospitality"]
         assert ratio["ci_low"] < planted < ratio["ci_high"], (industry, ratio)
     assert model["converged"] and 0.8 < model["dispersion"] < 1.2
+    assert abs(model["reference_rate_at_age_0"] / (0.05 * INDUSTRIES["Hospitality"]) - 1) < 0.1
 
 
 def test_no_errors_is_no_model():
@@ -71,10 +72,9 @@ def _result(rows: pd.DataFrame) -> dict:
 def test_the_answer_says_which_way_age_goes_and_which_industries_stand_out():
     text = analysis.answer(_result(planted_rows(seed=2, per_year=1.3)))
     assert text.startswith("From ") and "Older hardware fails more often" in text
-    assert "against Hospitality" in text
-    assert "Live Events 1.3" in text and "Retail 0.6" in text
+    assert "Live Events has 1.3" in text and "Retail has 0.6" in text and "times Hospitality's error rate" in text
     # Highest rate first.
-    assert text.index("Live Events 1.3") < text.index("Retail 0.6")
+    assert text.index("Live Events has") < text.index("Retail has")
     assert "too few" not in text
 
 
