@@ -200,6 +200,7 @@ def write_dataset(
     bad_alert_rate: float = 0.05,
     effect: ErrorEffect | None = None,
     effect_free_days: int = 0,
+    effect_free_probability: float | None = None,
     overwrite: bool = False,
 ) -> Dataset:
     """Write a raw-zone folder into `out_dir` and return what the pipeline should make of it.
@@ -214,7 +215,8 @@ def write_dataset(
     a customer missing from the snapshot; `offset_rate` of timestamps carry a UTC offset other than
     Z; `late_arrival_rate` of rows belong to the previous UTC day. Sales come to about
     devices * (1 - never_sold_rate) * (1 + resale_rate). With `effect`, errors follow it instead of
-    `error_rate` (see `ErrorEffect`), and the last `effect_free_days` days have no effect.
+    `error_rate` (see `ErrorEffect`), and the last `effect_free_days` days have no effect: every event
+    is an error with probability `effect_free_probability` (default: the effect's base).
     """
     out = Path(out_dir)
     _check_arguments(locals())
@@ -245,7 +247,8 @@ def write_dataset(
         elif index < days - effect_free_days:
             probability = lambda found: effect.probability(found, industry_names)  # noqa: E731
         else:
-            probability = lambda found: np.full(len(found["known"]), effect.base)  # noqa: E731
+            flat = effect.base if effect_free_probability is None else effect_free_probability
+            probability = lambda found: np.full(len(found["known"]), flat)  # noqa: E731
         outcome = _write_log_day(
             out, day_rng, first_day + index, rows_per_day, devices, lookup,
             error_probability=probability, bad_row_rate=bad_row_rate, duplicate_rate=duplicate_rate,
@@ -297,6 +300,8 @@ def _check_arguments(args: dict) -> None:
         problems.extend(args["effect"].check())
     if not 0 <= args["effect_free_days"] <= args["days"] or (args["effect_free_days"] and args["effect"] is None):
         problems.append("effect_free_days must be between 0 and days, and needs an effect")
+    if args["effect_free_probability"] is not None and not 0 < args["effect_free_probability"] <= 1:
+        problems.append("effect_free_probability must be above 0 and at most 1")
     if args["alerts_per_day"] < 0:
         problems.append(f"alerts_per_day must be >= 0 (got {args['alerts_per_day']!r})")
     if problems:
@@ -765,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--effect-industry", action="append", default=[], metavar="NAME=FACTOR",
                         help="an industry of the effect and its factor (repeat for each)")
     parser.add_argument("--effect-free-days", type=int, default=0, help="last days without any effect")
+    parser.add_argument("--effect-free-probability", type=float,
+                        help="error probability of every event on those days (default: --effect-base)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the raw-zone folders of an earlier run in --out")
     parser.add_argument("--summary", type=Path, help="also write the JSON summary to this file")
