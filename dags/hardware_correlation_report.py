@@ -81,7 +81,9 @@ def build_report(run_id=None) -> dict:
                     s3.load_file(str(Path(folder) / name), f"{prefix}/{name}", bucket, replace=True)
     finally:
         connection.close()
-    log.info("report of %s to %s: s3://%s/%s/report.html", summary["first_day"], summary["last_day"], bucket, run_folder)
+    log.info(
+        "report of %s to %s: s3://%s/%s/report.html", summary["first_day"], summary["last_day"], bucket, run_folder
+    )
     log.info("latest report: s3://%s/%s/report.html", bucket, latest)
     log.info("answer: %s", summary["answer"])
     return {"report": f"s3://{bucket}/{run_folder}/", "latest": f"s3://{bucket}/{latest}/"}

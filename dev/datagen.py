@@ -31,6 +31,7 @@ import shutil
 import sys
 import uuid
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -133,7 +134,8 @@ class ErrorEffect:
         if self.base <= 0 or self.per_year <= 0 or any(f <= 0 for f in self.industries.values()):
             problems.append("effect base, per_year and industry factors must be positive")
         # The probability at the oldest age the generator sells (four years before the window).
-        highest = self.base * max(self.industries.values(), default=1.0) * max(self.per_year, 1.0) ** (4 * 365 / 365.25 + 1)
+        oldest_years = 4 * 365 / 365.25 + 1
+        highest = self.base * max(self.industries.values(), default=1.0) * max(self.per_year, 1.0) ** oldest_years
         if highest > 1.0:
             problems.append(f"effect probabilities reach {highest:.2f}; they must stay at most 1")
         return problems
@@ -243,12 +245,12 @@ def write_dataset(
     for index in range(days):
         day_rng = np.random.default_rng([seed, 1, index])
         if effect is None:
-            probability = lambda found: _error_probability(found, error_rate)  # noqa: E731
+            probability = partial(_error_probability, error_rate=error_rate)
         elif index < days - effect_free_days:
-            probability = lambda found: effect.probability(found, industry_names)  # noqa: E731
+            probability = partial(effect.probability, industry_names=industry_names)
         else:
             flat = effect.base if effect_free_probability is None else effect_free_probability
-            probability = lambda found: np.full(len(found["known"]), flat)  # noqa: E731
+            probability = partial(_flat_probability, probability=flat)
         outcome = _write_log_day(
             out, day_rng, first_day + index, rows_per_day, devices, lookup,
             error_probability=probability, bad_row_rate=bad_row_rate, duplicate_rate=duplicate_rate,
@@ -467,6 +469,10 @@ class _SaleLookup:
         industry = np.where(known, self._industry[np.minimum(customer, self._customers - 1)], -1)
         age_days = np.where(has_sale, day - self._day[safe], -1)
         return {"has_sale": has_sale, "known": known, "industry": industry, "age_days": age_days}
+
+
+def _flat_probability(found: dict[str, np.ndarray], probability: float) -> np.ndarray:
+    return np.full(len(found["known"]), probability)
 
 
 def _error_probability(found: dict[str, np.ndarray], error_rate: float) -> np.ndarray:
@@ -765,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
         ("event-type-noise-rate", 0.02), ("late-arrival-rate", 0.001), ("bad-alert-rate", 0.05),
     ):
         parser.add_argument(f"--{name}", type=float, default=default)
-    parser.add_argument("--effect-base", type=float, help="plant an effect: error probability at age 0 in the reference")
+    parser.add_argument("--effect-base", type=float,
+                        help="plant an effect: error probability at age 0 where the industry factor is 1")
     parser.add_argument("--effect-per-year", type=float, default=1.0, help="the effect's rate ratio per year of age")
     parser.add_argument("--effect-industry", action="append", default=[], metavar="NAME=FACTOR",
                         help="an industry of the effect and its factor (repeat for each)")

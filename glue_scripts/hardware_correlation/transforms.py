@@ -420,7 +420,9 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
 
 EVENT_COLUMNS = ("device_id", "events", "errors", "error_owner")
 _OWNER_FIELDS = ("sale_id", "customer_id", "industry", "sale_date")
-_OWNER_TYPES = {"timestamp": "timestamp", "sale_id": "string", "customer_id": "string", "industry": "string", "sale_date": "date"}
+_OWNER_TYPES = {
+    "timestamp": "timestamp", "sale_id": "string", "customer_id": "string", "industry": "string", "sale_date": "date"
+}
 
 
 def counted_events(per_device: DataFrame) -> DataFrame:
@@ -428,7 +430,9 @@ def counted_events(per_device: DataFrame) -> DataFrame:
     non-errors, well-formed and never duplicates, so each is an event and none is an error."""
     typed = F.struct(*(F.lit(None).cast(_OWNER_TYPES[name]).alias(name) for name in ("timestamp", *_OWNER_FIELDS)))
     no_owner = F.when(F.lit(False), typed)
-    return per_device.select("device_id", "events", F.lit(0).cast("long").alias("errors"), no_owner.alias("error_owner"))
+    return per_device.select(
+        "device_id", "events", F.lit(0).cast("long").alias("errors"), no_owner.alias("error_owner")
+    )
 
 
 

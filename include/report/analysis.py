@@ -206,7 +206,10 @@ def _precise(effect: dict) -> bool:
 def answer(result: dict) -> str:
     """The answer in one paragraph: which way age goes and how strongly, which industries stand out,
     how sure we are. It claims only what the 95% intervals support."""
-    span = f"{result['errors']:,} errors over {result['device_days']:,} device-days from {result['first_day']} to {result['last_day']}"
+    span = (
+        f"{result['errors']:,} errors over {result['device_days']:,} device-days"
+        f" from {result['first_day']} to {result['last_day']}"
+    )
     model = result["model"]
     if "error" in model:
         return f"The data are too few to conclude anything: {span}, and {model['error']}."
@@ -251,7 +254,10 @@ def answer(result: dict) -> str:
             + (f"; {', '.join(quiet)} cannot be told apart from {reference}." if quiet else ".")
         )
     elif all(_precise(effect) for effect in ratios.values()):
-        industry_text = f"No industry stands out: every industry's error rate is within the 95% interval of {reference}'s."
+        industry_text = (
+            f"No industry stands out: every industry's rate against {reference}'s has a narrow 95% interval"
+            " that holds 1."
+        )
     else:
         industry_text = "The data are too few to tell whether industries differ."
 
@@ -259,7 +265,10 @@ def answer(result: dict) -> str:
         ratios and all(_precise(effect) for effect in ratios.values())
     )
     if not conclusive:
-        opening = f"The data are too few to conclude: {span}, and every interval below is wide enough to hold no effect at all."
+        opening = (
+            f"The data are too few to conclude: {span}, and every interval below is wide enough to hold"
+            " no effect at all."
+        )
     else:
         opening = f"From {span}, age for age and industry for industry (a Poisson model of errors per device-day):"
     rho = result["spearman_age_vs_errors"]["rho"]

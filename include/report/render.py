@@ -40,7 +40,8 @@ def heatmap(summary: dict, path: Path) -> None:
     )
     figure, axes = plt.subplots(figsize=(9, 0.55 * len(industries) + 2.2))
     image = axes.imshow(np.ma.masked_invalid(rates), cmap="viridis", aspect="auto")
-    axes.set_xticks(range(len(AGE_BUCKETS)), [f"{name}\n{bucket}" for name, bucket in zip(AGE_BUCKET_NAMES, AGE_BUCKETS)])
+    labels = [f"{name}\n{bucket}" for name, bucket in zip(AGE_BUCKET_NAMES, AGE_BUCKETS, strict=True)]
+    axes.set_xticks(range(len(AGE_BUCKETS)), labels)
     axes.set_yticks(range(len(industries)), industries)
     axes.set_xlabel("age of the hardware on the day (days since sale)")
     axes.set_title("Errors per device-day by industry and age")
@@ -128,7 +129,7 @@ def write_html(summary: dict, folder: Path, binned: pd.DataFrame) -> Path:
     environment.filters["number"] = _number
     page = environment.get_template(TEMPLATE.name).render(
         summary=summary,
-        buckets=list(zip(AGE_BUCKETS, AGE_BUCKET_NAMES)),
+        buckets=list(zip(AGE_BUCKETS, AGE_BUCKET_NAMES, strict=True)),
         heatmap=_png(folder / HEATMAP),
         rate_by_age=_png(folder / RATE_BY_AGE),
         binned=binned.to_dict("records"),

@@ -188,7 +188,7 @@ def test_the_report_opens_in_a_browser_by_itself(reports, tmp_path):
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", html)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, capture_output=True, timeout=900)
+        subprocess.run(["/usr/bin/apt-get", "install", "-y", "chromium"], check=True, capture_output=True, timeout=900)
         chromium = shutil.which("chromium")
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
