@@ -7,6 +7,7 @@ as they landed in S3 and the rules of the contract (section 3).
 from __future__ import annotations
 
 import subprocess
+import sys
 from datetime import date
 
 import psycopg2
@@ -92,3 +93,25 @@ def test_a_day_without_logs_fails_at_its_sensor(sample_days_ran, env):
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM hardware_error_analysis WHERE log_date = '2025-09-15'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_the_sample_days_exposure_holds_their_errors_and_their_report_says_too_few(sample_days_ran, env):
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.log_date::text, a.loaded, COALESCE(SUM(d.errors), 0), COUNT(d.device_id)"
+            " FROM pipeline_run_audit a LEFT JOIN device_day_activity d USING (log_date)"
+            " WHERE a.log_date = ANY(%s::date[]) GROUP BY 1, 2 ORDER BY 1",
+            (list(DAYS),),
+        )
+        days = cursor.fetchall()
+    assert [day for day, *_ in days] == list(DAYS)
+    assert all(errors == loaded and device_days > 0 for _, loaded, errors, device_days in days), days
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dev.commands", "report", DAYS[0], DAYS[-1]],
+        cwd=commands.REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    # A dozen errors: the answer says plainly that they cannot settle the question.
+    assert "The data are too few to conclude" in result.stdout
+    assert f"Report: {commands.REPORTS / 'latest' / 'report.html'}" in result.stdout
