@@ -71,7 +71,7 @@ GLUE_TIMEOUT_MINUTES = SETTINGS.number("GLUE_JOB_TIMEOUT_MINUTES")
 
 CRAWLER_CONFIG = {
     "Name": SETTINGS.CRAWLER_NAME,
-    "Role": SETTINGS.GLUE_ROLE_NAME,
+    "Role": SETTINGS.CRAWLER_ROLE_NAME,
     "DatabaseName": SETTINGS.GLUE_DATABASE,
     "Targets": {
         "S3Targets": [{"Path": f"{RAW}/{folder}/"} for folder in ("customers", "sales", "hardware_logs", "alerts")]
@@ -151,14 +151,14 @@ def _glue_job_kwargs(extra_py_files, connections: list[str] | None = None) -> di
     return kwargs
 
 
-def _glue_job(task_id: str, job_name: str, script_location, extra_py_files, script_args: dict, **kwargs):
+def _glue_job(task_id: str, job_name: str, role: str, script_location, extra_py_files, script_args: dict, **kwargs):
     # A run that failed on its input (a drifted header) fails the task at once: a retry cannot help.
     return FailFastGlueJobOperator(
         task_id=task_id,
         job_name=job_name,
         script_location=script_location,
         script_args={"--log_date": "{{ data_interval_start | ds }}", **script_args},
-        iam_role_name=SETTINGS.GLUE_ROLE_NAME,
+        iam_role_name=role,
         s3_bucket=SETTINGS.ARTIFACTS_BUCKET,
         update_config=True,
         concurrent_run_limit=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
@@ -297,6 +297,7 @@ def hardware_correlation():
     etl = _glue_job(
         "run_etl_job",
         SETTINGS.ETL_JOB_NAME,
+        SETTINGS.ETL_ROLE_NAME,
         deployed["etl_script"],
         deployed["extra_py_files"],
         ETL_ARGS,
@@ -305,6 +306,7 @@ def hardware_correlation():
     load = _glue_job(
         "run_load_job",
         SETTINGS.LOAD_JOB_NAME,
+        SETTINGS.LOAD_ROLE_NAME,
         deployed["load_script"],
         deployed["extra_py_files"],
         LOAD_ARGS,

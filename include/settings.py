@@ -25,7 +25,10 @@ class Settings:
     # Glue jobs.
     ETL_JOB_NAME: str = "hardware-correlation-etl"
     LOAD_JOB_NAME: str = "hardware-correlation-load"
-    GLUE_ROLE_NAME: str = "hardware-correlation-glue"
+    # IAM roles Glue runs as, one per principal (infrastructure/template.yaml grants each its own).
+    CRAWLER_ROLE_NAME: str = "hardware-correlation-crawler"
+    ETL_ROLE_NAME: str = "hardware-correlation-etl"
+    LOAD_ROLE_NAME: str = "hardware-correlation-load"
     GLUE_VERSION: str = "5.0"
     GLUE_WORKER_TYPE: str = "G.1X"
     GLUE_NUMBER_OF_WORKERS: str = "2"

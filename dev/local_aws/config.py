@@ -17,9 +17,15 @@ SPARK_CONF_DIR = LOCAL / "spark-conf"
 # One working directory per job run: the script, its --extra-py-files and the child's pid file.
 GLUE_RUNS = LOCAL / "glue-runs"
 LOCK_FILE = LOCAL / "stack.lock"
+# One JSON line per AWS call made with a role's credentials: who, which action, on what (`calls`).
+CALL_LOG = LOGS / "aws-calls.jsonl"
+# The CloudFormation template the stack deploys, and the folder `aws cloudformation package` reads.
+TEMPLATE = ROOT / "infrastructure" / "template.yaml"
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"
+# moto's default account: every resource of the stack lives in it.
+ACCOUNT_ID = "123456789012"
 # moto accepts any credentials; these make no secret of being dummies.
 ACCESS_KEY_ID = "local-stack-access-key"
 SECRET_ACCESS_KEY = "local-stack-secret-key"
@@ -34,6 +40,7 @@ def code_fingerprint() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    # The template too: a changed template is deployed to a fresh server.
+    for path in [*sorted(Path(__file__).parent.glob("*.py")), TEMPLATE]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

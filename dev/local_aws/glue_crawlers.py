@@ -31,7 +31,7 @@ from typing import Any
 from moto.glue.exceptions import CrawlerNotRunningException, CrawlerRunningException, GlueClientError
 from moto.glue.models import FakeCrawl, FakeCrawler
 
-from dev.local_aws.loopback import Loopback, LogWriter
+from dev.local_aws.loopback import Loopback, LogWriter, RoleNotAssumable
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,8 @@ def _run_crawl(loopback: Loopback, crawler: FakeCrawler, crawl: LocalCrawl) -> N
     region = crawler.backend.region_name
     writer: LogWriter | None = None
     try:
+        # Glue crawls, writes the catalog and logs with a session of the crawler's role.
+        loopback = loopback.as_role(crawler.role or "", region)
         writer = LogWriter(loopback.client("logs", region), LOG_GROUP, crawler.name)
         writer.write(f"[{crawl.crawl_id}] BENCHMARK : Running Start Crawl for Crawler {crawler.name}")
         injected = CONTROLS.take_failure(crawler.name)
@@ -248,7 +250,7 @@ def _run_crawl(loopback: Loopback, crawler: FakeCrawler, crawl: LocalCrawl) -> N
         crawl.outcome = "CANCELLED" if crawl.cancel_requested else "SUCCEEDED"
     except CrawlCancelled:
         crawl.outcome = "CANCELLED"
-    except CrawlError as exc:
+    except (CrawlError, RoleNotAssumable) as exc:
         crawl.outcome = "FAILED"
         crawl.error_message = str(exc)
     except Exception as exc:  # the crawler must come back to READY whatever happens

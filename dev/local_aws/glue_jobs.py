@@ -31,7 +31,7 @@ from moto.glue.exceptions import ConcurrentRunsExceededException, JobRunNotFound
 from moto.glue.models import FakeJob, FakeJobRun
 
 from dev.local_aws import config
-from dev.local_aws.loopback import Loopback, LogWriter
+from dev.local_aws.loopback import Loopback, LogWriter, RoleNotAssumable
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,13 @@ class LocalJobRun(FakeJobRun):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _run(self) -> None:
-        logs = self._runner.loopback.client("logs", self.region)
+        # Glue runs the job, fetches its script and writes its logs with a session of the job's role.
+        try:
+            self._role = self._runner.loopback.as_role(self._job.role or "", self.region)
+        except RoleNotAssumable as exc:
+            self._finish("FAILED", str(exc))
+            return
+        logs = self._role.client("logs", self.region)
         output = LogWriter(logs, f"{LOG_GROUP}/output", self.job_run_id)
         errors = LogWriter(logs, f"{LOG_GROUP}/error", self.job_run_id)
 
@@ -400,7 +406,7 @@ class LocalJobRun(FakeJobRun):
         if not match:
             raise MissingObject(f"{what} {uri!r} is not an s3:// URI of an object.")
         bucket, key = match.groups()
-        s3 = self._runner.loopback.client("s3", self.region)
+        s3 = self._role.client("s3", self.region)
         directory.mkdir(parents=True, exist_ok=True)
         # Keep the object's file name: Python imports a shipped .py file by it.
         target = directory / Path(key).name
@@ -413,7 +419,30 @@ class LocalJobRun(FakeJobRun):
             raise
         return target
 
+    def _spark_conf_dir(self, credentials: dict[str, str]) -> Path:
+        """The server's Spark configuration with S3A signing as the role's session, for this run."""
+        directory = self.workdir / "spark-conf"
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copy(config.SPARK_CONF_DIR / "log4j2.properties", directory / "log4j2.properties")
+        keys = {
+            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
+            "spark.hadoop.fs.s3a.access.key": credentials["aws_access_key_id"],
+            "spark.hadoop.fs.s3a.secret.key": credentials["aws_secret_access_key"],
+            "spark.hadoop.fs.s3a.session.token": credentials["aws_session_token"],
+        }
+        lines = [
+            line
+            for line in (config.SPARK_CONF_DIR / "spark-defaults.conf").read_text().splitlines()
+            if line.split(maxsplit=1)[:1] not in ([key] for key in keys)
+        ]
+        lines += [f"{key} {value}" for key, value in keys.items()]
+        target = directory / "spark-defaults.conf"
+        target.touch(mode=0o600)
+        target.write_text("\n".join(lines) + "\n")
+        return directory
+
     def _child_env(self, py_files: list[Path]) -> dict[str, str]:
+        credentials = self._role.credentials
         # Built from scratch so that nothing of the caller's environment (Airflow settings, the
         # repository on PYTHONPATH) leaks into the script: it sees what a Glue worker would.
         inherited = ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER")
@@ -421,15 +450,16 @@ class LocalJobRun(FakeJobRun):
         env.update(
             {
                 "AWS_ENDPOINT_URL": self._runner.endpoint_url,
-                "AWS_ACCESS_KEY_ID": config.ACCESS_KEY_ID,
-                "AWS_SECRET_ACCESS_KEY": config.SECRET_ACCESS_KEY,
+                "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
+                "AWS_SESSION_TOKEN": credentials["aws_session_token"],
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
                 "TZ": "UTC",
                 "PYTHONUNBUFFERED": "1",
                 "SPARK_LOCAL_IP": config.HOST,
                 "SPARK_HOME": str(_PYSPARK_HOME),
-                "SPARK_CONF_DIR": str(config.SPARK_CONF_DIR),
+                "SPARK_CONF_DIR": str(self._spark_conf_dir(credentials)),
                 "PYSPARK_PYTHON": sys.executable,
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
             }

@@ -162,10 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import make_server
 
     from dev.local_aws import glue_api
+    from dev.local_aws.calls import Recorder
     from dev.local_aws.glue_jobs import JobRunner
     from dev.local_aws.loopback import Loopback
 
-    app = ControlApp(DomainDispatcherApplication(create_backend_app), None)
+    from dev.local_aws import calls, cloudformation
+
+    app = ControlApp(Recorder(DomainDispatcherApplication(create_backend_app), calls.role_of_key), None)
     try:
         server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     except OSError:
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     runner = JobRunner(endpoint_url, Loopback(endpoint_url))
     app.runner = runner
     glue_api.install(runner, runner.loopback)
+    cloudformation.install(runner.loopback)
     write_spark_conf(endpoint_url)
     config.GLUE_RUNS.mkdir(parents=True, exist_ok=True)
 

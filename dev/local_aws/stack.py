@@ -180,10 +180,6 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.dsn("airflow").replace(
             "postgresql://", "postgresql+psycopg2://", 1
         ),
-        # Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as on a developer's machine.
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-            {"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": config.REGION}}
-        ),
         "AIRFLOW_CONN_WAREHOUSE": warehouse_dsn,
         "PYTHONPATH": str(config.ROOT),
         "SPARK_LOCAL_IP": config.HOST,
@@ -221,11 +217,115 @@ def read_env_file(path: Path = config.ENV_FILE) -> dict[str, str]:
 
 # -- provisioning -----------------------------------------------------------------------------
 
+STACK_NAME = "hardware-correlation"
+# The bucket `aws cloudformation package` uploads the Lambda code to (its --s3-bucket).
+PACKAGE_BUCKET = "hardware-correlation-cloudformation"
+CONNECTIONS_PREFIX = "hardware-correlation/connections"
+# Stands in for Airflow's execution role (MWAA's, or Astro's workload identity): the template's
+# Airflow policy is attached to it, and Airflow's aws_default connection signs with its session.
+AIRFLOW_ROLE_NAME = "hardware-correlation-airflow"
 
-def provision(env: dict[str, str]) -> None:
-    """Create, or bring up to date, what a real AWS account would hold for the pipeline."""
+
+def template_parameters(settings: Any, network: dict[str, Any]) -> dict[str, str]:
+    """The template's parameters from the pipeline's settings and the account's network."""
+    return {
+        "RawBucketName": settings.RAW_BUCKET,
+        "ProcessedBucketName": settings.PROCESSED_BUCKET,
+        "ArtifactsBucketName": settings.ARTIFACTS_BUCKET,
+        "GlueDatabaseName": settings.GLUE_DATABASE,
+        "CrawlerName": settings.CRAWLER_NAME,
+        "EtlJobName": settings.ETL_JOB_NAME,
+        "LoadJobName": settings.LOAD_JOB_NAME,
+        "CrawlerRoleName": settings.CRAWLER_ROLE_NAME,
+        "EtlRoleName": settings.ETL_ROLE_NAME,
+        "LoadRoleName": settings.LOAD_ROLE_NAME,
+        "WarehouseConnectionName": settings.GLUE_WAREHOUSE_CONNECTION,
+        "ConnectionsSecretPrefix": CONNECTIONS_PREFIX,
+        **network,
+    }
+
+
+def package_template(s3: Any, bucket: str, template_path: Path = config.TEMPLATE) -> dict[str, Any]:
+    """What `aws cloudformation package` does to the template: each AWS::Lambda::Function whose Code
+    is a folder gets that folder zipped to S3, and its Code becomes {S3Bucket, S3Key}."""
+    import hashlib
+    import io
+    import zipfile
+
+    from cfnlint.decode import decode
+
+    template, errors = decode(str(template_path))
+    if errors or template is None:
+        raise StackError(f"{template_path} does not parse: {errors}")
+    template = json.loads(json.dumps(template, default=str))  # cfn-lint's node types to plain ones
+    for resource in template["Resources"].values():
+        code = resource.get("Properties", {}).get("Code")
+        if resource["Type"] != "AWS::Lambda::Function" or not isinstance(code, str):
+            continue
+        folder = template_path.parent / code
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), (1980, 1, 1, 0, 0, 0))
+                    archive.writestr(info, path.read_bytes())
+        body = buffer.getvalue()
+        key = hashlib.md5(body).hexdigest()  # the key `package` uses, so an unchanged folder is not re-sent
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        resource["Properties"]["Code"] = {"S3Bucket": bucket, "S3Key": key}
+    return template
+
+
+def _local_network(ec2: Any) -> dict[str, str]:
+    """The template's network parameters from moto's default VPC (two subnets in different zones)."""
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = sorted(
+        ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"],
+        key=lambda subnet: subnet["AvailabilityZone"],
+    )[:2]
+    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+    return {
+        "VpcId": vpc,
+        "PrivateSubnetIds": ",".join(subnet["SubnetId"] for subnet in subnets),
+        "GlueSubnetAvailabilityZone": subnets[0]["AvailabilityZone"],
+        "PrivateRouteTableIds": ",".join(table["RouteTableId"] for table in tables),
+    }
+
+
+def deploy_template(session: Any, endpoint_url: str, settings: Any) -> dict[str, str]:
+    """Deploy infrastructure/template.yaml through CloudFormation unless deployed; its outputs."""
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint_url)
+
+    cloudformation = client("cloudformation")
+    try:
+        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+    except cloudformation.exceptions.ClientError:
+        stack = None
+    if stack is None:
+        s3 = client("s3")
+        if PACKAGE_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=PACKAGE_BUCKET)
+        template = package_template(s3, PACKAGE_BUCKET)
+        parameters = template_parameters(settings, _local_network(client("ec2")))
+        cloudformation.create_stack(
+            StackName=STACK_NAME,
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
+            Capabilities=["CAPABILITY_NAMED_IAM"],
+        )
+        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+    if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise StackError(f"CloudFormation stack {STACK_NAME} is {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def provision(env: dict[str, str]) -> dict[str, str]:
+    """Deploy the template, serve its RDS warehouse by the local PostgreSQL, and give Airflow the
+    session of a role with the template's Airflow policy. Returns the environment entries it sets."""
     import boto3
-    from botocore.exceptions import ClientError
+    from urllib.parse import urlsplit
 
     settings = load_settings()
     session = boto3.session.Session(
@@ -237,83 +337,108 @@ def provision(env: dict[str, str]) -> None:
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
 
-    s3 = client("s3")
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"], env["ARTIFACTS_BUCKET"]):
-        if bucket not in existing:
-            s3.create_bucket(Bucket=bucket)
+    outputs = deploy_template(session, env["AWS_ENDPOINT_URL"], settings)
 
-    iam = client("iam")
-    try:
-        iam.get_role(RoleName=settings.GLUE_ROLE_NAME)
-    except ClientError:
-        iam.create_role(
-            RoleName=settings.GLUE_ROLE_NAME,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
-        )
-        iam.put_role_policy(
-            RoleName=settings.GLUE_ROLE_NAME,
-            PolicyName="pipeline",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": ["s3:*", "glue:*", "logs:*", "secretsmanager:GetSecretValue"],
-                            "Resource": "*",
-                        }
-                    ],
-                }
-            ),
-        )
-
-    from urllib.parse import urlsplit
-
+    # RDS is the one resource served differently: the template's instance exists in moto (endpoint
+    # <id>.<random>.<region>.rds.amazonaws.com) but nothing listens there. The warehouse secret and the
+    # Glue Connection are pointed at the local PostgreSQL instead; engine, dbname and SECRET_ID stay.
     dsn = urlsplit(env["WAREHOUSE_DSN"])
-    secret_name = warehouse_secret_name(settings)
-    secret = json.dumps({"username": dsn.username or "", "password": dsn.password or ""})
     secrets = client("secretsmanager")
-    try:
-        current = secrets.get_secret_value(SecretId=secret_name)["SecretString"]
-        if current != secret:
-            secrets.put_secret_value(SecretId=secret_name, SecretString=secret)
-    except secrets.exceptions.ResourceNotFoundException:
-        secrets.create_secret(Name=secret_name, SecretString=secret)
-
+    secret_arn = outputs["WarehouseSecretArn"]
+    current = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
+    local = {
+        **current,
+        "host": dsn.hostname or "",
+        "port": dsn.port or 5432,
+        "dbname": dsn.path.lstrip("/"),
+        "username": dsn.username or "",
+        "password": dsn.password or "",
+    }
+    if local != current:
+        secrets.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(local))
     glue = client("glue")
-    try:
-        glue.get_database(Name=settings.GLUE_DATABASE)
-    except glue.exceptions.EntityNotFoundException:
-        glue.create_database(DatabaseInput={"Name": settings.GLUE_DATABASE})
-    connection_input = {
-        "Name": settings.GLUE_WAREHOUSE_CONNECTION,
-        "Description": "The warehouse (PostgreSQL); credentials in Secrets Manager",
-        "ConnectionType": "JDBC",
-        "ConnectionProperties": {
-            "JDBC_CONNECTION_URL": f"jdbc:postgresql://{dsn.hostname}:{dsn.port or 5432}{dsn.path}",
-            "SECRET_ID": secret_name,
+    connection = glue.get_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION)["Connection"]
+    url = f"jdbc:postgresql://{dsn.hostname}:{dsn.port or 5432}{dsn.path}"
+    if connection["ConnectionProperties"].get("JDBC_CONNECTION_URL") != url:
+        connection_input = {
+            key: connection[key]
+            for key in ("Name", "Description", "ConnectionType", "ConnectionProperties", "PhysicalConnectionRequirements")
+            if key in connection
+        }
+        # moto's GetConnection leaves ConnectionType out; the template's is JDBC.
+        connection_input.setdefault("ConnectionType", "JDBC")
+        connection_input["ConnectionProperties"] = {**connection["ConnectionProperties"], "JDBC_CONNECTION_URL": url}
+        glue.update_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION, ConnectionInput=connection_input)
+
+    credentials = _reusable_airflow_credentials(env) or airflow_credentials(
+        client("iam"), client("sts"), outputs["AirflowPolicyArn"]
+    )
+    aws_default = {
+        "conn_type": "aws",
+        "login": credentials["AccessKeyId"],
+        "password": credentials["SecretAccessKey"],
+        "extra": {
+            "aws_session_token": credentials["SessionToken"],
+            "endpoint_url": env["AWS_ENDPOINT_URL"],
+            "region_name": env["AWS_DEFAULT_REGION"],
         },
     }
+    return {
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_default),
+        "WAREHOUSE_SECRET_ARN": secret_arn,
+        "AIRFLOW_ROLE_ARN": credentials["RoleArn"],
+    }
+
+
+def _reusable_airflow_credentials(env: dict[str, str]) -> dict[str, str] | None:
+    """The Airflow session of the last `up`, while the server still knows it: running Airflow
+    processes and open shells keep working, and a second `up` writes the same environment."""
+    import boto3
+
     try:
-        current = glue.get_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION)["Connection"]
-        if current.get("ConnectionProperties") != connection_input["ConnectionProperties"]:
-            glue.update_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION, ConnectionInput=connection_input)
-    except glue.exceptions.EntityNotFoundException:
-        glue.create_connection(ConnectionInput=connection_input)
+        connection = json.loads(read_env_file().get("AIRFLOW_CONN_AWS_DEFAULT", "{}"))
+        credentials = {
+            "AccessKeyId": connection["login"],
+            "SecretAccessKey": connection["password"],
+            "SessionToken": connection["extra"]["aws_session_token"],
+        }
+        identity = boto3.client(
+            "sts",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        ).get_caller_identity()
+    except Exception:
+        return None
+    if f":assumed-role/{AIRFLOW_ROLE_NAME}/" not in identity["Arn"]:
+        return None
+    return {**credentials, "RoleArn": f"arn:aws:iam::{config.ACCOUNT_ID}:role/{AIRFLOW_ROLE_NAME}"}
 
 
-def warehouse_secret_name(settings: Any = None) -> str:
-    """Name of the Secrets Manager secret holding the warehouse's {"username", "password"}."""
-    settings = settings or load_settings()
-    return f"{settings.GLUE_WAREHOUSE_CONNECTION}-credentials"
+def airflow_credentials(iam: Any, sts: Any, policy_arn: str) -> dict[str, str]:
+    """A session of the local Airflow role, which has the template's Airflow policy and nothing else."""
+    from botocore.exceptions import ClientError
+
+    try:
+        role = iam.get_role(RoleName=AIRFLOW_ROLE_NAME)["Role"]
+    except ClientError:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{config.ACCOUNT_ID}:root"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        role = iam.create_role(RoleName=AIRFLOW_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    attached = iam.list_attached_role_policies(RoleName=AIRFLOW_ROLE_NAME)["AttachedPolicies"]
+    if [policy["PolicyArn"] for policy in attached] != [policy_arn]:
+        for policy in attached:
+            iam.detach_role_policy(RoleName=AIRFLOW_ROLE_NAME, PolicyArn=policy["PolicyArn"])
+        iam.attach_role_policy(RoleName=AIRFLOW_ROLE_NAME, PolicyArn=policy_arn)
+    # moto does not expire sessions; a restarted server forgets them, and `up` makes a new one.
+    credentials = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="airflow", DurationSeconds=43200)["Credentials"]
+    return {**credentials, "RoleArn": role["Arn"]}
 
 
 # -- Airflow's metadata database --------------------------------------------------------------
@@ -406,7 +531,9 @@ def ensure_up(say: Any = _quiet) -> dict[str, str]:
             raise RuntimeError("the local AWS server did not report its endpoint")
         env = build_env(endpoint, cluster, _warehouse_dsn(cluster))
         try:
-            provision(env)
+            env.update(provision(env))
+        except StackError:
+            raise
         except Exception as exc:
             raise StackError(f"provisioning the stack failed: {_first_line(exc)}") from None
         write_env_file({**env, **_airflow_ui_entries()})
