@@ -36,7 +36,7 @@ _GLUE_TABLE_ACTIONS = {
 _GLUE_JOB_ACTIONS = {
     "GetJob", "CreateJob", "UpdateJob", "DeleteJob", "StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun",
 }
-_GLUE_CRAWLER_ACTIONS = {"GetCrawler", "CreateCrawler", "UpdateCrawler", "StartCrawler", "StopCrawler", "DeleteCrawler"}
+_GLUE_CRAWLER_ACTIONS = {"GetCrawler", "UpdateCrawler", "StartCrawler", "StopCrawler", "DeleteCrawler"}
 
 
 class Recorder:
@@ -166,7 +166,11 @@ def api_calls(service: str, environ: dict[str, Any], body: bytes) -> list[dict[s
 def _glue(action: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     glue = f"arn:aws:glue:{ARN}"
     calls = []
-    if action in _GLUE_JOB_ACTIONS:
+    if action == "CreateCrawler":
+        # No resource-level permissions in IAM: a policy must allow it on "*".
+        calls.append(_call("glue:CreateCrawler", ["*"]))
+        role = params.get("Role")
+    elif action in _GLUE_JOB_ACTIONS:
         name = params.get("JobName") or params.get("Name")
         calls.append(_call(f"glue:{action}", [f"{glue}:job/{name}"]))
         role = params.get("Role") or (params.get("JobUpdate") or {}).get("Role")
@@ -174,8 +178,7 @@ def _glue(action: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         calls.append(_call(f"glue:{action}", [f"{glue}:crawler/{params.get('Name')}"]))
         role = params.get("Role")
     elif action == "GetCrawlerMetrics":
-        names = params.get("CrawlerNameList") or ["*"]
-        return [_call("glue:GetCrawlerMetrics", [f"{glue}:crawler/{name}" for name in names])]
+        return [_call("glue:GetCrawlerMetrics", ["*"])]
     elif action == "GetConnection":
         return [_call("glue:GetConnection", [f"{glue}:catalog", f"{glue}:connection/{params.get('Name')}"])]
     elif action in ("GetDatabase", "CreateDatabase", "UpdateDatabase"):

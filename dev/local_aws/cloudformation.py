@@ -177,12 +177,24 @@ class SecretTargetAttachment(_Registered, CloudFormationModel):
 
 
 class BucketPolicy(_Registered, CloudFormationModel):
+    """The bucket policy, less its TLS-only statements: the stack serves plain HTTP on 127.0.0.1, and
+    moto's S3 applies a bucket policy's Deny without evaluating its condition, so a statement that
+    denies requests without TLS would deny every request."""
+
     TYPE = "AWS::S3::BucketPolicy"
 
     @classmethod
     def create(cls, properties: dict[str, Any], region: str) -> _Registered:
-        _client("s3", region).put_bucket_policy(Bucket=properties["Bucket"], Policy=json.dumps(properties["PolicyDocument"]))
+        document = dict(properties["PolicyDocument"])
+        document["Statement"] = [s for s in document["Statement"] if not _denies_plain_http(s)]
+        if document["Statement"]:
+            _client("s3", region).put_bucket_policy(Bucket=properties["Bucket"], Policy=json.dumps(document))
         return cls(properties["Bucket"])
+
+
+def _denies_plain_http(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition") or {}
+    return statement.get("Effect") == "Deny" and condition == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 class SecurityGroupEgress(_Registered, CloudFormationModel):

@@ -420,15 +420,18 @@ class LocalJobRun(FakeJobRun):
         return target
 
     def _spark_conf_dir(self, credentials: dict[str, str]) -> Path:
-        """The server's Spark configuration with S3A signing as the role's session, for this run."""
+        """The server's Spark configuration with S3A signing as the role's session, for this run.
+
+        Without the session token: the stack knows the caller by its access key alone, and Hadoop
+        3.3.4's TemporaryAWSCredentialsProvider initialises lazily and races when Spark checks several
+        paths at once ("has no credentials"); the simple provider has no such state.
+        """
         directory = self.workdir / "spark-conf"
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copy(config.SPARK_CONF_DIR / "log4j2.properties", directory / "log4j2.properties")
         keys = {
-            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
             "spark.hadoop.fs.s3a.access.key": credentials["aws_access_key_id"],
             "spark.hadoop.fs.s3a.secret.key": credentials["aws_secret_access_key"],
-            "spark.hadoop.fs.s3a.session.token": credentials["aws_session_token"],
         }
         lines = [
             line
