@@ -226,6 +226,37 @@ CONNECTIONS_PREFIX = "hardware-correlation/connections"
 AIRFLOW_ROLE_NAME = "hardware-correlation-airflow"
 
 
+# Airflow's secrets backend as a deployment sets it (README, "Running against real AWS"): connections
+# from Secrets Manager under the template's prefix; no variables or configuration from there. The
+# warehouse secret holds RDS's fields (engine, host, port, username, password, dbname): `dbname` is
+# the connection's schema (the database), the others are words the backend knows.
+SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+SECRETS_BACKEND_KWARGS = {
+    "connections_prefix": CONNECTIONS_PREFIX,
+    "variables_prefix": None,
+    "config_prefix": None,
+    "extra_conn_words": {"schema": ["dbname"]},
+}
+
+
+def deployed_airflow_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` as a deployed Airflow sees it: the warehouse connection served by the secrets backend
+    (no AIRFLOW_CONN_WAREHOUSE), and the Airflow role's session as the ambient credentials, as an
+    MWAA execution role's are."""
+    connection = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
+    deployed = {key: value for key, value in env.items() if key != "AIRFLOW_CONN_WAREHOUSE"}
+    deployed.update(
+        {
+            "AIRFLOW__SECRETS__BACKEND": SECRETS_BACKEND,
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(SECRETS_BACKEND_KWARGS),
+            "AWS_ACCESS_KEY_ID": connection["login"],
+            "AWS_SECRET_ACCESS_KEY": connection["password"],
+            "AWS_SESSION_TOKEN": connection["extra"]["aws_session_token"],
+        }
+    )
+    return deployed
+
+
 def template_parameters(settings: Any, network: dict[str, Any]) -> dict[str, str]:
     """The template's parameters from the pipeline's settings and the account's network."""
     return {

@@ -31,6 +31,14 @@ def s3(aws):
 
 @pytest.fixture(scope="module")
 def glue(aws):
+    # Glue assumes a crawler's or job's role, which must exist; these tests need no permissions.
+    iam = aws("iam")
+    try:
+        iam.get_role(RoleName="glue-role")
+    except iam.exceptions.NoSuchEntityException:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName="glue-role", AssumeRolePolicyDocument=json.dumps(trust))
     return aws("glue")
 
 
@@ -412,6 +420,43 @@ def test_missing_script_location_fails_with_a_clear_message(glue, bucket):
     assert run["ErrorMessage"] == f"ScriptLocation s3://{bucket}/missing.py does not exist in S3."
 
 
+def test_a_role_that_does_not_exist_fails_the_run_and_the_crawl(glue, bucket):
+    job, crawler = _name("norole"), _name("norole")
+    command = {"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/missing.py"}
+    glue.create_job(Name=job, Role="no-such-role", Command=command)
+    run = _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == "Glue could not assume role no-such-role: it does not exist."
+    glue.create_crawler(
+        Name=crawler, Role="no-such-role", DatabaseName="unused", Targets={"S3Targets": [{"Path": f"s3://{bucket}/"}]}
+    )
+    last = _crawl(glue, crawler)["LastCrawl"]
+    assert last["Status"] == "FAILED" and "could not assume role no-such-role" in last["ErrorMessage"]
+
+
+def test_calls_of_a_role_are_recorded_with_action_and_resources(stack, aws, s3, glue, bucket):
+    from dev.local_aws import policy
+
+    offset = policy.call_log_size()
+    arn = aws("iam").get_role(RoleName="glue-role")["Role"]["Arn"]
+    credentials = aws("sts").assume_role(RoleArn=arn, RoleSessionName="test")["Credentials"]
+    as_role = boto3.client(
+        "s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    as_role.put_object(Bucket=bucket, Key="a/b.txt", Body=b"x")
+    as_role.list_objects_v2(Bucket=bucket, Prefix="a/")
+    s3.get_object(Bucket=bucket, Key="a/b.txt")  # the stack's own keys: not recorded
+    calls = [c for c in policy.read_calls(offset=offset) if c["role"] == arn]
+    assert [(c["action"], c["resources"], c["context"]) for c in calls] == [
+        ("s3:PutObject", [f"arn:aws:s3:::{bucket}/a/b.txt"], {}),
+        ("s3:ListBucket", [f"arn:aws:s3:::{bucket}"], {"s3:prefix": "a/"}),
+    ]
+    # glue-role holds no policy: IAM would have refused both.
+    assert len(policy.denied(calls, aws("iam"))) == 2
+
+
 def test_run_past_its_timeout_gives_timeout(stack, s3, glue, bucket):
     # Glue's Timeout is whole minutes; the stack's test control makes this job's minute one second.
     job = _python_job(s3, glue, bucket, "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", Timeout=2)
@@ -511,10 +556,17 @@ def test_second_ensure_up_reuses_the_stack_and_env_file_matches(stack):
     ):
         assert stack[key], key
     connection = json.loads(stack["AIRFLOW_CONN_AWS_DEFAULT"])
-    assert connection == {
-        "conn_type": "aws",
-        "extra": {"endpoint_url": stack["AWS_ENDPOINT_URL"], "region_name": "us-east-1"},
+    assert connection["conn_type"] == "aws"
+    assert {key: connection["extra"][key] for key in ("endpoint_url", "region_name")} == {
+        "endpoint_url": stack["AWS_ENDPOINT_URL"], "region_name": "us-east-1"
     }
+    # Airflow signs as a session of its own role, not with the stack's keys.
+    identity = boto3.client(
+        "sts", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id=connection["login"], aws_secret_access_key=connection["password"],
+        aws_session_token=connection["extra"]["aws_session_token"],
+    ).get_caller_identity()
+    assert f":assumed-role/{local_stack.AIRFLOW_ROLE_NAME}/" in identity["Arn"]
 
 
 def test_provisioning_creates_what_the_pipeline_expects(stack, aws, s3, glue):
@@ -523,7 +575,20 @@ def test_provisioning_creates_what_the_pipeline_expects(stack, aws, s3, glue):
     settings = load_settings()
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert {stack["RAW_BUCKET"], stack["PROCESSED_BUCKET"], stack["ARTIFACTS_BUCKET"]} <= buckets
-    assert aws("iam").get_role(RoleName=settings.GLUE_ROLE_NAME)["Role"]["RoleName"] == settings.GLUE_ROLE_NAME
+    cloudformation = aws("cloudformation")
+    deployed = cloudformation.describe_stacks(StackName=local_stack.STACK_NAME)["Stacks"][0]
+    assert deployed["StackStatus"] == "CREATE_COMPLETE"
+    resources = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cloudformation.list_stack_resources(StackName=local_stack.STACK_NAME)["StackResourceSummaries"]
+    }
+    # The types moto's CloudFormation lacks are deployed too, by the stack's own registrations.
+    assert resources["GlueDatabase"] == settings.GLUE_DATABASE
+    assert resources["WarehouseConnection"] == settings.GLUE_WAREHOUSE_CONNECTION
+    assert resources["WarehouseSecret"].startswith("arn:aws:secretsmanager:")
+    assert aws("apigatewayv2").get_routes(ApiId=resources["AlertsApi"])["Items"][0]["AuthorizationType"] == "AWS_IAM"
+    for role in (settings.CRAWLER_ROLE_NAME, settings.ETL_ROLE_NAME, settings.LOAD_ROLE_NAME):
+        assert aws("iam").list_role_policies(RoleName=role)["PolicyNames"], role
     glue.get_database(Name=settings.GLUE_DATABASE)
 
     properties = glue.get_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION)["Connection"]["ConnectionProperties"]

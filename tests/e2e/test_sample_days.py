@@ -14,7 +14,10 @@ import psycopg2
 import pytest
 
 from dev import commands
+from dev.local_aws import policy
+from dev.local_aws import stack as local_stack
 from dev.raw_zone import upload_raw_zone
+from include.settings import load as load_settings
 from tests.contract_rules import OUTCOMES, classify, read_reference
 from tests.support import AUDIT_COLUMNS, expected_rows, raw_day_lines, warehouse_rows
 
@@ -48,11 +51,19 @@ def s3(aws):
 
 
 @pytest.fixture(scope="module")
-def sample_days_ran(env, s3):
+def deployed_env(env):
+    """Airflow as deployed: connections through the secrets backend, the Airflow role's session."""
+    return local_stack.deployed_airflow_env(env)
+
+
+@pytest.fixture(scope="module")
+def sample_days_ran(env, deployed_env, s3):
+    """The sample days, run as a deployed Airflow; the AWS calls they made, by role."""
     upload_raw_zone(commands.SAMPLE_DATA, env["RAW_BUCKET"], s3)
-    results = {day: commands.run(day, env) for day in DAYS}
+    offset = policy.call_log_size()
+    results = {day: commands.run(day, deployed_env) for day in DAYS}
     assert results == dict.fromkeys(DAYS, 0), f"some sample days failed: {results}"
-    return results
+    return {"results": results, "calls": policy.read_calls(offset=offset)}
 
 
 @pytest.mark.parametrize("day", DAYS)
@@ -62,6 +73,35 @@ def test_sample_day_gives_exactly_the_expected_rows(sample_days_ran, env, s3, da
     assert rows == wanted_rows
     assert audit == wanted_counts
     assert audit["input_rows"] == sum(v for k, v in audit.items() if k != "input_rows")
+
+
+def test_every_aws_call_of_the_days_is_one_the_template_allows(sample_days_ran, aws):
+    """Least privilege: each call of Airflow, the crawler and both Glue jobs, checked (action and
+    resource) against the policies the CloudFormation template gave that role."""
+    calls = sample_days_ran["calls"]
+    settings = load_settings()
+    roles = {call["role"].rsplit("/", 1)[-1] for call in calls}
+    assert roles == {
+        local_stack.AIRFLOW_ROLE_NAME, settings.CRAWLER_ROLE_NAME, settings.ETL_ROLE_NAME, settings.LOAD_ROLE_NAME
+    }
+    assert len(calls) > 100
+    assert policy.denied(calls, aws("iam")) == []
+
+
+def test_the_warehouse_connection_came_from_secrets_manager(sample_days_ran, env, deployed_env):
+    assert "AIRFLOW_CONN_WAREHOUSE" not in deployed_env
+    airflow_reads = {
+        resource
+        for call in sample_days_ran["calls"]
+        if call["action"] == "secretsmanager:GetSecretValue" and call["role"].endswith(f"/{local_stack.AIRFLOW_ROLE_NAME}")
+        for resource in call["resources"]
+    }
+    assert env["WAREHOUSE_SECRET_ARN"] in airflow_reads
+    # Nor was it in Airflow's metadata database.
+    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    with psycopg2.connect(metadata) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM connection WHERE conn_id = 'warehouse'")
+        assert cursor.fetchone() == (0,)
 
 
 def test_seed_errors_are_aged_at_the_error_day(sample_days_ran, env):

@@ -60,13 +60,13 @@ class World:
 
         artifacts = glue_deploy.deploy(self.s3, self.settings.ARTIFACTS_BUCKET, prefix=f"jobtest-{suffix}")
         self.etl_job, self.load_job = f"jobtest-etl-{suffix}", f"jobtest-load-{suffix}"
-        for name, script, connections in (
-            (self.etl_job, artifacts.etl_script, []),
-            (self.load_job, artifacts.load_script, [self.settings.GLUE_WAREHOUSE_CONNECTION]),
+        for name, role, script, connections in (
+            (self.etl_job, self.settings.ETL_ROLE_NAME, artifacts.etl_script, []),
+            (self.load_job, self.settings.LOAD_ROLE_NAME, artifacts.load_script, [self.settings.GLUE_WAREHOUSE_CONNECTION]),
         ):
             self.glue.create_job(
                 Name=name,
-                Role=self.settings.GLUE_ROLE_NAME,
+                Role=role,
                 Command={"Name": "glueetl", "ScriptLocation": script, "PythonVersion": "3"},
                 GlueVersion="5.0",
                 DefaultArguments={"--extra-py-files": artifacts.extra_py_files, "--job-language": "python"},

@@ -23,7 +23,8 @@ BUCKET = os.environ.get("LOCAL_AWS_DAG_BUCKET", "local-aws-dag-test")
 CRAWLER = os.environ.get("LOCAL_AWS_DAG_CRAWLER", "local-aws-dag-crawler")
 DATABASE = os.environ.get("LOCAL_AWS_DAG_DATABASE", "local_aws_dag_test")
 JOB = os.environ.get("LOCAL_AWS_DAG_JOB", "local-aws-dag-job")
-ROLE = os.environ.get("GLUE_ROLE_NAME", "hardware-correlation-glue")
+# A role the stack's template created: Glue runs crawls and jobs as it, and it must exist.
+ROLE = os.environ.get("ETL_ROLE_NAME", "hardware-correlation-etl")
 
 
 def _crawler_config(folders: list[str]) -> dict:
