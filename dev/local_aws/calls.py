@@ -186,7 +186,8 @@ def _glue(action: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         return [_call(f"glue:{action}", [f"{glue}:catalog", f"{glue}:database/{name}"])]
     elif action == "GetTables":
         database = params.get("DatabaseName")
-        return [_call("glue:GetTables", [f"{glue}:catalog", f"{glue}:database/{database}", f"{glue}:table/{database}/*"])]
+        resources = [f"{glue}:catalog", f"{glue}:database/{database}", f"{glue}:table/{database}/*"]
+        return [_call("glue:GetTables", resources)]
     elif action in _GLUE_TABLE_ACTIONS:
         database = params.get("DatabaseName")
         table = params.get("TableName") or params.get("Name") or (params.get("TableInput") or {}).get("Name")

@@ -29,7 +29,8 @@ _DYNAMIC_SECRET = re.compile(
 
 
 def _client(service: str, region: str) -> Any:
-    assert _LOOPBACK is not None, "cloudformation.install() was not called"
+    if _LOOPBACK is None:
+        raise RuntimeError("cloudformation.install() was not called")
     return _LOOPBACK.client(service, region)
 
 
@@ -157,7 +158,9 @@ class SecretTargetAttachment(_Registered, CloudFormationModel):
     @classmethod
     def create(cls, properties: dict[str, Any], region: str) -> _Registered:
         if properties.get("TargetType") != "AWS::RDS::DBInstance":
-            raise ValueError(f"SecretTargetAttachment: only AWS::RDS::DBInstance targets, not {properties.get('TargetType')}")
+            raise ValueError(
+                f"SecretTargetAttachment: only AWS::RDS::DBInstance targets, not {properties.get('TargetType')}"
+            )
         instance = _client("rds", region).describe_db_instances(DBInstanceIdentifier=properties["TargetId"])[
             "DBInstances"
         ][0]
@@ -211,7 +214,9 @@ class SecurityGroupEgress(_Registered, CloudFormationModel):
             permission["UserIdGroupPairs"] = [{"GroupId": properties["DestinationSecurityGroupId"]}]
         else:
             permission["IpRanges"] = [{"CidrIp": properties.get("CidrIp", "0.0.0.0/0")}]
-        _client("ec2", region).authorize_security_group_egress(GroupId=properties["GroupId"], IpPermissions=[permission])
+        _client("ec2", region).authorize_security_group_egress(
+            GroupId=properties["GroupId"], IpPermissions=[permission]
+        )
         return cls(f"{properties['GroupId']}-egress-{permission['FromPort']}")
 
 
@@ -221,7 +226,9 @@ class HttpApi(_Registered, CloudFormationModel):
 
     @classmethod
     def create(cls, properties: dict[str, Any], region: str) -> _Registered:
-        api = _client("apigatewayv2", region).create_api(Name=properties["Name"], ProtocolType=properties["ProtocolType"])
+        api = _client("apigatewayv2", region).create_api(
+            Name=properties["Name"], ProtocolType=properties["ProtocolType"]
+        )
         return cls(api["ApiId"], {"ApiEndpoint": api["ApiEndpoint"], "ApiId": api["ApiId"]})
 
 

@@ -42,8 +42,8 @@ def role_statements(iam: Any, role_arn: str) -> list[dict[str, Any]]:
         statements += _statements(iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"])
     for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
         version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
-        document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]
-        statements += _statements(document)
+        document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]
+        statements += _statements(document["Document"])
     return statements
 
 
@@ -66,22 +66,21 @@ def _condition_holds(condition: dict[str, Any], context: dict[str, Any]) -> bool
                 return False
             actual = context[key]
             values = actual if isinstance(actual, list) else [actual]
-            expected = [str(e) for e in _listed(expected)]
-            if base == "StringEquals":
-                match = lambda v: str(v) in expected  # noqa: E731
-            elif base == "StringLike":
-                match = lambda v: any(_glob(e, str(v)) for e in expected)  # noqa: E731
-            elif base == "Bool":
-                match = lambda v: str(v).lower() in [e.lower() for e in expected]  # noqa: E731
-            else:
+            if base not in _OPERATORS:
                 raise ValueError(f"condition operator {operator} is not supported by this evaluator")
-            if qualifier == "ForAnyValue":
-                ok = any(match(v) for v in values)
-            else:  # single-valued keys and ForAllValues
-                ok = all(match(v) for v in values)
-            if not ok:
+            wanted = [str(e) for e in _listed(expected)]
+            matches = [_OPERATORS[base](str(value), wanted) for value in values]
+            # Single-valued keys and ForAllValues: every value must match; ForAnyValue: one.
+            if not (any(matches) if qualifier == "ForAnyValue" else all(matches)):
                 return False
     return True
+
+
+_OPERATORS = {
+    "StringEquals": lambda value, wanted: value in wanted,
+    "StringLike": lambda value, wanted: any(_glob(pattern, value) for pattern in wanted),
+    "Bool": lambda value, wanted: value.lower() in [w.lower() for w in wanted],
+}
 
 
 def _statement_applies(statement: dict[str, Any], action: str, resource: str, context: dict[str, Any]) -> bool:

@@ -301,7 +301,8 @@ def package_template(s3: Any, bucket: str, template_path: Path = config.TEMPLATE
                     info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), (1980, 1, 1, 0, 0, 0))
                     archive.writestr(info, path.read_bytes())
         body = buffer.getvalue()
-        key = hashlib.md5(body).hexdigest()  # the key `package` uses, so an unchanged folder is not re-sent
+        # The key `package` uses (the zip's MD5), so an unchanged folder is not sent again.
+        key = hashlib.md5(body, usedforsecurity=False).hexdigest()
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         resource["Properties"]["Code"] = {"S3Bucket": bucket, "S3Key": key}
     return template
@@ -348,7 +349,8 @@ def deploy_template(session: Any, endpoint_url: str, settings: Any) -> dict[str,
         )
         stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
     if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-        raise StackError(f"CloudFormation stack {STACK_NAME} is {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+        reason = stack.get("StackStatusReason")
+        raise StackError(f"CloudFormation stack {STACK_NAME} is {stack['StackStatus']}: {reason}")
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
@@ -393,7 +395,8 @@ def provision(env: dict[str, str]) -> dict[str, str]:
     if connection["ConnectionProperties"].get("JDBC_CONNECTION_URL") != url:
         connection_input = {
             key: connection[key]
-            for key in ("Name", "Description", "ConnectionType", "ConnectionProperties", "PhysicalConnectionRequirements")
+            for key in ("Name", "Description", "ConnectionType", "ConnectionProperties",
+                        "PhysicalConnectionRequirements")
             if key in connection
         }
         # moto's GetConnection leaves ConnectionType out; the template's is JDBC.
@@ -458,7 +461,11 @@ def airflow_credentials(iam: Any, sts: Any, policy_arn: str) -> dict[str, str]:
         trust = {
             "Version": "2012-10-17",
             "Statement": [
-                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{config.ACCOUNT_ID}:root"}, "Action": "sts:AssumeRole"}
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{config.ACCOUNT_ID}:root"},
+                    "Action": "sts:AssumeRole",
+                }
             ],
         }
         role = iam.create_role(RoleName=AIRFLOW_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
