@@ -12,6 +12,7 @@ import time
 import uuid
 import zipfile
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
