@@ -34,7 +34,7 @@ def test_the_providers_example_glue_dag_runs_against_the_stack(stack):
     )
     iam = session.client("iam", endpoint_url=stack["AWS_ENDPOINT_URL"])
     glue = session.client("glue", endpoint_url=stack["AWS_ENDPOINT_URL"])
-    role_arn = iam.get_role(RoleName=load_settings().GLUE_ROLE_NAME)["Role"]["Arn"]
+    role_arn = iam.get_role(RoleName=load_settings().ETL_ROLE_NAME)["Role"]["Arn"]
 
     env = {**os.environ, **stack, "EXAMPLE_GLUE_ENV_ID": env_id, "EXAMPLE_GLUE_ROLE_ARN": role_arn,
            "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_FOLDER)}

@@ -29,7 +29,7 @@ from airflow.utils.trigger_rule import TriggerRule
 
 DAG_ID = "example_glue"
 ENV_ID = os.environ.get("EXAMPLE_GLUE_ENV_ID", "local")
-ROLE_ARN = os.environ.get("EXAMPLE_GLUE_ROLE_ARN", "arn:aws:iam::123456789012:role/hardware-correlation-glue")
+ROLE_ARN = os.environ.get("EXAMPLE_GLUE_ROLE_ARN", "arn:aws:iam::123456789012:role/hardware-correlation-etl")
 
 EXAMPLE_CSV = """product,value
 apple,0.5
