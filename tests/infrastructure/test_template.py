@@ -265,4 +265,4 @@ def test_the_dag_uses_the_template_roles_and_paths():
     # The ETL writes only under the prefixes its role may write.
     processed = f"s3://{parameters['ProcessedBucketName']}/"
     prefixes = {v.removeprefix(processed).split("/")[0] for v in dag_module.ETL_ARGS.values() if v.startswith(processed)}
-    assert prefixes == {"hardware_error_analysis", "quarantine", "audit", "hardware_alerts"}
+    assert prefixes == {"hardware_error_analysis", "quarantine", "audit", "hardware_alerts", "device_day_activity"}
