@@ -44,6 +44,7 @@ from dev import commands, local_airflow
 from dev.local_aws import faults
 from dev.local_aws import postgres as stack_postgres
 from dev.raw_zone import upload_raw_zone
+from include.run_scope import run_key
 from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference
 from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_day_lines, warehouse_rows
 
@@ -278,9 +279,9 @@ def audit_row(dsn: str, day: str) -> dict | None:
     return dict(zip(names, row, strict=True)) if row else None
 
 
-def quarantine(s3, bucket: str, day: str, folder: Path) -> Counter:
-    """(reason, raw line) of every row in s3://PROCESSED/quarantine/hardware_logs/log_date=D/."""
-    prefix = f"quarantine/hardware_logs/log_date={day}/"
+def quarantine(s3, bucket: str, day: str, dag_run_id: str, folder: Path) -> Counter:
+    """(reason, raw line) of every row that the DAG run quarantined for day D."""
+    prefix = f"quarantine/hardware_logs/run={run_key(dag_run_id)}/log_date={day}/"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
     files = [key for key in keys if key.endswith(".parquet")]
     assert files, f"no Parquet under s3://{bucket}/{prefix}"
@@ -461,7 +462,7 @@ def test_the_audit_adds_up_and_the_quarantine_holds_exactly_the_quarantined_rows
     assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
     outcomes = expected_outcomes(s3, env, reference, FIRST)
     wanted = Counter((QUARANTINE_REASONS[o.outcome], o.line) for o in outcomes if o.outcome in QUARANTINE_REASONS)
-    assert quarantine(s3, env["PROCESSED_BUCKET"], FIRST, tmp_path) == wanted
+    assert quarantine(s3, env["PROCESSED_BUCKET"], FIRST, audit["dag_run_id"], tmp_path) == wanted
     assert sum(wanted.values()) == sum(audit[name] for name in QUARANTINE_REASONS)
 
 
@@ -495,8 +496,13 @@ def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, e
     assert "refuses_log_900" in line
     # The run staged the new row and passed check_staging: the swap's INSERT, which comes after its
     # DELETE in the same transaction, is what failed.
-    staging_table = f"staging.hardware_error_analysis_{FIRST.replace('-', '')}"
-    staged = execute(env["WAREHOUSE_DSN"], f"SELECT log_id FROM {staging_table}")
+    # The failed run's staging table stays for inspection; the earlier run's was dropped by its swap.
+    (staging_table,) = execute(
+        env["WAREHOUSE_DSN"],
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'staging' AND tablename LIKE %s",
+        (f"hardware\\_error\\_analysis\\_{FIRST.replace('-', '')}\\_%",),
+    )[0]
+    staged = execute(env["WAREHOUSE_DSN"], f"SELECT log_id FROM staging.{staging_table}")
     assert {log_id for (log_id,) in staged} == {row[0] for row in before_rows} | {"LOG-900"}
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
@@ -533,7 +539,10 @@ def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, glue):
 def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, glue):
     before_rows = warehouse_rows(env["WAREHOUSE_DSN"], FIRST)
     before_audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
-    audit_file = {"Bucket": env["PROCESSED_BUCKET"], "Key": f"audit/log_date={FIRST}/audit.json"}
+    audit_file = {
+        "Bucket": env["PROCESSED_BUCKET"],
+        "Key": f"audit/run={run_key(before_audit['dag_run_id'])}/log_date={FIRST}/audit.json",
+    }
     audit_written = s3.head_object(**audit_file)["LastModified"]
     drifted = f"hardware_logs/dt={FIRST}/late-batch.csv"
     put_csv(
