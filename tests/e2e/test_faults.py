@@ -45,6 +45,7 @@ from dev.local_aws import faults
 from dev.local_aws import postgres as stack_postgres
 from dev.raw_zone import upload_raw_zone
 from include.run_scope import run_key
+from tests import support
 from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference
 from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_day_lines, warehouse_rows
 
@@ -68,25 +69,6 @@ ISOLATED = {
 }
 ETL_JOB, LOAD_JOB = ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"]
 LOG_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
-_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
-
-
-# -- the shifted sample data ---------------------------------------------------------------------
-
-
-def shift_dates(text: str) -> str:
-    return _DATE.sub(lambda match: str(date.fromisoformat(match.group(0)) + SHIFT), text)
-
-
-def shifted_sample(target: Path) -> Path:
-    """The sample raw zone with every date (in names and contents) moved by SHIFT."""
-    for source in sorted(commands.SAMPLE_DATA.rglob("*")):
-        if source.is_dir() or source.suffix == ".md":
-            continue
-        destination = target / shift_dates(source.relative_to(commands.SAMPLE_DATA).as_posix())
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_text(shift_dates(source.read_text(encoding="utf-8")), encoding="utf-8")
-    return target
 
 
 # -- a warehouse of the module's own -------------------------------------------------------------
@@ -291,6 +273,16 @@ def quarantine(s3, bucket: str, day: str, dag_run_id: str, folder: Path) -> Coun
     return Counter(duckdb.sql(f"SELECT reason, raw_line FROM read_parquet('{folder}/*.parquet')").fetchall())
 
 
+def day_audit_files(s3, bucket: str, day: str) -> set[str]:
+    """Every run's audit.json of day D."""
+    return {
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="audit/")
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(f"/log_date={day}/audit.json")
+    }
+
+
 def failure_line(output: str, task_id: str, day: str) -> str:
     """The failure callback's line for the task's first failed try of log day D."""
     pattern = re.compile(rf"Task {task_id} of {commands.DAG_ID} failed \(try \d+\) for log day {day}: .*")
@@ -327,7 +319,7 @@ def warehouse():
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    return shifted_sample(tmp_path_factory.mktemp("faults-raw-zone"))
+    return support.shifted_sample(tmp_path_factory.mktemp("faults-raw-zone"), SHIFT)
 
 
 @pytest.fixture(scope="module")
@@ -544,6 +536,7 @@ def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, g
         "Key": f"audit/run={run_key(before_audit['dag_run_id'])}/log_date={FIRST}/audit.json",
     }
     audit_written = s3.head_object(**audit_file)["LastModified"]
+    audit_files_before = day_audit_files(s3, env["PROCESSED_BUCKET"], FIRST)
     drifted = f"hardware_logs/dt={FIRST}/late-batch.csv"
     put_csv(
         s3, env["RAW_BUCKET"], drifted,
@@ -565,7 +558,9 @@ def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, g
     assert "cpu_temperature" in message
     assert message in failure_line(result.output, "run_etl_job", FIRST)
     assert "failed on its input; a retry would read the same input, so the task is not retried" in result.output
-    # The ETL stopped before writing anything: the day's audit file is the previous run's.
+    # The ETL stopped before writing anything: the day's audit file is the previous run's, and the
+    # failed run wrote none of its own.
     assert s3.head_object(**audit_file)["LastModified"] == audit_written
+    assert day_audit_files(s3, env["PROCESSED_BUCKET"], FIRST) == audit_files_before
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
