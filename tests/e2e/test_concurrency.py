@@ -1,12 +1,13 @@
 """End to end: runs that start together, on a stack that has no crawler and no Glue jobs yet.
 
-One scenario serves every test of the module, on the sample data moved to October 2033 and in a corner
+One scenario serves every test of the module, on the sample data moved to October 2021 and in a corner
 of the stack of its own (raw and processed buckets, catalog database, crawler, Glue jobs), which starts
 empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) then run, all at once:
 
 - a backfill of days D1 and D2, both days at once, and
-- a manual run of D2 (logical date D2 + 1, so a different logical date than the backfill's run of D2
-  but the same data interval), triggered before the backfill so that all three start together;
+- a manual run of D2, as the UI's Trigger makes it at D2 + 1 00:00 (logical date D2 + 1, so another
+  logical date than the backfill's run of D2, but the same data interval), queued before the backfill
+  so that all three start together;
 
 while another deployment, with scripts of another version, keeps moving the two Glue jobs to its
 own script and package (UpdateJob), as its runs would between their UpdateJob and StartJobRun.
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +42,8 @@ from tests.contract_rules import classify, read_reference
 
 pytestmark = pytest.mark.stack
 
-SHIFT = date(2033, 10, 1) - date(2025, 10, 1)
+# Past days (a manual run may not start before its run_after) that no other test uses.
+SHIFT = date(2021, 10, 1) - date(2025, 10, 1)
 D1, D2 = (date.fromisoformat(day) + SHIFT for day in commands.SAMPLE_DAYS[:2])
 DAG_ID = commands.DAG_ID
 ISOLATED = {
@@ -56,6 +60,18 @@ FIRST_TRY_TASKS = ("create_or_update_crawler", "run_crawler", "run_etl_job", "ru
                    "swap_day_into_warehouse")
 RUN_TIMEOUT = 2400
 ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
+# Airflow's own trigger, run in the services' environment: a manual run made at `moment`, as the
+# UI's Trigger button makes it then (its data interval is the day that ends at `moment`).
+TRIGGER = """
+import sys
+from datetime import datetime
+
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.utils.types import DagRunTriggeredByType
+
+moment = datetime.fromisoformat(sys.argv[2])
+print(trigger_dag(sys.argv[1], triggered_by=DagRunTriggeredByType.UI, run_after=moment, logical_date=moment).run_id)
+"""
 
 
 # -- the other deployment -------------------------------------------------------------------------
@@ -194,7 +210,7 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     assert other.version != ours
     mover = OtherDeployment(glue, other)
 
-    manual_logical_date = f"{D2 + timedelta(days=1)}T00:00:00+00:00"
+    manual_moment = f"{D2 + timedelta(days=1)}T00:00:00+00:00"
     with local_airflow.running_services(env, parallel=3) as services:
         metadata = local_airflow.Metadata(services.env)
         try:
@@ -203,12 +219,16 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
             if not was_paused:
                 local_airflow._set_paused(services, DAG_ID, True)
             # Queued while the DAG is paused: it starts with the backfill's runs once it is unpaused.
-            triggered = services.airflow("dags", "trigger", DAG_ID, "--logical-date", manual_logical_date, "-o", "plain")
+            triggered = subprocess.run(
+                [sys.executable, "-c", TRIGGER, DAG_ID, manual_moment], env=services.env, cwd=commands.REPO,
+                capture_output=True, text=True, timeout=local_airflow.CLI_TIMEOUT,
+            )
             assert triggered.returncode == 0, triggered.stderr
-            (manual_run_id,) = metadata.rows(
-                "SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'manual' AND data_interval_start = %s",
-                DAG_ID, datetime(D2.year, D2.month, D2.day, tzinfo=timezone.utc),
+            manual_run_id = triggered.stdout.strip().splitlines()[-1]
+            (interval,) = metadata.rows(
+                "SELECT data_interval_start FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, manual_run_id
             )[0]
+            assert interval.date() == D2
             before = datetime.now(timezone.utc) - timedelta(seconds=1)
             backfill_id = local_airflow._create_backfill(services, metadata, DAG_ID, D1, D2, 2, before)
             mover.start()
@@ -232,7 +252,8 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
             )
         finally:
             mover.done.set()
-            mover.join(timeout=30)
+            if mover.is_alive():
+                mover.join(timeout=30)
             metadata.close()
     assert mover.error is None, f"the other deployment's updates failed: {mover.error!r}"
     glue_runs = {job: glue.get_job_runs(JobName=job)["JobRuns"] for job in JOBS}
