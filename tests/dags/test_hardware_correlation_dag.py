@@ -169,7 +169,7 @@ def test_two_runs_of_one_day_write_apart_and_swap_in_turn(dag):
     assert first["load--staging_table"].startswith("staging.hardware_error_analysis_20251001_")
     assert len(first["load--staging_table"].split(".")[1]) <= 63
 
-    swap_sql = [swap.render_template(swap.get_template_env().get_template("swap_day.sql").render(**c), c) for c in contexts]
+    swap_sql = [swap.render_template("swap_day.sql", context) for context in contexts]
     statements = [line for line in swap_sql[0].splitlines() if line and not line.startswith("--")]
     assert statements[0].startswith("SELECT pg_advisory_xact_lock(")
     assert first["load--staging_table"] in swap_sql[0] and second["load--staging_table"] in swap_sql[1]

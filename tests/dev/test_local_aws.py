@@ -532,7 +532,9 @@ def test_a_run_executes_the_script_and_py_files_it_was_started_with(s3, glue, lo
     glue.update_job(JobName=job, JobUpdate={"Role": "glue-role", "Command": {**command, "ScriptLocation": v2_script},
                                             "DefaultArguments": {"--extra-py-files": v2_files},
                                             "ExecutionProperty": at_once})
-    back_to_v1 = glue.start_job_run(JobName=job, Arguments={"--scriptLocation": v1_script, "--extra-py-files": v1_files})
+    back_to_v1 = glue.start_job_run(
+        JobName=job, Arguments={"--scriptLocation": v1_script, "--extra-py-files": v1_files}
+    )
 
     said = {}
     for name, started in (("pinned", pinned), ("unpinned", unpinned), ("back_to_v1", back_to_v1)):

@@ -20,7 +20,6 @@ executed the scripts version its own DAG run deployed, and the audit rows must n
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -34,11 +33,12 @@ import psycopg2
 import pytest
 
 from dev import commands, local_airflow
-from dev.raw_zone import plan_upload, upload_raw_zone
+from dev.raw_zone import upload_raw_zone
 from include import glue_deploy
 from include.run_scope import run_key
 from tests import support
 from tests.contract_rules import classify, read_reference
+from tests.support import AUDIT_COLUMNS, expected_rows, raw_day_lines, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
@@ -96,7 +96,9 @@ class OtherDeployment(threading.Thread):
         job = self.glue.get_job(JobName=job_name)["Job"]
         update = {key: job[key] for key in self.FIELDS if job.get(key) is not None}
         update["Command"] = {**job["Command"], "ScriptLocation": script}
-        update["DefaultArguments"] = {**job.get("DefaultArguments", {}), "--extra-py-files": self.artifacts.extra_py_files}
+        update["DefaultArguments"] = {
+            **job.get("DefaultArguments", {}), "--extra-py-files": self.artifacts.extra_py_files
+        }
         self.glue.update_job(JobName=job_name, JobUpdate=update)
         runs = self.glue.get_job_runs(JobName=job_name)["JobRuns"]
         if any(run["JobRunState"] in ACTIVE for run in runs):
@@ -195,9 +197,11 @@ def env(stack) -> dict[str, str]:
 def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     s3, glue = aws("s3"), aws("glue")
     _empty_corner(env, aws)
-    for missing in (lambda: glue.get_crawler(Name=env["CRAWLER_NAME"]), *(lambda j=j: glue.get_job(JobName=j) for j in JOBS)):
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.get_crawler(Name=env["CRAWLER_NAME"])
+    for job in JOBS:
         with pytest.raises(glue.exceptions.EntityNotFoundException):
-            missing()
+            glue.get_job(JobName=job)
     upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
 
     # The other deployment's scripts: the same code, one comment apart, so another content version.
@@ -264,27 +268,16 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
 # -- reading the results --------------------------------------------------------------------------
 
 
-def _expected(raw_zone: Path, day: date) -> dict[str, tuple]:
-    """log_id -> (sale_id, customer_id, days_since_sale) of the day's loaded errors, by the contract."""
+def _expected(s3, env: dict[str, str], raw_zone: Path, day: date) -> set[tuple]:
+    """The day's warehouse rows by the contract's rules, from the raw files as they are in S3."""
     customers, sales = read_reference(raw_zone)
-    lines = [
-        line
-        for key, content in plan_upload(raw_zone)
-        if re.fullmatch(rf"hardware_logs/dt={day}/[^/]+\.csv", key)
-        for line in (content if isinstance(content, bytes) else content.read_bytes()).decode().splitlines()[1:]
-        if line.strip()
-    ]
-    return {r.log_id: (r.sale_id, r.customer_id, r.days_since_sale) for r in classify(lines, customers, sales)
-            if r.outcome == "loaded"}
+    outcomes = classify(raw_day_lines(s3, env["RAW_BUCKET"], str(day)), customers, sales)
+    return expected_rows(outcomes, raw_zone, str(day))
 
 
-def _warehouse(env: dict[str, str], day: date) -> tuple[dict[str, tuple], dict]:
+def _warehouse(env: dict[str, str], day: date) -> tuple[set[tuple], dict]:
+    rows = warehouse_rows(env["WAREHOUSE_DSN"], str(day))
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT log_id, sale_id, customer_id, days_since_sale FROM hardware_error_analysis WHERE log_date = %s",
-            (day,),
-        )
-        rows = {row[0]: row[1:] for row in cursor.fetchall()}
         cursor.execute("SELECT * FROM pipeline_run_audit WHERE log_date = %s", (day,))
         audits = [dict(zip([c.name for c in cursor.description], row)) for row in cursor.fetchall()]
         cursor.execute(
@@ -326,12 +319,11 @@ def test_runs_starting_together_on_an_empty_stack_all_succeed_first_time(scenari
 
 
 @pytest.mark.parametrize("day", [D1, D2], ids=str)
-def test_each_day_holds_exactly_one_complete_runs_rows_and_audit(scenario, env, raw_zone, day):
+def test_each_day_holds_exactly_one_complete_runs_rows_and_audit(scenario, aws, env, raw_zone, day):
     rows, audit = _warehouse(env, day)
-    assert rows == _expected(raw_zone, day)
+    assert rows == _expected(aws("s3"), env, raw_zone, day)
     assert audit["loaded"] == len(rows)
-    assert audit["input_rows"] == sum(audit[name] for name in (
-        "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded"))
+    assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
     runs_of_the_day = [run_id for run_id, (run_day, _, _) in scenario.runs.items() if run_day == day]
     assert audit["dag_run_id"] in runs_of_the_day
     # The audit row names the Glue runs of the DAG run whose rows were swapped in, and no other's.

@@ -111,4 +111,5 @@ def test_runs_setting_up_a_new_job_at_once_all_succeed(airflow_env, aws):
     assert outcomes == [job_name] * RUNS_AT_ONCE
     job = aws("glue").get_job(JobName=job_name)["Job"]
     # The definition is the last writer's, whichever it was: runs do not depend on it.
-    assert job["Command"]["ScriptLocation"] in {f"s3://artifacts/glue-scripts/v{i}/etl_job.py" for i in range(RUNS_AT_ONCE)}
+    scripts = {f"s3://artifacts/glue-scripts/v{index}/etl_job.py" for index in range(RUNS_AT_ONCE)}
+    assert job["Command"]["ScriptLocation"] in scripts
