@@ -105,7 +105,7 @@ class OtherDeployment(threading.Thread):
             self.moves_while_running += 1
 
     def run(self) -> None:
-        scripts = dict(zip(JOBS, (self.artifacts.etl_script, self.artifacts.load_script)))
+        scripts = dict(zip(JOBS, (self.artifacts.etl_script, self.artifacts.load_script), strict=True))
         try:
             while not self.done.wait(0.5):
                 for job_name, script in scripts.items():
@@ -279,7 +279,7 @@ def _warehouse(env: dict[str, str], day: date) -> tuple[set[tuple], dict]:
     rows = warehouse_rows(env["WAREHOUSE_DSN"], str(day))
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT * FROM pipeline_run_audit WHERE log_date = %s", (day,))
-        audits = [dict(zip([c.name for c in cursor.description], row)) for row in cursor.fetchall()]
+        audits = [dict(zip([c.name for c in cursor.description], row, strict=True)) for row in cursor.fetchall()]
         cursor.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'staging' AND tablename LIKE %s",
             (f"%\\_{day:%Y%m%d}\\_%",),
@@ -352,7 +352,7 @@ def test_every_glue_run_ran_the_scripts_version_of_its_own_run(scenario, env):
     assert scenario.moves_while_running > 0, "the other deployment never moved a job while a run was active"
     bucket = env["ARTIFACTS_BUCKET"]
     ours = f"s3://{bucket}/glue-scripts/{scenario.scripts_version}"
-    for job, entry in zip(JOBS, glue_deploy.ENTRY_POINTS):
+    for job, entry in zip(JOBS, glue_deploy.ENTRY_POINTS, strict=True):
         for run in scenario.glue_runs[job]:
             arguments = run["Arguments"]
             assert arguments["--scriptLocation"] == f"{ours}/{entry}", run["Id"]

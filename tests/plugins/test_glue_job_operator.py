@@ -91,7 +91,7 @@ def test_runs_setting_up_a_new_job_at_once_all_succeed(airflow_env, aws):
     job_name = f"shared-job-{uuid.uuid4().hex[:10]}"
     hooks = [_hook(job_name, f"s3://artifacts/glue-scripts/v{index}/etl_job.py") for index in range(RUNS_AT_ONCE)]
     for hook in hooks:
-        hook.conn  # clients made before the race: it is about the API calls, not client start-up
+        _ = hook.conn  # clients made before the race: it is about the API calls, not client start-up
     start = threading.Barrier(RUNS_AT_ONCE)
     outcomes: list[object] = [None] * RUNS_AT_ONCE
 
