@@ -16,7 +16,7 @@ logical date is the end of the interval it processes):
    the day's audit counts;
    the same for day D's alerts (`alerts/dt=D/`, when there are any). A run that failed on its input
    (a drifted header) is not retried: a retry would read the same files.
-5. **run_load_job** (Glue) copies day D's Parquet into per-day staging tables in PostgreSQL.
+5. **run_load_job** (Glue) copies day D's Parquet into the run's staging tables in PostgreSQL.
 6. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
    replaces day D of `hardware_error_analysis`, `hardware_alerts`, `device_day_activity` (the
    exposure: device-days with their events and errors) and its `pipeline_run_audit` row in one
@@ -25,6 +25,12 @@ logical date is the end of the interval it processes):
 7. **verify_*** checks the warehouse rows of day D; a failed check fails the run.
 
 Backfills are explicit (`catchup=False`): `airflow backfill create --dag-id hardware_correlation ...`.
+
+Runs may overlap, two runs of the same day D included (a manual run and a backfill run). What one run
+writes before the swap is its own: the ETL's folders (`<output>/run=<key>/`) and the staging tables
+(`staging.<table>_YYYYMMDD_<key>`) carry a key of the run (`include/run_scope.py`), and each Glue run
+is started with its own scripts version. The swaps of day D take turns (an advisory lock on D), so
+day D ends up holding exactly one complete run's rows and audit row.
 """
 
 from __future__ import annotations
@@ -32,11 +38,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.amazon.aws.operators.glue_crawler import (
-    GlueCrawlerCreateOperator,
-    GlueCrawlerRunOperator,
-    GlueCrawlerUpdateOperator,
-)
+from airflow.providers.amazon.aws.operators.glue_crawler import GlueCrawlerRunOperator
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.common.sql.operators.sql import (
     SQLCheckOperator,
@@ -45,8 +47,10 @@ from airflow.providers.common.sql.operators.sql import (
     SQLTableCheckOperator,
 )
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from include import settings as pipeline_settings
+from include.run_scope import run_key
 from include.assets import DEVICE_DAY_ACTIVITY
 from include.task_failure import log_task_failure
 from plugins.glue_job_operator import FailFastGlueJobOperator
@@ -55,9 +59,11 @@ SETTINGS = pipeline_settings.load()
 SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
 RAW = f"s3://{SETTINGS.RAW_BUCKET}"
 PROCESSED = f"s3://{SETTINGS.PROCESSED_BUCKET}"
-STAGING_TABLE = "staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}"
-ALERTS_STAGING_TABLE = "staging.hardware_alerts_{{ data_interval_start | ds_nodash }}"
-ACTIVITY_STAGING_TABLE = "staging.device_day_activity_{{ data_interval_start | ds_nodash }}"
+# What a run writes before the swap is the run's own (see include/run_scope.py).
+RUN = "run={{ run_id | run_key }}"
+STAGING_TABLE = "staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}"
+ALERTS_STAGING_TABLE = "staging.hardware_alerts_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}"
+ACTIVITY_STAGING_TABLE = "staging.device_day_activity_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}"
 AUDIT_COUNTS = (
     "input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded",
     "rejected_sales", "rejected_customers",
@@ -80,22 +86,22 @@ CRAWLER_CONFIG = {
 }
 ETL_ARGS = {
     "--database": SETTINGS.GLUE_DATABASE,
-    "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
-    "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/",
-    "--reference_quarantine_path": f"{PROCESSED}/quarantine/reference/",
-    "--audit_path": f"{PROCESSED}/audit/",
+    "--processed_path": f"{PROCESSED}/hardware_error_analysis/{RUN}/",
+    "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/{RUN}/",
+    "--reference_quarantine_path": f"{PROCESSED}/quarantine/reference/{RUN}/",
+    "--audit_path": f"{PROCESSED}/audit/{RUN}/",
     "--alerts_table": "alerts",
-    "--alerts_path": f"{PROCESSED}/hardware_alerts/",
-    "--alerts_quarantine_path": f"{PROCESSED}/quarantine/alerts/",
-    "--activity_path": f"{PROCESSED}/device_day_activity/",
+    "--alerts_path": f"{PROCESSED}/hardware_alerts/{RUN}/",
+    "--alerts_quarantine_path": f"{PROCESSED}/quarantine/alerts/{RUN}/",
+    "--activity_path": f"{PROCESSED}/device_day_activity/{RUN}/",
 }
 LOAD_ARGS = {
-    "--processed_path": f"{PROCESSED}/hardware_error_analysis/",
+    "--processed_path": f"{PROCESSED}/hardware_error_analysis/{RUN}/",
     "--connection_name": SETTINGS.GLUE_WAREHOUSE_CONNECTION,
     "--staging_table": STAGING_TABLE,
-    "--alerts_path": f"{PROCESSED}/hardware_alerts/",
+    "--alerts_path": f"{PROCESSED}/hardware_alerts/{RUN}/",
     "--alerts_staging_table": ALERTS_STAGING_TABLE,
-    "--activity_path": f"{PROCESSED}/device_day_activity/",
+    "--activity_path": f"{PROCESSED}/device_day_activity/{RUN}/",
     "--activity_staging_table": ACTIVITY_STAGING_TABLE,
 }
 
@@ -202,32 +208,85 @@ def deploy_glue_scripts() -> dict[str, str]:
     return deploy(s3, SETTINGS.ARTIFACTS_BUCKET).as_dict()
 
 
-@task.branch
-def create_or_update_crawler() -> str:
-    from airflow.providers.amazon.aws.hooks.glue_crawler import GlueCrawlerHook
+@task
+def create_or_update_crawler() -> None:
+    """Make the crawler match CRAWLER_CONFIG, however many runs do the same at once.
 
-    exists = GlueCrawlerHook(aws_conn_id=SETTINGS.AWS_CONN_ID).has_crawler(SETTINGS.CRAWLER_NAME)
-    return "update_crawler" if exists else "create_crawler"
+    Runs starting together on a new deployment all find no crawler: the ones that lose the race to
+    create it update it instead. A crawler that is crawling cannot be updated; the update waits for
+    the crawl (the task's execution_timeout bounds the wait).
+    """
+    import time
+
+    from airflow.providers.amazon.aws.hooks.glue_crawler import GlueCrawlerHook
+    from botocore.exceptions import ClientError
+
+    hook = GlueCrawlerHook(aws_conn_id=SETTINGS.AWS_CONN_ID)
+    if not hook.has_crawler(SETTINGS.CRAWLER_NAME):
+        try:
+            hook.create_crawler(**CRAWLER_CONFIG)
+            return
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                raise
+    while True:
+        try:
+            # Compares first: an unchanged crawler is not updated, so a crawl in progress is no bar.
+            hook.update_crawler(**CRAWLER_CONFIG)
+            return
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "CrawlerRunningException":
+                raise
+        time.sleep(GLUE_POLL_SECONDS)
+
+
+def _read_json(s3, key: str) -> dict:
+    import json
+
+    return json.loads(s3.read_key(key=key, bucket_name=SETTINGS.PROCESSED_BUCKET))
 
 
 @task
 def collect_run_audit(
-    etl_job_run_id: str, load_job_run_id: str, scripts_version: str, data_interval_start=None, run_id=None
+    etl_job_run_id: str, load_job_run_id: str, deployed: dict, data_interval_start=None, run_id=None
 ) -> dict:
-    """The ETL's counts for day D plus what traces the run: the row of `pipeline_run_audit`."""
-    import json
+    """The ETL's counts for day D plus what traces the run: the row of `pipeline_run_audit`.
 
+    Checked first: the counts are those of the ETL run this DAG run waited for, and both Glue runs
+    executed the scripts version this DAG run deployed. A mismatch fails the run without retries:
+    the outputs it would load are not its own.
+    """
+    from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     log_date = data_interval_start.date().isoformat()
+    folder = f"audit/run={run_key(run_id)}/log_date={log_date}"
     s3 = S3Hook(aws_conn_id=SETTINGS.AWS_CONN_ID)
-    counts = json.loads(
-        s3.read_key(key=f"audit/log_date={log_date}/audit.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
-    )
+    counts = _read_json(s3, f"{folder}/audit.json")
     # Written by the same ETL run before audit.json: present whenever audit.json is.
-    alert_counts = json.loads(
-        s3.read_key(key=f"audit/log_date={log_date}/alerts.json", bucket_name=SETTINGS.PROCESSED_BUCKET)
-    )
+    alert_counts = _read_json(s3, f"{folder}/alerts.json")
+    for name, record in (("audit.json", counts), ("alerts.json", alert_counts)):
+        if record.get("job_run_id") != etl_job_run_id:
+            raise AirflowFailException(
+                f"{folder}/{name} was written by Glue run {record.get('job_run_id')}, not by this run's ETL "
+                f"run {etl_job_run_id}"
+            )
+    if counts.get("scripts_version") != deployed["version"]:
+        raise AirflowFailException(
+            f"ETL run {etl_job_run_id} ran scripts version {counts.get('scripts_version')}, not the version "
+            f"this run deployed ({deployed['version']})"
+        )
+    glue = GlueJobHook(aws_conn_id=SETTINGS.AWS_CONN_ID).conn
+    for job_name, glue_run_id, script in (
+        (SETTINGS.ETL_JOB_NAME, etl_job_run_id, deployed["etl_script"]),
+        (SETTINGS.LOAD_JOB_NAME, load_job_run_id, deployed["load_script"]),
+    ):
+        arguments = glue.get_job_run(JobName=job_name, RunId=glue_run_id)["JobRun"].get("Arguments", {})
+        ran = (arguments.get("--scriptLocation"), arguments.get("--extra-py-files"))
+        if ran != (script, deployed["extra_py_files"]):
+            raise AirflowFailException(
+                f"Glue job {job_name} run {glue_run_id} ran {ran}, not scripts version {deployed['version']}"
+            )
     return {
         **{name: int(counts[name]) for name in AUDIT_COUNTS},
         **{name: int(alert_counts[name]) for name in ALERT_COUNTS},
@@ -237,7 +296,7 @@ def collect_run_audit(
         "dag_run_id": run_id,
         "etl_job_run_id": etl_job_run_id,
         "load_job_run_id": load_job_run_id,
-        "scripts_version": scripts_version,
+        "scripts_version": counts["scripts_version"],
     }
 
 
@@ -249,6 +308,7 @@ def collect_run_audit(
     max_active_runs=SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS"),
     doc_md=__doc__,
     template_searchpath=[str(SQL_DIR)],
+    user_defined_filters={"run_key": run_key},
     default_args={
         "owner": "data-engineering",
         "retries": 2,
@@ -279,9 +339,7 @@ def hardware_correlation():
         max_active_tis_per_dag=1,
     )
 
-    choose_crawler_step = create_or_update_crawler()
-    create_crawler = GlueCrawlerCreateOperator(task_id="create_crawler", config=CRAWLER_CONFIG)
-    update_crawler = GlueCrawlerUpdateOperator(task_id="update_crawler", config=CRAWLER_CONFIG)
+    set_up_crawler = create_or_update_crawler()
     run_crawler = GlueCrawlerRunOperator(
         task_id="run_crawler",
         crawler_name=SETTINGS.CRAWLER_NAME,
@@ -290,7 +348,6 @@ def hardware_correlation():
         # failing, and start one crawl at a time from this DAG.
         fail_on_already_running=False,
         max_active_tis_per_dag=1,
-        trigger_rule="none_failed_min_one_success",
         execution_timeout=timedelta(minutes=30),
     )
 
@@ -312,7 +369,7 @@ def hardware_correlation():
         LOAD_ARGS,
         create_job_kwargs=_glue_job_kwargs(deployed["extra_py_files"], [SETTINGS.GLUE_WAREHOUSE_CONNECTION]),
     )
-    audit = collect_run_audit(etl.output, load.output, deployed["version"])
+    audit = collect_run_audit(etl.output, load.output, deployed)
 
     check_staging = SQLCheckOperator(task_id="check_staging", sql="check_staging.sql")
     swap_day_into_warehouse = SQLExecuteQueryOperator(
@@ -333,7 +390,7 @@ def hardware_correlation():
         task_id="verify_counts", table="pipeline_run_audit", partition_clause=DAY, checks=AUDIT_CHECKS
     )
 
-    chain(deployed, sensors, choose_crawler_step, [create_crawler, update_crawler], run_crawler, etl)
+    chain(deployed, sensors, set_up_crawler, run_crawler, etl)
     chain([etl, create_warehouse_tables], load)
     chain(audit, check_staging, swap_day_into_warehouse, [verify_columns, verify_counts])
 

@@ -16,6 +16,8 @@ from pathlib import Path
 GLUE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "glue_scripts"
 TRANSFORM_PACKAGE = "hardware_correlation"
 ENTRY_POINTS = ("etl_job.py", "load_job.py")
+# Read back by glue_scripts/hardware_correlation/version.py.
+VERSION_FILE = "VERSION"
 # A fixed timestamp makes the zip's bytes depend on the contents only.
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -37,13 +39,19 @@ def _package_files(scripts_dir: Path) -> list[Path]:
 
 
 def build_package_zip(scripts_dir: Path = GLUE_SCRIPTS_DIR) -> bytes:
-    """The transform package as a zip for `--extra-py-files`, byte-identical for identical sources."""
+    """The transform package as a zip for `--extra-py-files`, byte-identical for identical sources.
+
+    It also holds `hardware_correlation/VERSION`, the scripts version, which the jobs report as the
+    version of the code that ran (hardware_correlation/version.py).
+    """
+    members = {path.relative_to(scripts_dir).as_posix(): path.read_bytes() for path in _package_files(scripts_dir)}
+    members[f"{TRANSFORM_PACKAGE}/{VERSION_FILE}"] = scripts_version(scripts_dir).encode("ascii") + b"\n"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in _package_files(scripts_dir):
-            info = zipfile.ZipInfo(path.relative_to(scripts_dir).as_posix(), _ZIP_DATE_TIME)
+        for name, body in members.items():
+            info = zipfile.ZipInfo(name, _ZIP_DATE_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
+            archive.writestr(info, body)
     return buffer.getvalue()
 
 

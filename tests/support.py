@@ -7,12 +7,14 @@ never from the Glue code under test.
 from __future__ import annotations
 
 import csv
-from datetime import date
+import re
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 
+from dev import commands
 from tests.contract_rules import RowOutcome, utc
 
 # pipeline_run_audit's counts, in the contract's order (input_rows first).
@@ -24,6 +26,7 @@ QUARANTINE_REASONS = {
     "no_sale": "no_sale",
     "unknown_customer": "unknown_customer",
 }
+_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 # hardware_error_analysis's columns (contract section 4), in order.
 ROW_COLUMNS = (
     "log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale, customer_name,"
@@ -105,3 +108,22 @@ def assert_frame_equal(actual: DataFrame, expected: DataFrame | list) -> None:
         assert actual.columns == list(expected[0].asDict())
     rows = [tuple(row) for row in actual.collect()]
     assert sorted(rows, key=_row_key) == sorted((tuple(row) for row in expected), key=_row_key)
+
+
+def shift_dates(text: str, shift: timedelta) -> str:
+    return _DATE.sub(lambda match: str(date.fromisoformat(match.group(0)) + shift), text)
+
+
+def shifted_sample(target: Path, shift: timedelta) -> Path:
+    """The sample raw zone with every date (in names and contents) moved by `shift`.
+
+    Outcomes and ages are those of the sample data's README, on days that no other test (nor Airflow's
+    records of other tests' runs) uses.
+    """
+    for source in sorted(commands.SAMPLE_DATA.rglob("*")):
+        if source.is_dir() or source.suffix == ".md":
+            continue
+        destination = target / shift_dates(source.relative_to(commands.SAMPLE_DATA).as_posix(), shift)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(shift_dates(source.read_text(encoding="utf-8"), shift), encoding="utf-8")
+    return target

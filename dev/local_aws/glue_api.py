@@ -3,16 +3,19 @@
 moto dispatches an API action to the GlueResponse method of the same name (StartJobRun ->
 start_job_run), so adding a method adds an action. Added: BatchStopJobRun, UpdateJob, UpdateCrawler,
 GetCrawlerMetrics, UpdateConnection, DeleteConnection. Changed: StartJobRun (a real run), and
-StartCrawler/StopCrawler/GetCrawler (a real crawl) through the models in glue_jobs and glue_crawlers.
+StartCrawler/StopCrawler/GetCrawler (a real crawl) through the models in glue_jobs and glue_crawlers;
+CreateJob refuses a name that exists with AlreadyExistsException, as Glue does (moto would replace
+the job, its runs included, and hide two callers racing to create it).
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
-from moto.glue.exceptions import EntityNotFoundException, InvalidInputException
+from moto.glue.exceptions import AlreadyExistsException, EntityNotFoundException, InvalidInputException
 from moto.glue.models import FakeConnection, FakeJob
 from moto.glue.responses import GlueResponse
 
@@ -45,8 +48,21 @@ _JOB_FIELDS = {
 }
 
 
+_create_job_lock = threading.Lock()
+
+
 def install(runner: JobRunner, loopback: Loopback) -> None:
     glue_crawlers.install(loopback)
+    moto_create_job = GlueResponse.create_job
+
+    def create_job(self: GlueResponse) -> Any:
+        # The server answers requests on several threads: the check and the create go together.
+        with _create_job_lock:
+            if self._get_param("Name") in self.glue_backend.jobs:
+                raise AlreadyExistsException("Job")
+            return moto_create_job(self)
+
+    GlueResponse.create_job = create_job  # type: ignore[method-assign]
 
     def start_job_run(self: FakeJob, **kwargs: Any) -> str:
         return glue_jobs.start_job_run(runner, self, **kwargs)

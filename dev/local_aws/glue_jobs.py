@@ -3,7 +3,9 @@
 StartJobRun fetches the job's ScriptLocation from the emulated S3 and runs it in a child process:
 spark-submit for `glueetl` (and `gluestreaming`), python for `pythonshell`. The run's arguments are
 the job's DefaultArguments merged with the run's Arguments and the job's NonOverridableArguments, in
-Glue's `--key value` form, plus `--JOB_NAME` and `--JOB_RUN_ID`. The child's stdout and stderr go to
+Glue's `--key value` form, plus `--JOB_NAME` and `--JOB_RUN_ID`. As in Glue, a `--scriptLocation`
+argument overrides the job's ScriptLocation for that run, and a run keeps the job definition it was
+started with: an UpdateJob while it starts or runs changes later runs only. The child's stdout and stderr go to
 CloudWatch Logs (`/aws-glue/jobs/output` and `/aws-glue/jobs/error`, stream = run id) while it runs.
 
 A run goes STARTING -> RUNNING -> SUCCEEDED, or FAILED (ErrorMessage from the script's error), TIMEOUT
@@ -138,6 +140,8 @@ class LocalJobRun(FakeJobRun):
         super().__init__(job_name=job.name, arguments=arguments, timeout=timeout, **kwargs)
         self._runner = runner
         self._job = job
+        # The definition as of StartJobRun: UpdateJob may replace the job's Command at any moment.
+        self._command = dict(job.command or {})
         self._lock = threading.RLock()
         self._state = "STARTING"
         self._done = threading.Event()
@@ -290,20 +294,21 @@ class LocalJobRun(FakeJobRun):
             fail(injected)
             return
 
-        command = self._job.command or {}
+        command = self._command
         kind = command.get("Name") or "glueetl"
         if kind not in SPARK_COMMANDS + PYTHON_COMMANDS:
             fail(f"Command.Name {kind!r} is not supported; use glueetl, gluestreaming or pythonshell.")
             return
-        script_location = command.get("ScriptLocation")
+        arguments = dict(self.arguments or {})
+        script_location = arguments.get("--scriptLocation") or command.get("ScriptLocation")
         if not script_location:
             fail("The job has no Command.ScriptLocation.")
             return
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        arguments = dict(self.arguments or {})
         try:
-            script = self._download(script_location, "ScriptLocation", self.workdir)
+            what = "--scriptLocation" if "--scriptLocation" in arguments else "ScriptLocation"
+            script = self._download(script_location, what, self.workdir)
             py_files = [
                 self._download(uri, "--extra-py-files", self.workdir / "py-files" / str(i))
                 for i, uri in enumerate(_split_uris(arguments.get("--extra-py-files")))

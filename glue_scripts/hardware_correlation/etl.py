@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from hardware_correlation import schemas
 from hardware_correlation import storage
 from hardware_correlation import transforms
+from hardware_correlation.version import deployed_version
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ def run_etl(
         plain_rows = plain_per_device.agg(F.sum("events")).collect()[0][0] or 0
         counts[schemas.NON_ERROR] = counts.get(schemas.NON_ERROR, 0) + plain_rows
         audit = transforms.audit_record(counts, log_date, job_run_id, rejected_counts)
+        audit["scripts_version"] = deployed_version()
         # Every file has exactly one header line (check_headers), and it is not a row.
         data_lines = input_rows - len(inputs.log_files)
         if audit["input_rows"] != data_lines:

@@ -1,4 +1,4 @@
--- Day D's staged rows, errors, alerts and device-days, must be exactly the rows the ETL wrote, with
+-- Day D's staged rows in this run's staging tables, errors, alerts and device-days, must be exactly the rows the ETL wrote, with
 -- their keys and a non-negative age, before they may replace the warehouse's rows of D; the
 -- device-days' errors must add up to the loaded errors. Each column must come out true.
 WITH errors AS (
@@ -7,7 +7,7 @@ SELECT
     COUNT(*) FILTER (WHERE log_id IS NULL OR device_id IS NULL OR sale_id IS NULL) = 0 AS keys_present,
     COUNT(*) FILTER (WHERE days_since_sale < 0) = 0 AS ages_not_negative,
     COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ data_interval_start | ds }}') = 0 AS only_day_d
-FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}
+FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}
 ),
 alerts AS (
 SELECT
@@ -16,7 +16,7 @@ SELECT
     COUNT(*) FILTER (WHERE alert_id IS NULL OR device_id IS NULL OR sale_id IS NULL) = 0 AS alert_keys_present,
     COUNT(*) FILTER (WHERE days_since_sale < 0) = 0 AS alert_ages_not_negative,
     COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ data_interval_start | ds }}') = 0 AS alerts_only_day_d
-FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }}
+FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}
 ),
 activity AS (
 SELECT
@@ -26,6 +26,6 @@ SELECT
     COUNT(*) FILTER (WHERE device_id IS NULL OR sale_id IS NULL OR customer_id IS NULL) = 0 AS activity_keys_present,
     COUNT(*) FILTER (WHERE days_since_sale < 0) = 0 AS activity_ages_not_negative,
     COUNT(*) FILTER (WHERE log_date IS DISTINCT FROM '{{ data_interval_start | ds }}') = 0 AS activity_only_day_d
-FROM staging.device_day_activity_{{ data_interval_start | ds_nodash }}
+FROM staging.device_day_activity_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}
 )
 SELECT * FROM errors CROSS JOIN alerts CROSS JOIN activity

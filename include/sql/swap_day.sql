@@ -1,6 +1,13 @@
 -- Replaces day D of the warehouse (errors, alerts, device-days and the audit row) in one transaction: the operator
 -- commits once, after the last statement, so a failure anywhere leaves the previous rows of D and
--- their audit row in place.
+-- their audit row in place. The staging
+-- tables are this run's own (`run_key`).
+--
+-- Two runs of day D (a manual run and a backfill run) may swap at once. The first statement makes
+-- them take turns on D until commit: the second swap's DELETE then sees the first one's rows, so D
+-- holds one run's rows and audit row, never a mix, and neither run fails on the other's keys.
+SELECT pg_advisory_xact_lock(hashtext('hardware_correlation.swap_day'), %(log_date)s::date - DATE '1970-01-01');
+
 DELETE FROM hardware_error_analysis WHERE log_date = %(log_date)s;
 
 INSERT INTO hardware_error_analysis (
@@ -11,7 +18,7 @@ INSERT INTO hardware_error_analysis (
 SELECT
     log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale,
     customer_name, industry, customer_id, sale_date::date, error_timestamp::timestamptz, log_date::date
-FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};
+FROM staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }};
 
 DELETE FROM hardware_alerts WHERE log_date = %(log_date)s;
 
@@ -22,7 +29,7 @@ INSERT INTO hardware_alerts (
 SELECT
     alert_id, device_id, error_code, details, alert_timestamp::timestamptz, received_at::timestamptz,
     sale_id, customer_id, customer_name, industry, sale_date::date, days_since_sale, log_date::date
-FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
+FROM staging.hardware_alerts_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }};
 
 DELETE FROM device_day_activity WHERE log_date = %(log_date)s;
 
@@ -30,7 +37,7 @@ INSERT INTO device_day_activity (
     log_date, device_id, sale_id, customer_id, industry, days_since_sale, events, errors
 )
 SELECT log_date::date, device_id, sale_id, customer_id, industry, days_since_sale, events, errors
-FROM staging.device_day_activity_{{ data_interval_start | ds_nodash }};
+FROM staging.device_day_activity_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }};
 
 INSERT INTO pipeline_run_audit (
     log_date, input_rows, malformed, duplicates, non_error, no_sale, unknown_customer, loaded,
@@ -66,8 +73,8 @@ ON CONFLICT (log_date) DO UPDATE SET
     scripts_version = EXCLUDED.scripts_version,
     finished_at = EXCLUDED.finished_at;
 
-DROP TABLE staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }};
+DROP TABLE staging.hardware_error_analysis_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }};
 
-DROP TABLE staging.hardware_alerts_{{ data_interval_start | ds_nodash }};
+DROP TABLE staging.hardware_alerts_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }};
 
-DROP TABLE staging.device_day_activity_{{ data_interval_start | ds_nodash }};
+DROP TABLE staging.device_day_activity_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }};

@@ -138,4 +138,38 @@ def test_day_d_checks_that_the_exposure_holds_the_loaded_errors(dag):
     assert "SUM(loaded)" in statement and "SUM(errors)" in statement and "device_day_activity" in statement
     etl, load = dag.get_task("run_etl_job"), dag.get_task("run_load_job")
     assert etl.script_args["--activity_path"] == load.script_args["--activity_path"]
-    assert load.script_args["--activity_staging_table"] == "staging.device_day_activity_{{ data_interval_start | ds_nodash }}"
+    assert load.script_args["--activity_staging_table"] == (
+        "staging.device_day_activity_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}"
+    )
+
+
+def test_two_runs_of_one_day_write_apart_and_swap_in_turn(dag):
+    """A manual run and a backfill run of day D: nothing either writes before the swap is shared."""
+    from datetime import datetime, timezone
+
+    day = datetime(2025, 10, 1, tzinfo=timezone.utc)
+    contexts = [
+        {"run_id": run_id, "data_interval_start": day, "ds": "2025-10-02"}
+        for run_id in ("manual__2025-10-02T00:00:00+00:00", "backfill__2025-10-01T00:00:00+00:00")
+    ]
+    etl, load, swap = (dag.get_task(t) for t in ("run_etl_job", "run_load_job", "swap_day_into_warehouse"))
+    rendered = [
+        {
+            **etl.render_template(etl.script_args, context),
+            **{f"load{key}": value for key, value in load.render_template(load.script_args, context).items()},
+        }
+        for context in contexts
+    ]
+    first, second = rendered
+    for name in ("--processed_path", "--quarantine_path", "--reference_quarantine_path", "--audit_path",
+                 "--alerts_path", "--alerts_quarantine_path", "--activity_path", "load--staging_table",
+                 "load--alerts_staging_table", "load--activity_staging_table"):
+        assert first[name] != second[name], name
+    assert first["load--processed_path"] == first["--processed_path"]
+    assert first["load--staging_table"].startswith("staging.hardware_error_analysis_20251001_")
+    assert len(first["load--staging_table"].split(".")[1]) <= 63
+
+    swap_sql = [swap.render_template("swap_day.sql", context) for context in contexts]
+    statements = [line for line in swap_sql[0].splitlines() if line and not line.startswith("--")]
+    assert statements[0].startswith("SELECT pg_advisory_xact_lock(")
+    assert first["load--staging_table"] in swap_sql[0] and second["load--staging_table"] in swap_sql[1]

@@ -539,6 +539,61 @@ def test_update_job_replaces_the_definition(s3, glue, bucket):
     assert "Timeout" not in updated
 
 
+def test_create_job_refuses_a_name_that_exists(s3, glue, bucket):
+    job = _python_job(s3, glue, bucket, "print('first')\n")
+    first_run = glue.start_job_run(JobName=job)["JobRunId"]
+    command = glue.get_job(JobName=job)["Job"]["Command"]
+    with pytest.raises(ClientError) as exists:
+        glue.create_job(Name=job, Role="glue-role", Command={**command, "ScriptLocation": f"s3://{bucket}/other.py"})
+    assert exists.value.response["Error"]["Code"] == "AlreadyExistsException"
+    # The job and its runs are untouched.
+    assert glue.get_job(JobName=job)["Job"]["Command"] == command
+    assert _wait_run(glue, job, first_run)["JobRunState"] == "SUCCEEDED"
+
+
+def _versioned_scripts(s3, bucket: str, version: str) -> tuple[str, str]:
+    """A script and a py-files zip that each say which version they are; their S3 URIs."""
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("marker.py", f"VERSION = {version!r}\n")
+    _put(s3, bucket, f"{version}/marker.zip", package.getvalue())
+    _put(s3, bucket, f"{version}/job.py", f"import marker\nprint('script {version}, package', marker.VERSION)\n")
+    return f"s3://{bucket}/{version}/job.py", f"s3://{bucket}/{version}/marker.zip"
+
+
+def test_a_run_executes_the_script_and_py_files_it_was_started_with(s3, glue, logs, bucket):
+    """Glue's --scriptLocation and --extra-py-files run arguments pin one run's code, whatever the
+    job's definition says then or later; a run without them runs the definition as of its start."""
+    v1_script, v1_files = _versioned_scripts(s3, bucket, "v1")
+    v2_script, v2_files = _versioned_scripts(s3, bucket, "v2")
+    job = _name("pinned")
+    command = {"Name": "pythonshell", "ScriptLocation": v1_script, "PythonVersion": "3.9"}
+    at_once = {"MaxConcurrentRuns": 3}
+    glue.create_job(Name=job, Role="glue-role", Command=command, DefaultArguments={"--extra-py-files": v1_files},
+                    ExecutionProperty=at_once)
+
+    pinned = glue.start_job_run(JobName=job, Arguments={"--scriptLocation": v2_script, "--extra-py-files": v2_files})
+    unpinned = glue.start_job_run(JobName=job)
+    # Another deployment moves the job to v2 while both runs start.
+    glue.update_job(JobName=job, JobUpdate={"Role": "glue-role", "Command": {**command, "ScriptLocation": v2_script},
+                                            "DefaultArguments": {"--extra-py-files": v2_files},
+                                            "ExecutionProperty": at_once})
+    back_to_v1 = glue.start_job_run(
+        JobName=job, Arguments={"--scriptLocation": v1_script, "--extra-py-files": v1_files}
+    )
+
+    said = {}
+    for name, started in (("pinned", pinned), ("unpinned", unpinned), ("back_to_v1", back_to_v1)):
+        run = _wait_run(glue, job, started["JobRunId"])
+        assert run["JobRunState"] == "SUCCEEDED", run
+        said[name] = _log_messages(logs, "/aws-glue/jobs/output", started["JobRunId"])
+    assert said == {
+        "pinned": ["script v2, package v2"],
+        "unpinned": ["script v1, package v1"],
+        "back_to_v1": ["script v1, package v1"],
+    }
+
+
 # -- the stack itself -------------------------------------------------------------------------
 
 

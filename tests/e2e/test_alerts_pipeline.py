@@ -21,6 +21,7 @@ import pytest
 
 from dev import commands
 from dev.raw_zone import upload_raw_zone
+from include.run_scope import run_key
 from tests.contract_rules import read_reference, utc
 
 pytestmark = pytest.mark.stack
@@ -168,7 +169,11 @@ def test_the_audit_counts_the_days_alerts(ran, env):
 
 
 def test_quarantine_holds_the_alerts_that_were_not_loaded(ran, posted, env, s3, tmp_path: Path):
-    prefix = f"quarantine/alerts/log_date={DAY}/"
+    # The quarantine of the run whose rows the warehouse holds.
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT dag_run_id FROM pipeline_run_audit WHERE log_date = %s", (DAY,))
+        (dag_run_id,) = cursor.fetchone()
+    prefix = f"quarantine/alerts/run={run_key(dag_run_id)}/log_date={DAY}/"
     keys = [
         item["Key"]
         for item in s3.list_objects_v2(Bucket=env["PROCESSED_BUCKET"], Prefix=prefix).get("Contents", [])

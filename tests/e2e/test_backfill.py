@@ -20,6 +20,7 @@ import pytest
 from dev import commands
 from dev.raw_zone import plan_upload, upload_raw_zone
 from include import settings
+from include.run_scope import run_key
 from tests.contract_rules import classify, read_reference
 from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, warehouse_rows
 
@@ -135,7 +136,9 @@ def test_warehouse_holds_the_expected_errors(backfilled, env, expected, day):
 
 @pytest.mark.parametrize("day", DAYS)
 def test_quarantine_holds_exactly_the_quarantined_rows(backfilled, env, s3, expected, tmp_path, day):
-    prefix = f"quarantine/hardware_logs/log_date={day}/"
+    # The quarantine of the run whose rows the warehouse holds.
+    dag_run_id = audit_rows(env["WAREHOUSE_DSN"])[day]["dag_run_id"]
+    prefix = f"quarantine/hardware_logs/run={run_key(dag_run_id)}/log_date={day}/"
     keys = [
         item["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["PROCESSED_BUCKET"], Prefix=prefix)

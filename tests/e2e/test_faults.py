@@ -44,6 +44,8 @@ from dev import commands, local_airflow
 from dev.local_aws import faults
 from dev.local_aws import postgres as stack_postgres
 from dev.raw_zone import upload_raw_zone
+from include.run_scope import run_key
+from tests import support
 from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference
 from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_day_lines, warehouse_rows
 
@@ -67,25 +69,6 @@ ISOLATED = {
 }
 ETL_JOB, LOAD_JOB = ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"]
 LOG_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb"
-_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
-
-
-# -- the shifted sample data ---------------------------------------------------------------------
-
-
-def shift_dates(text: str) -> str:
-    return _DATE.sub(lambda match: str(date.fromisoformat(match.group(0)) + SHIFT), text)
-
-
-def shifted_sample(target: Path) -> Path:
-    """The sample raw zone with every date (in names and contents) moved by SHIFT."""
-    for source in sorted(commands.SAMPLE_DATA.rglob("*")):
-        if source.is_dir() or source.suffix == ".md":
-            continue
-        destination = target / shift_dates(source.relative_to(commands.SAMPLE_DATA).as_posix())
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_text(shift_dates(source.read_text(encoding="utf-8")), encoding="utf-8")
-    return target
 
 
 # -- a warehouse of the module's own -------------------------------------------------------------
@@ -278,9 +261,9 @@ def audit_row(dsn: str, day: str) -> dict | None:
     return dict(zip(names, row, strict=True)) if row else None
 
 
-def quarantine(s3, bucket: str, day: str, folder: Path) -> Counter:
-    """(reason, raw line) of every row in s3://PROCESSED/quarantine/hardware_logs/log_date=D/."""
-    prefix = f"quarantine/hardware_logs/log_date={day}/"
+def quarantine(s3, bucket: str, day: str, dag_run_id: str, folder: Path) -> Counter:
+    """(reason, raw line) of every row that the DAG run quarantined for day D."""
+    prefix = f"quarantine/hardware_logs/run={run_key(dag_run_id)}/log_date={day}/"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
     files = [key for key in keys if key.endswith(".parquet")]
     assert files, f"no Parquet under s3://{bucket}/{prefix}"
@@ -288,6 +271,16 @@ def quarantine(s3, bucket: str, day: str, folder: Path) -> Counter:
     for index, key in enumerate(files):
         s3.download_file(bucket, key, str(folder / f"part-{index}.parquet"))
     return Counter(duckdb.sql(f"SELECT reason, raw_line FROM read_parquet('{folder}/*.parquet')").fetchall())
+
+
+def day_audit_files(s3, bucket: str, day: str) -> set[str]:
+    """Every run's audit.json of day D."""
+    return {
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="audit/")
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(f"/log_date={day}/audit.json")
+    }
 
 
 def failure_line(output: str, task_id: str, day: str) -> str:
@@ -326,7 +319,7 @@ def warehouse():
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    return shifted_sample(tmp_path_factory.mktemp("faults-raw-zone"))
+    return support.shifted_sample(tmp_path_factory.mktemp("faults-raw-zone"), SHIFT)
 
 
 @pytest.fixture(scope="module")
@@ -461,7 +454,7 @@ def test_the_audit_adds_up_and_the_quarantine_holds_exactly_the_quarantined_rows
     assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
     outcomes = expected_outcomes(s3, env, reference, FIRST)
     wanted = Counter((QUARANTINE_REASONS[o.outcome], o.line) for o in outcomes if o.outcome in QUARANTINE_REASONS)
-    assert quarantine(s3, env["PROCESSED_BUCKET"], FIRST, tmp_path) == wanted
+    assert quarantine(s3, env["PROCESSED_BUCKET"], FIRST, audit["dag_run_id"], tmp_path) == wanted
     assert sum(wanted.values()) == sum(audit[name] for name in QUARANTINE_REASONS)
 
 
@@ -495,8 +488,13 @@ def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, e
     assert "refuses_log_900" in line
     # The run staged the new row and passed check_staging: the swap's INSERT, which comes after its
     # DELETE in the same transaction, is what failed.
-    staging_table = f"staging.hardware_error_analysis_{FIRST.replace('-', '')}"
-    staged = execute(env["WAREHOUSE_DSN"], f"SELECT log_id FROM {staging_table}")
+    # The failed run's staging table stays for inspection; the earlier run's was dropped by its swap.
+    (staging_table,) = execute(
+        env["WAREHOUSE_DSN"],
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'staging' AND tablename LIKE %s",
+        (f"hardware\\_error\\_analysis\\_{FIRST.replace('-', '')}\\_%",),
+    )[0]
+    staged = execute(env["WAREHOUSE_DSN"], f"SELECT log_id FROM staging.{staging_table}")
     assert {log_id for (log_id,) in staged} == {row[0] for row in before_rows} | {"LOG-900"}
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
@@ -533,8 +531,12 @@ def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, glue):
 def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, glue):
     before_rows = warehouse_rows(env["WAREHOUSE_DSN"], FIRST)
     before_audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
-    audit_file = {"Bucket": env["PROCESSED_BUCKET"], "Key": f"audit/log_date={FIRST}/audit.json"}
+    audit_file = {
+        "Bucket": env["PROCESSED_BUCKET"],
+        "Key": f"audit/run={run_key(before_audit['dag_run_id'])}/log_date={FIRST}/audit.json",
+    }
     audit_written = s3.head_object(**audit_file)["LastModified"]
+    audit_files_before = day_audit_files(s3, env["PROCESSED_BUCKET"], FIRST)
     drifted = f"hardware_logs/dt={FIRST}/late-batch.csv"
     put_csv(
         s3, env["RAW_BUCKET"], drifted,
@@ -556,7 +558,9 @@ def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, g
     assert "cpu_temperature" in message
     assert message in failure_line(result.output, "run_etl_job", FIRST)
     assert "failed on its input; a retry would read the same input, so the task is not retried" in result.output
-    # The ETL stopped before writing anything: the day's audit file is the previous run's.
+    # The ETL stopped before writing anything: the day's audit file is the previous run's, and the
+    # failed run wrote none of its own.
     assert s3.head_object(**audit_file)["LastModified"] == audit_written
+    assert day_audit_files(s3, env["PROCESSED_BUCKET"], FIRST) == audit_files_before
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit

@@ -59,6 +59,7 @@ class World:
         self.put("sales/sales.csv", (SAMPLE / "sales" / "sales.csv").read_bytes())
 
         artifacts = glue_deploy.deploy(self.s3, self.settings.ARTIFACTS_BUCKET, prefix=f"jobtest-{suffix}")
+        self.scripts_version = artifacts.version
         self.etl_job, self.load_job = f"jobtest-etl-{suffix}", f"jobtest-load-{suffix}"
         for name, role, script, connections in (
             (self.etl_job, self.settings.ETL_ROLE_NAME, artifacts.etl_script, []),
@@ -171,6 +172,8 @@ def test_seed_errors_are_aged_at_their_own_day_through_both_jobs(world, tmp_path
     assert audit == {
         "log_date": day, "input_rows": 4, "malformed": 0, "duplicates": 1, "non_error": 0, "no_sale": 0,
         "unknown_customer": 0, "loaded": 3, "rejected_sales": 0, "rejected_customers": 0, "job_run_id": run["Id"],
+        # The version in the package the run imported, which the deployment wrote into its zip.
+        "scripts_version": world.scripts_version,
     }
     loaded = {row["log_id"]: row for row in world.parquet(f"hardware_error_analysis/log_date={day}/", tmp_path)}
     assert {log_id: row["days_since_sale"] for log_id, row in loaded.items()} == {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -32,11 +34,26 @@ def test_version_and_zip_depend_on_contents_only(scripts_copy):
     assert scripts_version(scripts_copy) != before
 
 
-def test_zip_holds_the_transform_package():
-    names = zipfile.ZipFile(io.BytesIO(build_package_zip())).namelist()
+def test_zip_holds_the_transform_package_and_its_version():
+    archive = zipfile.ZipFile(io.BytesIO(build_package_zip()))
+    names = archive.namelist()
     assert "hardware_correlation/__init__.py" in names
     assert "hardware_correlation/transforms.py" in names
     assert all(name.startswith("hardware_correlation/") for name in names)
+    assert archive.read("hardware_correlation/VERSION").decode().strip() == scripts_version()
+
+
+def test_the_package_reports_the_version_of_the_zip_it_was_imported_from(tmp_path):
+    """The version a job reports comes from the code it imported, as Glue imports --extra-py-files."""
+    package = tmp_path / "hardware_correlation.zip"
+    package.write_bytes(build_package_zip())
+    probe = "from hardware_correlation.version import deployed_version; print(deployed_version())"
+    # A fresh interpreter with only the zip on its path: not the source tree the tests import.
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env={"PYTHONPATH": str(package)}, cwd=tmp_path,
+        capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.strip() == scripts_version()
 
 
 @pytest.mark.stack

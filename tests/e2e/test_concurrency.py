@@ -1,0 +1,365 @@
+"""End to end: runs that start together, on a stack that has no crawler and no Glue jobs yet.
+
+One scenario serves every test of the module, on the sample data moved to October 2021 and in a corner
+of the stack of its own (raw and processed buckets, catalog database, crawler, Glue jobs), which starts
+empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) then run, all at once:
+
+- a backfill of days D1 and D2, both days at once, and
+- a manual run of D2, as the UI's Trigger makes it at D2 + 1 00:00 (logical date D2 + 1, so another
+  logical date than the backfill's run of D2, but the same data interval), queued before the backfill
+  so that all three start together;
+
+while another deployment, with scripts of another version, keeps moving the two Glue jobs to its
+own script and package (UpdateJob), as its runs would between their UpdateJob and StartJobRun.
+
+Every run must succeed at once (no task needs a retry); day D2 must hold exactly the rows and the
+audit row of one of its two runs, whose Glue runs the audit row names; every Glue run must have
+executed the scripts version its own DAG run deployed, and the audit rows must name it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from dev import commands, local_airflow
+from dev.raw_zone import upload_raw_zone
+from include import glue_deploy
+from include.run_scope import run_key
+from tests import support
+from tests.contract_rules import classify, read_reference
+from tests.support import AUDIT_COLUMNS, expected_rows, raw_day_lines, warehouse_rows
+
+pytestmark = pytest.mark.stack
+
+# Past days (a manual run may not start before its run_after) that no other test uses.
+SHIFT = date(2021, 10, 1) - date(2025, 10, 1)
+D1, D2 = (date.fromisoformat(day) + SHIFT for day in commands.SAMPLE_DAYS[:2])
+DAG_ID = commands.DAG_ID
+ISOLATED = {
+    "RAW_BUCKET": "hardware-correlation-concurrency-raw",
+    "PROCESSED_BUCKET": "hardware-correlation-concurrency-processed",
+    "GLUE_DATABASE": "hardware_correlation_concurrency_raw",
+    "CRAWLER_NAME": "hardware-correlation-concurrency-raw",
+    "ETL_JOB_NAME": "hardware-correlation-concurrency-etl",
+    "LOAD_JOB_NAME": "hardware-correlation-concurrency-load",
+}
+JOBS = (ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"])
+# Set-up and Glue tasks: with the fix none of them needs a second try.
+FIRST_TRY_TASKS = ("create_or_update_crawler", "run_crawler", "run_etl_job", "run_load_job", "collect_run_audit",
+                   "swap_day_into_warehouse")
+RUN_TIMEOUT = 2400
+ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
+# Airflow's own trigger, run in the services' environment: a manual run made at `moment`, as the
+# UI's Trigger button makes it then (its data interval is the day that ends at `moment`).
+TRIGGER = """
+import sys
+from datetime import datetime
+
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.utils.types import DagRunTriggeredByType
+
+moment = datetime.fromisoformat(sys.argv[2])
+print(trigger_dag(sys.argv[1], triggered_by=DagRunTriggeredByType.UI, run_after=moment, logical_date=moment).run_id)
+"""
+
+
+# -- the other deployment -------------------------------------------------------------------------
+
+
+class OtherDeployment(threading.Thread):
+    """Moves both Glue jobs to another scripts version again and again while the runs go, as the
+    UpdateJob of another version's runs would; counts the moves made while a run of the job was
+    starting or running."""
+
+    FIELDS = ("Role", "Command", "DefaultArguments", "ExecutionProperty", "Connections", "GlueVersion",
+              "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "LogUri", "Description")
+
+    def __init__(self, glue, artifacts: glue_deploy.GlueArtifacts) -> None:
+        super().__init__(daemon=True)
+        self.glue, self.artifacts = glue, artifacts
+        self.done = threading.Event()
+        self.moves_while_running = 0
+        self.error: BaseException | None = None
+
+    def _move(self, job_name: str, script: str) -> None:
+        job = self.glue.get_job(JobName=job_name)["Job"]
+        update = {key: job[key] for key in self.FIELDS if job.get(key) is not None}
+        update["Command"] = {**job["Command"], "ScriptLocation": script}
+        update["DefaultArguments"] = {
+            **job.get("DefaultArguments", {}), "--extra-py-files": self.artifacts.extra_py_files
+        }
+        self.glue.update_job(JobName=job_name, JobUpdate=update)
+        runs = self.glue.get_job_runs(JobName=job_name)["JobRuns"]
+        if any(run["JobRunState"] in ACTIVE for run in runs):
+            self.moves_while_running += 1
+
+    def run(self) -> None:
+        scripts = dict(zip(JOBS, (self.artifacts.etl_script, self.artifacts.load_script), strict=True))
+        try:
+            while not self.done.wait(0.5):
+                for job_name, script in scripts.items():
+                    try:
+                        self._move(job_name, script)
+                    except self.glue.exceptions.EntityNotFoundException:
+                        pass  # not created yet
+        except BaseException as error:  # reported by the tests
+            self.error = error
+
+
+# -- the scenario ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    backfill: list[local_airflow.DayResult]
+    manual_run_id: str
+    manual_state: str
+    runs: dict[str, tuple[date, datetime, datetime]]  # run_id -> (day, start, end)
+    tries: list[tuple[str, str, int, str]]  # (run_id, task_id, try_number, state)
+    glue_runs: dict[str, list[dict]] = field(default_factory=dict)  # job -> its runs
+    moves_while_running: int = 0
+    scripts_version: str = ""
+    other_version: str = ""
+
+
+def _wait_for_run(services: local_airflow.Services, metadata: local_airflow.Metadata, run_id: str) -> str:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        services.check()
+        (state,) = metadata.rows("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)[0]
+        if state in local_airflow.TERMINAL:
+            return state
+        assert time.monotonic() < deadline, f"run {run_id} still {state} after {RUN_TIMEOUT} s"
+        time.sleep(local_airflow.POLL_SECONDS)
+
+
+def _forget_runs_of_the_days(services, metadata) -> None:
+    """Airflow's records of earlier sessions' runs of D1 and D2: the runs below must be new."""
+    found = metadata.rows(
+        "SELECT run_id FROM dag_run WHERE dag_id = %s AND data_interval_start >= %s AND data_interval_start <= %s",
+        DAG_ID, datetime(D1.year, D1.month, D1.day, tzinfo=timezone.utc),
+        datetime(D2.year, D2.month, D2.day, tzinfo=timezone.utc),
+    )
+    if found:
+        result = local_airflow._internal(services, "delete-runs", DAG_ID, *(row[0] for row in found))
+        assert result.returncode == 0, result.stderr
+
+
+def _empty_corner(env: dict[str, str], aws) -> None:
+    s3, glue = aws("s3"), aws("glue")
+    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"]):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    for delete in (
+        lambda: glue.delete_crawler(Name=env["CRAWLER_NAME"]),
+        lambda: glue.delete_database(Name=env["GLUE_DATABASE"]),
+        *(lambda name=name: glue.delete_job(JobName=name) for name in JOBS),
+    ):
+        try:
+            delete()
+        except glue.exceptions.EntityNotFoundException:
+            pass
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        for table in ("hardware_error_analysis", "hardware_alerts", "pipeline_run_audit"):
+            cursor.execute(f"SELECT to_regclass('{table}') IS NOT NULL")
+            if cursor.fetchone()[0]:
+                cursor.execute(f"DELETE FROM {table} WHERE log_date IN (%s, %s)", (D1, D2))
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def raw_zone(tmp_path_factory) -> Path:
+    return support.shifted_sample(tmp_path_factory.mktemp("concurrency-raw-zone"), SHIFT)
+
+
+@pytest.fixture(scope="module")
+def env(stack) -> dict[str, str]:
+    return {**commands.stack_env(), **ISOLATED}
+
+
+@pytest.fixture(scope="module")
+def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
+    s3, glue = aws("s3"), aws("glue")
+    _empty_corner(env, aws)
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.get_crawler(Name=env["CRAWLER_NAME"])
+    for job in JOBS:
+        with pytest.raises(glue.exceptions.EntityNotFoundException):
+            glue.get_job(JobName=job)
+    upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
+
+    # The other deployment's scripts: the same code, one comment apart, so another content version.
+    other_scripts = tmp_path_factory.mktemp("other-version") / "glue_scripts"
+    shutil.copytree(glue_deploy.GLUE_SCRIPTS_DIR, other_scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in glue_deploy.ENTRY_POINTS:
+        (other_scripts / name).write_text((other_scripts / name).read_text() + "\n# another deployment\n")
+    other = glue_deploy.deploy(s3, env["ARTIFACTS_BUCKET"], scripts_dir=other_scripts)
+    ours = glue_deploy.scripts_version()
+    assert other.version != ours
+    mover = OtherDeployment(glue, other)
+
+    manual_moment = f"{D2 + timedelta(days=1)}T00:00:00+00:00"
+    with local_airflow.running_services(env, parallel=3) as services:
+        if services.env.get("CRAWLER_NAME") != env["CRAWLER_NAME"]:
+            # `make airflow`'s services: they run the DAG with the stack's own names, not this corner's.
+            pytest.skip("`make airflow` is running; stop it (make down) to run this scenario in its own corner")
+        metadata = local_airflow.Metadata(services.env)
+        try:
+            was_paused = local_airflow._wait_until_parsed(services, metadata, DAG_ID, "hardware_correlation.py", print)
+            _forget_runs_of_the_days(services, metadata)
+            if not was_paused:
+                local_airflow._set_paused(services, DAG_ID, True)
+            # Queued while the DAG is paused: it starts with the backfill's runs once it is unpaused.
+            triggered = subprocess.run(
+                [sys.executable, "-c", TRIGGER, DAG_ID, manual_moment], env=services.env, cwd=commands.REPO,
+                capture_output=True, text=True, timeout=local_airflow.CLI_TIMEOUT,
+            )
+            assert triggered.returncode == 0, triggered.stderr
+            manual_run_id = triggered.stdout.strip().splitlines()[-1]
+            (interval,) = metadata.rows(
+                "SELECT data_interval_start FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, manual_run_id
+            )[0]
+            assert interval.date() == D2
+            before = datetime.now(timezone.utc) - timedelta(seconds=1)
+            backfill_id = local_airflow._create_backfill(services, metadata, DAG_ID, D1, D2, 2, before)
+            mover.start()
+            local_airflow._set_paused(services, DAG_ID, False)
+            results = local_airflow._follow(services, metadata, DAG_ID, backfill_id, 2, print)
+            manual_state = _wait_for_run(services, metadata, manual_run_id)
+            local_airflow._wait_until_completed(services, metadata, backfill_id, print)
+            if was_paused:
+                local_airflow._set_paused(services, DAG_ID, True)
+            run_ids = [manual_run_id, *(row[2] for row in metadata.backfill_days(backfill_id))]
+            runs = {
+                run_id: (start_of.date(), started, ended)
+                for run_id, start_of, started, ended in metadata.rows(
+                    "SELECT run_id, data_interval_start, start_date, end_date FROM dag_run"
+                    " WHERE dag_id = %s AND run_id = ANY(%s)", DAG_ID, run_ids,
+                )
+            }
+            tries = metadata.rows(
+                "SELECT run_id, task_id, try_number, state FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s)",
+                DAG_ID, run_ids,
+            )
+        finally:
+            mover.done.set()
+            if mover.is_alive():
+                mover.join(timeout=30)
+            metadata.close()
+    assert mover.error is None, f"the other deployment's updates failed: {mover.error!r}"
+    glue_runs = {job: glue.get_job_runs(JobName=job)["JobRuns"] for job in JOBS}
+    return Scenario(results, manual_run_id, manual_state, runs, tries, glue_runs, mover.moves_while_running,
+                    ours, other.version)
+
+
+# -- reading the results --------------------------------------------------------------------------
+
+
+def _expected(s3, env: dict[str, str], raw_zone: Path, day: date) -> set[tuple]:
+    """The day's warehouse rows by the contract's rules, from the raw files as they are in S3."""
+    customers, sales = read_reference(raw_zone)
+    outcomes = classify(raw_day_lines(s3, env["RAW_BUCKET"], str(day)), customers, sales)
+    return expected_rows(outcomes, raw_zone, str(day))
+
+
+def _warehouse(env: dict[str, str], day: date) -> tuple[set[tuple], dict]:
+    rows = warehouse_rows(env["WAREHOUSE_DSN"], str(day))
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM pipeline_run_audit WHERE log_date = %s", (day,))
+        audits = [dict(zip([c.name for c in cursor.description], row, strict=True)) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'staging' AND tablename LIKE %s",
+            (f"%\\_{day:%Y%m%d}\\_%",),
+        )
+        staging = [row[0] for row in cursor.fetchall()]
+    connection.close()
+    assert len(audits) == 1, audits
+    assert staging == [], f"staging tables left behind: {staging}"
+    return rows, audits[0]
+
+
+def _glue_runs_of(scenario: Scenario, job: str, run_id: str) -> list[dict]:
+    """The Glue runs that the DAG run started: both jobs read or write the run's own folder."""
+    folder = f"/hardware_error_analysis/run={run_key(run_id)}/"
+    return [run for run in scenario.glue_runs[job] if folder in run.get("Arguments", {}).get("--processed_path", "")]
+
+
+# -- the tests ------------------------------------------------------------------------------------
+
+
+def test_runs_starting_together_on_an_empty_stack_all_succeed_first_time(scenario, aws, env):
+    assert [(result.day, result.state) for result in scenario.backfill] == [(D1, "success"), (D2, "success")]
+    assert scenario.manual_state == "success"
+    assert sorted(day for day, _, _ in scenario.runs.values()) == [D1, D2, D2]
+    # The three runs really overlapped: each started before any of them had finished.
+    assert max(start for _, start, _ in scenario.runs.values()) < min(end for _, _, end in scenario.runs.values())
+    retried = [(run_id, task_id, tries) for run_id, task_id, tries, _ in scenario.tries
+               if task_id in FIRST_TRY_TASKS and tries != 1]
+    assert retried == []
+    assert {task_id for _, task_id, _, state in scenario.tries if state != "success"} == set()
+    glue = aws("glue")
+    assert glue.get_crawler(Name=env["CRAWLER_NAME"])["Crawler"]["LastCrawl"]["Status"] == "SUCCEEDED"
+    # Each job was created once and holds every run: one ETL and one load run per DAG run.
+    for job in JOBS:
+        assert len(scenario.glue_runs[job]) == 3, job
+        assert {run["JobRunState"] for run in scenario.glue_runs[job]} == {"SUCCEEDED"}
+
+
+@pytest.mark.parametrize("day", [D1, D2], ids=str)
+def test_each_day_holds_exactly_one_complete_runs_rows_and_audit(scenario, aws, env, raw_zone, day):
+    rows, audit = _warehouse(env, day)
+    assert rows == _expected(aws("s3"), env, raw_zone, day)
+    assert audit["loaded"] == len(rows)
+    assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
+    runs_of_the_day = [run_id for run_id, (run_day, _, _) in scenario.runs.items() if run_day == day]
+    assert audit["dag_run_id"] in runs_of_the_day
+    # The audit row names the Glue runs of the DAG run whose rows were swapped in, and no other's.
+    (etl,) = _glue_runs_of(scenario, ISOLATED["ETL_JOB_NAME"], audit["dag_run_id"])
+    (load,) = _glue_runs_of(scenario, ISOLATED["LOAD_JOB_NAME"], audit["dag_run_id"])
+    assert (audit["etl_job_run_id"], audit["load_job_run_id"]) == (etl["Id"], load["Id"])
+    assert etl["Arguments"]["--log_date"] == load["Arguments"]["--log_date"] == day.isoformat()
+
+
+def test_both_runs_of_a_day_wrote_apart(scenario, aws, env):
+    s3 = aws("s3")
+    runs_of_d2 = sorted(run_id for run_id, (run_day, _, _) in scenario.runs.items() if run_day == D2)
+    assert len(runs_of_d2) == 2 and scenario.manual_run_id in runs_of_d2
+    audits = {}
+    for run_id in runs_of_d2:
+        (etl,) = _glue_runs_of(scenario, ISOLATED["ETL_JOB_NAME"], run_id)
+        key = f"audit/run={run_key(run_id)}/log_date={D2}/audit.json"
+        audits[run_id] = json.loads(s3.get_object(Bucket=env["PROCESSED_BUCKET"], Key=key)["Body"].read())
+        assert audits[run_id]["job_run_id"] == etl["Id"]
+    first, second = audits.values()
+    counts = [name for name in first if name not in ("job_run_id", "scripts_version")]
+    assert {name: first[name] for name in counts} == {name: second[name] for name in counts}
+
+
+def test_every_glue_run_ran_the_scripts_version_of_its_own_run(scenario, env):
+    assert scenario.moves_while_running > 0, "the other deployment never moved a job while a run was active"
+    bucket = env["ARTIFACTS_BUCKET"]
+    ours = f"s3://{bucket}/glue-scripts/{scenario.scripts_version}"
+    for job, entry in zip(JOBS, glue_deploy.ENTRY_POINTS, strict=True):
+        for run in scenario.glue_runs[job]:
+            arguments = run["Arguments"]
+            assert arguments["--scriptLocation"] == f"{ours}/{entry}", run["Id"]
+            assert arguments["--extra-py-files"] == f"{ours}/{glue_deploy.TRANSFORM_PACKAGE}.zip", run["Id"]
+    for day in (D1, D2):
+        _, audit = _warehouse(env, day)
+        assert audit["scripts_version"] == scenario.scripts_version != scenario.other_version
