@@ -76,7 +76,7 @@ def _hook(job_name: str, script: str) -> SharedGlueJobHook:
         job_name=job_name,
         desc="shared by every run",
         script_location=script,
-        iam_role_name=settings.GLUE_ROLE_NAME,
+        iam_role_name=settings.ETL_ROLE_NAME,
         update_config=True,
         create_job_kwargs={
             "GlueVersion": "5.0", "WorkerType": "G.1X", "NumberOfWorkers": 2,
