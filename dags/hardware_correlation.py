@@ -50,9 +50,9 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from include import settings as pipeline_settings
-from include.run_scope import run_key
 from include.assets import DEVICE_DAY_ACTIVITY
-from include.task_failure import log_task_failure
+from include.run_scope import run_key
+from include.task_defaults import task_defaults
 from plugins.glue_job_operator import FailFastGlueJobOperator
 
 SETTINGS = pipeline_settings.load()
@@ -309,19 +309,7 @@ def collect_run_audit(
     doc_md=__doc__,
     template_searchpath=[str(SQL_DIR)],
     user_defined_filters={"run_key": run_key},
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=SETTINGS.number("RETRY_DELAY_SECONDS")),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=30),
-        "execution_timeout": timedelta(minutes=15),
-        "on_failure_callback": log_task_failure,
-        # A try that fails and is retried says why too: the provider's own error only gives the state.
-        "on_retry_callback": log_task_failure,
-        "aws_conn_id": SETTINGS.AWS_CONN_ID,
-        "conn_id": SETTINGS.WAREHOUSE_CONN_ID,
-    },
+    default_args=task_defaults(SETTINGS, aws_conn_id=SETTINGS.AWS_CONN_ID, conn_id=SETTINGS.WAREHOUSE_CONN_ID),
     tags=["glue", "warehouse"],
 )
 def hardware_correlation():

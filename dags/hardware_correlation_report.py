@@ -28,7 +28,7 @@ from airflow.sdk import dag, task
 
 from include import settings as pipeline_settings
 from include.assets import DEVICE_DAY_ACTIVITY
-from include.task_failure import log_task_failure
+from include.task_defaults import task_defaults
 
 SETTINGS = pipeline_settings.load()
 DAILY_DAG_ID = "hardware_correlation"
@@ -95,16 +95,7 @@ def build_report(run_id=None) -> dict:
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=SETTINGS.number("RETRY_DELAY_SECONDS")),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=30),
-        "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": log_task_failure,
-        "on_retry_callback": log_task_failure,
-    },
+    default_args=task_defaults(SETTINGS, execution_timeout=timedelta(minutes=30)),
     tags=["report", "warehouse"],
 )
 def hardware_correlation_report():

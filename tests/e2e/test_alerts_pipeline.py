@@ -104,16 +104,6 @@ def audit_alert_counts(dsn: str, day: str) -> dict[str, int] | None:
 
 
 @pytest.fixture(scope="module")
-def env(stack):
-    return commands.stack_env()
-
-
-@pytest.fixture(scope="module")
-def s3(aws):
-    return aws("s3")
-
-
-@pytest.fixture(scope="module")
 def posted(env, s3):
     """The alerts posted for DAY, as the API stored them; removed from the raw zone afterwards."""
     upload_raw_zone(commands.SAMPLE_DATA, env["RAW_BUCKET"], s3)

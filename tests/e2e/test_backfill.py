@@ -57,16 +57,6 @@ def audit_rows(dsn: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def env(stack):
-    return commands.stack_env()
-
-
-@pytest.fixture(scope="module")
-def s3(aws):
-    return aws("s3")
-
-
-@pytest.fixture(scope="module")
 def expected():
     """Each sample day's rows, classified by the contract's rules, as they are split into partitions."""
     customers, sales = read_reference(commands.SAMPLE_DATA)

@@ -323,11 +323,6 @@ def reference(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3(aws):
-    return aws("s3")
-
-
-@pytest.fixture(scope="module")
 def glue(aws):
     return aws("glue")
 

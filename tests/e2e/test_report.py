@@ -65,19 +65,6 @@ def make_report(first: str, last: str, keep: Path) -> tuple[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def env(stack):
-    return commands.stack_env()
-
-
-@pytest.fixture(scope="module")
-def s3(env):
-    return boto3.client(
-        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-@pytest.fixture(scope="module")
 def backfilled(env, s3, tmp_path_factory):
     folder = tmp_path_factory.mktemp("planted") / "raw"
     dataset = write_dataset(

@@ -41,16 +41,6 @@ def warehouse_day(dsn: str, day: str) -> tuple[set[tuple], dict[str, int] | None
 
 
 @pytest.fixture(scope="module")
-def env(stack):
-    return commands.stack_env()
-
-
-@pytest.fixture(scope="module")
-def s3(aws):
-    return aws("s3")
-
-
-@pytest.fixture(scope="module")
 def deployed_env(env):
     """Airflow as deployed: connections through the secrets backend, the Airflow role's session."""
     return local_stack.deployed_airflow_env(env)
