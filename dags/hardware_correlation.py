@@ -103,6 +103,9 @@ LOAD_ARGS = {
     "--alerts_staging_table": ALERTS_STAGING_TABLE,
     "--activity_path": f"{PROCESSED}/device_day_activity/{RUN}/",
     "--activity_staging_table": ACTIVITY_STAGING_TABLE,
+    # Glue's own scratch folder: the load job stages its COPY files there (the template's tmp/ prefix,
+    # the one place of the processed bucket the load role may write).
+    "--TempDir": f"{PROCESSED}/tmp/",  # noqa: S108 - an S3 prefix, not the local /tmp
 }
 
 # Checks of day D in the warehouse once it is swapped in; a failed check fails the run.
