@@ -5,13 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCAL := .local
 JARS := $(LOCAL)/jars
-# Spark's JVM dependencies: hadoop-aws matching pyspark 3.5's Hadoop client (3.3.4), the AWS SDK
-# bundle that hadoop-aws 3.3.4 was built against, and the PostgreSQL JDBC driver.
-JAR_ARTIFACTS := org.apache.hadoop:hadoop-aws:3.3.4:jar \
-                 com.amazonaws:aws-java-sdk-bundle:1.12.262:jar \
-                 org.postgresql:postgresql:42.7.14:jar
+# Spark's JVM dependencies (group:artifact:version, with their digests): dev/spark_jars.txt.
+JAR_ARTIFACTS := $(shell awk '!/^\#/ && NF {print $$1 ":jar"}' dev/spark_jars.txt)
 
-.PHONY: setup browser up down seed run backfill report demo airflow test test-fast bench
+.PHONY: setup browser up down seed run backfill report demo airflow test test-fast bench docker-base-images
 
 setup: $(VENV)/.installed $(JARS)/.fetched browser
 
@@ -33,11 +30,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(JARS)/.fetched:
+$(JARS)/.fetched: dev/spark_jars.txt
 	mkdir -p $(JARS)
 	for artifact in $(JAR_ARTIFACTS); do \
 	  mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$(JARS) || exit 1; \
 	done
+	awk '!/^#/ && NF {split($$1, c, ":"); print $$2 "  $(JARS)/" c[2] "-" c[3] ".jar"}' dev/spark_jars.txt | sha256sum --quiet -c
 	touch $@
 
 up: setup
@@ -71,7 +69,12 @@ test: setup
 # The tier to run after every change: pure Python, lint, DAG integrity and in-process Spark
 # transforms; no local stack, no Airflow services and no network.
 test-fast: setup
-	$(VENV)/bin/pytest -m "not stack and not network"
+	$(VENV)/bin/pytest -m "not stack and not network and not docker"
 
 bench: up
 	$(PY) -m dev.bench
+
+# Only where Docker Hub cannot be reached: stand-ins for the base images the Dockerfile and
+# docker-compose.yaml start from (debian:bookworm-slim, postgres:15), built from Debian's packages.
+docker-base-images:
+	dev/docker/base_images.sh

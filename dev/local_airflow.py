@@ -972,9 +972,10 @@ def run_backfill(
 class RestApi:
     """Airflow's REST API (v2) as the UI's user, with a token from SimpleAuthManager's /auth/token."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, user: str = UI_USER, password: str | None = None) -> None:
         self.base_url = base_url
-        answer = self._request("POST", "/auth/token", {"username": UI_USER, "password": ui_password()}, token=None)
+        login = {"username": user, "password": ui_password() if password is None else password}
+        answer = self._request("POST", "/auth/token", login, token=None)
         self._token = answer["access_token"]
 
     def _request(self, method: str, path: str, body: dict | None = None, token: str | None = "") -> Any:

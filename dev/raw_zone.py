@@ -203,3 +203,35 @@ def split_hardware_logs(path: Path) -> dict[str, bytes]:
         day: ("\n".join([header, *rows]) + "\n").encode("utf-8")
         for day, rows in sorted(partitions.items())
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dev.raw_zone DIR`: upload DIR to the raw bucket of the AWS the environment names
+    (AWS_ENDPOINT_URL and credentials; RAW_BUCKET from the pipeline's settings). The compose file's
+    seeding command; `make seed` does the same against `make up`'s stack."""
+    import argparse
+    import sys
+
+    import boto3
+
+    from include.settings import load as load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m dev.raw_zone", description=main.__doc__)
+    parser.add_argument("data_dir", type=Path, help="a folder laid out like the raw zone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.data_dir.is_dir():
+        print(f"seed: {args.data_dir} is not a folder", file=sys.stderr)
+        return 2
+    bucket = load_settings().RAW_BUCKET
+    try:
+        keys = upload_raw_zone(args.data_dir, bucket, boto3.client("s3"))
+    except RawZoneError as error:
+        print(f"seed: {error}", file=sys.stderr)
+        return 1
+    print(f"seed: uploaded {len(keys)} objects to s3://{bucket}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         default=config.HOST,
         help="address to listen on (default 127.0.0.1; a container needs 0.0.0.0 to publish the port)",
     )
+    parser.add_argument("--alerts-port", type=int, default=0, help="the alerts API's port (0: any free port)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -202,8 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     from include.settings import load as load_settings
 
     alerts_server = alerts_api.start(
-        config.HOST,
-        0,
+        args.host,
+        args.alerts_port,
         bucket=load_settings().RAW_BUCKET,
         s3_client=runner.loopback.client("s3", config.REGION),
     )
