@@ -19,6 +19,14 @@ have() { [ "$force" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
 if have debian:bookworm-slim; then
   echo "debian:bookworm-slim: present"
 else
+  if ! command -v debootstrap >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
+    else
+      echo "base_images: needs debootstrap (sudo apt-get install debootstrap)" >&2
+      exit 1
+    fi
+  fi
   root="$(mktemp -d)"
   trap 'rm -rf "$root"' EXIT
   echo "debian:bookworm-slim: debootstrap (about a minute)"

@@ -11,9 +11,9 @@ if ! command -v dockerd >/dev/null; then
     echo "start_engine: no Docker engine; install Docker (https://docs.docker.com/engine/install/)" >&2
     exit 1
   fi
-  echo "installing docker.io and debootstrap"
+  echo "installing docker.io"
   apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >/dev/null
 fi
 mkdir -p /var/log
 nohup dockerd >/var/log/dockerd.log 2>&1 &
