@@ -10,6 +10,7 @@ numbers, so that the rest of the story is one `less +N` away.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -209,7 +210,9 @@ def dags_test(command: list[str], env: dict[str, str], dag_id: str, day: date, l
     first = _line_count(log) + 1
     started = datetime.now(timezone.utc)
     with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"==== log day {day}, {started.isoformat(timespec='seconds')}: {' '.join(command[3:])} ====\n")
+        # On one line: the failure lines count lines from it.
+        shown_command = shlex.join([Path(command[0]).name, *command[1:]]).replace("\n", " ")
+        handle.write(f"==== log day {day}, started {started.isoformat(timespec='seconds')}: {shown_command} ====\n")
     logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
     metadata = local_airflow.Metadata(env)
     lines = TaskLines(day, say)
