@@ -286,10 +286,20 @@ def on_scheduler(services: local_airflow.Services, dag_id: str, day: date, say: 
     task logs are in the UI, at the run's address that run_day prints."""
     metadata = local_airflow.Metadata(services.env)
     lines = TaskLines(day, say)
+    watching = True
+
+    def watch(run_id: str) -> None:
+        nonlocal watching
+        if not watching:
+            return
+        try:
+            lines.show(task_rows(metadata, dag_id, run_id))
+        except LocalAirflowError as error:
+            watching = False
+            say(f"  (no task lines: {error}; the run goes on)")
+
     try:
-        result = local_airflow.run_day(
-            services, dag_id, day, say=say, watch=lambda run_id: lines.show(task_rows(metadata, dag_id, run_id))
-        )
+        result = local_airflow.run_day(services, dag_id, day, say=say, watch=watch)
     finally:
         metadata.close()
     say(day_line(result))

@@ -242,3 +242,29 @@ def test_the_exit_status_decides_the_day(tmp_path, monkeypatch, status, state):
     assert result.state == state
     if status:
         assert "airflow dags test exited 1, its run is success" in said[1]
+
+
+def test_a_day_on_the_scheduler_of_make_airflow_says_its_tasks_as_run_day_polls(monkeypatch):
+    metadata = []
+
+    def stand_in_metadata(env):
+        metadata.append(StandInMetadata(env))
+        return metadata[-1]
+
+    def run_day(services, dag_id, day, say, watch):
+        for _ in StandInMetadata.polls:
+            watch("manual__run")
+        return DayResult(day, "failed", 5.25, ["etl"])
+
+    monkeypatch.setattr(day_progress.local_airflow, "Metadata", stand_in_metadata)
+    monkeypatch.setattr(day_progress.local_airflow, "run_day", run_day)
+    said: list[str] = []
+    services = day_progress.local_airflow.Services(env={}, port=1, started_at=T0, shared=True)
+    result = day_progress.on_scheduler(services, "dag", DAY, said.append)
+    assert result == DayResult(DAY, "failed", 5.25, ["etl"])
+    assert said == [
+        day_progress.task_line(DAY, "deploy", "success", 1.0),
+        day_progress.task_line(DAY, "etl", "failed", 3.0),
+        "2025-10-01: failed, 5.2 s; failed tasks: etl",
+    ]
+    assert metadata[0].closed
