@@ -49,7 +49,7 @@ seed: setup
 	$(PY) -m dev.commands seed "$(DATA)"
 
 run: setup
-	$(PY) -m dev.commands run "$(DATE)"
+	$(PY) -m dev.commands run "$(DATE)" "$(BRIEF)"
 
 backfill: setup
 	$(PY) -m dev.commands backfill "$(FROM)" "$(TO)" "$(PARALLEL)"

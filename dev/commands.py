@@ -1,7 +1,7 @@
 """The `make seed / run / backfill / report / demo / airflow / down` commands (contract section 5) on the local stack.
 
-Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD | backfill FROM TO [PARALLEL] | report [FROM [TO]] | demo
-                               | airflow | down}
+Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD [BRIEF] | backfill FROM TO [PARALLEL] | report [FROM [TO]]
+                               | demo | airflow | down}
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
-from dev import local_airflow
+from dev import day_progress, local_airflow
 from include import settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,6 +22,9 @@ STACK_ENV = REPO / ".local" / "stack.env"
 SAMPLE_DATA = REPO / "dev" / "sample_data"
 SAMPLE_DAYS = ("2025-10-01", "2025-10-02", "2025-10-03")
 REPORTS = REPO / ".local" / "reports"
+LOGS = REPO / ".local" / "logs"
+# Airflow's own log lines of the last `make demo`, and of `make run DATE=D BRIEF=1` per day.
+DEMO_LOG = LOGS / "demo.log"
 DAG_ID = "hardware_correlation"
 
 # Timings for a laptop: the stack answers in milliseconds, so poll and retry quickly. A variable
@@ -83,22 +86,44 @@ def seed(data_dir: str) -> None:
     print(f"Uploaded {len(keys)} objects to s3://{env['RAW_BUCKET']}/")
 
 
-def run(day_text: str, env: dict[str, str] | None = None) -> int:
+def run(day_text: str, env: dict[str, str] | None = None, log: Path | None = None) -> int:
     """`airflow dags test` for one day; returns its exit status (non-zero when any task failed).
 
+    With `log`, Airflow's own output is appended to that file, and what is printed is a line per task as
+    it finishes and one for the day, with the failed tasks' errors (day_progress); without, all of it.
     While `make airflow` runs, its scheduler runs the day instead (see local_airflow.run_day): it
     would otherwise also pick up the tasks of the `dags test` run.
     """
+    return 0 if run_day(day_text, env, log).ok else 1
+
+
+def run_day(day_text: str, env: dict[str, str] | None = None, log: Path | None = None) -> local_airflow.DayResult:
+    """`run`, with the day's outcome; a day run with its full output knows only whether it failed."""
     if not day_text:
         raise UsageError("Say which day to run: `make run DATE=2025-10-01`.")
     day = parse_day(day_text)
     env = env or stack_env()
     with local_airflow.no_backfill_running(say=_say, stack_env=env) as shared:
-        if shared is None:
-            return subprocess.call(dags_test_command(day), env=env, cwd=REPO)
-        result = local_airflow.run_day(shared, DAG_ID, day, say=_say)
-    print(result.line())
-    return 0 if result.ok else 1
+        if shared is not None:
+            if log is not None:
+                return day_progress.on_scheduler(shared, DAG_ID, day, say=_say)
+            result = local_airflow.run_day(shared, DAG_ID, day, say=_say)
+            print(result.line())
+            return result
+        if log is not None:
+            return day_progress.dags_test(dags_test_command(day), env, DAG_ID, day, log, say=_say)
+        status = subprocess.call(dags_test_command(day), env=env, cwd=REPO)
+        return local_airflow.DayResult(day, "success" if status == 0 else "failed")
+
+
+def run_command(day_text: str = "", brief: str = "") -> int:
+    """`make run DATE=D [BRIEF=1]`: Airflow's full output, or with BRIEF the lines of `make demo`."""
+    if not day_text or brief.strip().lower() in ("", "0", "no", "false"):
+        return run(day_text)
+    log = LOGS / f"run-{parse_day(day_text)}.log"
+    log.unlink(missing_ok=True)
+    print(f"Airflow's log lines: {day_progress.shown_path(log)}", flush=True)
+    return run(day_text, log=log)
 
 
 def dags_test_command(day: date) -> list[str]:
@@ -213,12 +238,24 @@ def report(first_text: str = "", last_text: str = "") -> int:
 def demo() -> int:
     seed(str(SAMPLE_DATA))
     env = stack_env()
-    failed = [day for day in SAMPLE_DAYS if run(day, env) != 0]
+    DEMO_LOG.parent.mkdir(parents=True, exist_ok=True)
+    DEMO_LOG.unlink(missing_ok=True)
+    print(f"Running {', '.join(SAMPLE_DAYS)}; Airflow's log lines: {day_progress.shown_path(DEMO_LOG)}", flush=True)
+    results = [run_day(day, env, DEMO_LOG) for day in SAMPLE_DAYS]
     print_warehouse(env)
+    failed = [result for result in results if not result.ok]
     if failed:
-        print("Failed days: " + ", ".join(failed), file=sys.stderr)
+        print(demo_failure(failed, DEMO_LOG), file=sys.stderr)
         return 1
     return report(SAMPLE_DAYS[0], SAMPLE_DAYS[-1])
+
+
+def demo_failure(failed: list[local_airflow.DayResult], log: Path) -> str:
+    days = ", ".join(
+        f"{result.day} ({', '.join(result.failed_tasks)})" if result.failed_tasks else str(result.day)
+        for result in failed
+    )
+    return f"Failed days: {days}\nAirflow's log lines: {day_progress.shown_path(log)} (their errors are above)"
 
 
 def airflow() -> int:
@@ -255,7 +292,8 @@ def down() -> int:
 
 def main(argv: list[str]) -> int:
     commands = {
-        "seed": seed, "run": run, "backfill": backfill, "report": report, "demo": demo, "airflow": airflow, "down": down
+        "seed": seed, "run": run_command, "backfill": backfill, "report": report, "demo": demo, "airflow": airflow,
+        "down": down,
     }
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)

@@ -676,6 +676,35 @@ class Metadata:
         )
         return [row[0] for row in found]
 
+    def dags_test_run(self, dag_id: str, logical_date: datetime, since: datetime) -> str | None:
+        """The run that `airflow dags test` created at `logical_date` after `since` (it replaces any earlier
+        run at that logical date, and `dags-test` records its real start)."""
+        found = self.rows(
+            "SELECT run_id FROM dag_run WHERE dag_id = %s AND logical_date = %s AND start_date >= %s"
+            " ORDER BY start_date DESC LIMIT 1",
+            dag_id, logical_date, since,
+        )
+        return found[0][0] if found else None
+
+    def run_state(self, dag_id: str, run_id: str) -> tuple | None:
+        """(state, start_date, end_date) of the run."""
+        found = self.rows(
+            "SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s", dag_id, run_id
+        )
+        return found[0] if found else None
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[tuple]:
+        """(task_id, map_index, try_number, state, start_date, end_date, duration) of each task of the run.
+
+        A sensor in reschedule mode starts anew at each poke: its start is that of the try's first poke.
+        """
+        return self.rows(
+            "SELECT ti.task_id, ti.map_index, ti.try_number, ti.state,"
+            " LEAST(ti.start_date, (SELECT MIN(r.start_date) FROM task_reschedule r WHERE r.ti_id = ti.id)),"
+            " ti.end_date, ti.duration FROM task_instance ti WHERE ti.dag_id = %s AND ti.run_id = %s",
+            dag_id, run_id,
+        )
+
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         found = self.rows(
             "SELECT task_id FROM task_instance WHERE dag_id = %s AND run_id = %s AND state = 'failed'"
@@ -1007,12 +1036,15 @@ class RestApi:
         return self._request("DELETE", path)
 
 
-def run_day(services: Services, dag_id: str, day: date, say: Say = print) -> DayResult:
+def run_day(
+    services: Services, dag_id: str, day: date, say: Say = print, watch: Callable[[str], None] | None = None
+) -> DayResult:
     """Run log day D on the scheduler of `make airflow`, as the UI's Trigger does, and wait for it.
 
     The run is manual, at logical date D + 1 (its data interval is [D, D + 1)), as `airflow dags
     test` makes it; a finished run already recorded at that logical date is replaced, as
     `airflow dags test` replaces it. A paused DAG is unpaused, as the Trigger form offers to.
+    `watch` is called with the run id at every poll, and once more when the run has finished.
     """
     api = RestApi(services.base_url)
     logical = _midnight(day + timedelta(days=1)).isoformat().replace("+00:00", "Z")
@@ -1037,6 +1069,8 @@ def run_day(services: Services, dag_id: str, day: date, say: Say = print) -> Day
     while True:
         services.check()
         run = api.get(path)
+        if watch is not None:
+            watch(run_id)
         if run["state"] in TERMINAL:
             break
         if time.monotonic() > deadline:

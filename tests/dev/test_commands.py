@@ -9,12 +9,14 @@ from datetime import date
 import pytest
 
 from dev import commands
+from dev.local_airflow import DayResult
 
 
+@pytest.mark.parametrize("brief", ["", "1"])
 @pytest.mark.parametrize("text", ["2025-13-01", "yesterday", "2025/10/01", ""])
-def test_run_refuses_a_malformed_date(text):
+def test_run_refuses_a_malformed_date(text, brief):
     result = subprocess.run(
-        [sys.executable, "-m", "dev.commands", "run", text], capture_output=True, text=True, cwd=commands.REPO
+        [sys.executable, "-m", "dev.commands", "run", text, brief], capture_output=True, text=True, cwd=commands.REPO
     )
     assert result.returncode == 2
     assert "DATE" in result.stderr and "Traceback" not in result.stderr
@@ -45,3 +47,34 @@ def test_report_refuses_a_bad_range_before_touching_the_stack(first, last, tmp_p
     monkeypatch.setattr(commands, "STACK_ENV", tmp_path / "missing.env")
     with pytest.raises(commands.UsageError, match="FROM|TO"):
         commands.report(first, last)
+
+
+@pytest.mark.parametrize("brief", ["1", "yes"])
+def test_brief_run_sends_airflows_lines_to_a_fresh_log_of_the_day(brief, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(commands, "LOGS", tmp_path)
+    monkeypatch.setattr(commands, "run", lambda day_text, env=None, log=None: calls.append((day_text, log)) or 0)
+    (tmp_path / "run-2025-10-01.log").write_text("the previous run's lines\n")
+    assert commands.main(["run", "2025-10-01", brief]) == 0
+    assert calls == [("2025-10-01", tmp_path / "run-2025-10-01.log")]
+    assert not (tmp_path / "run-2025-10-01.log").exists()
+    assert capsys.readouterr().out == f"Airflow's log lines: {tmp_path / 'run-2025-10-01.log'}\n"
+
+
+@pytest.mark.parametrize("brief", ["", "0"])
+def test_run_without_brief_keeps_airflows_full_output(brief, monkeypatch):
+    calls = []
+    monkeypatch.setattr(commands, "run", lambda day_text, env=None, log=None: calls.append((day_text, log)) or 1)
+    assert commands.main(["run", "2025-10-01", brief]) == 1
+    assert calls == [("2025-10-01", None)]
+
+
+def test_a_failed_demo_names_the_failed_tasks_of_each_day_and_the_log():
+    failed = [
+        DayResult(date(2025, 10, 2), "failed", 95.0, ["run_etl_job"]),
+        DayResult(date(2025, 10, 3), "failed", note="airflow dags test exited 1 without recording a run"),
+    ]
+    assert commands.demo_failure(failed, commands.DEMO_LOG).splitlines() == [
+        "Failed days: 2025-10-02 (run_etl_job), 2025-10-03",
+        "Airflow's log lines: .local/logs/demo.log (their errors are above)",
+    ]

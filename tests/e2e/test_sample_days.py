@@ -6,9 +6,10 @@ as they landed in S3 and the rules of the contract (section 3).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 
 import psycopg2
 import pytest
@@ -105,21 +106,50 @@ def test_seed_errors_are_aged_at_the_error_day(sample_days_ran, env):
     assert {31, 259} <= set(ages.values())
 
 
-def test_rerunning_a_day_leaves_identical_rows(sample_days_ran, env):
+def run_tasks(env: dict[str, str], day: str) -> set[str]:
+    """The tasks of the day's latest `airflow dags test` run, from Airflow's metadata database."""
+    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    logical = date.fromisoformat(day) + timedelta(days=1)
+    with psycopg2.connect(metadata) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ti.task_id FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id"
+            " WHERE r.dag_id = %s AND r.logical_date = %s",
+            (commands.DAG_ID, datetime.combine(logical, time(), timezone.utc)),
+        )
+        tasks = {task_id for (task_id,) in cursor.fetchall()}
+    connection.close()
+    return tasks
+
+
+def test_rerunning_a_day_leaves_identical_rows_and_says_a_line_per_task(sample_days_ran, env, tmp_path, capsys):
     before = warehouse_day(env["WAREHOUSE_DSN"], DAYS[0])
-    assert commands.run(DAYS[0], env) == 0
+    log = tmp_path / "run.log"
+    assert commands.run(DAYS[0], env, log=log) == 0
     assert warehouse_day(env["WAREHOUSE_DSN"], DAYS[0]) == before
 
+    # The brief output of `make demo`: a line per task as it finished, then the day's; Airflow's in the log.
+    said = capsys.readouterr().out.splitlines()
+    task_lines = [line.split() for line in said if line.startswith(f"  {DAYS[0]}  ")]
+    assert {fields[1] for fields in task_lines} == run_tasks(env, DAYS[0])
+    assert len(task_lines) == len(run_tasks(env, DAYS[0]))
+    assert all(fields[2] == "success" and fields[-1] == "s" and float(fields[-2]) >= 0 for fields in task_lines)
+    assert re.fullmatch(rf"{DAYS[0]}: success, \d+\.\d s", said[-1])
+    assert "DagRun Finished" in log.read_text()
+    assert not any("DagRun Finished" in line for line in said)
 
-def test_a_day_without_logs_fails_at_its_sensor(sample_days_ran, env):
+
+def test_a_day_without_logs_fails_at_its_sensor_and_says_why(sample_days_ran, env, tmp_path, capsys):
     quick = {**env, "SENSOR_TIMEOUT_SECONDS": "6", "SENSOR_POKE_SECONDS": "2"}
-    result = subprocess.run(
-        commands.dags_test_command(date(2025, 9, 15)),
-        env=quick, cwd=commands.REPO, capture_output=True, text=True, timeout=600,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "hardware_logs/dt=2025-09-15/*.csv" in output
+    log = tmp_path / "run.log"
+    assert commands.run("2025-09-15", quick, log=log) != 0
+    said = capsys.readouterr().out
+    assert "  2025-09-15  wait_for_hardware_logs    failed" in said
+    assert "2025-09-15: failed, " in said and "; failed tasks: wait_for_hardware_logs" in said
+    # The failure's own lines, and where they are in the log.
+    excerpt = said[said.index(f"  wait_for_hardware_logs: {log}, line "):]
+    assert "AirflowSensorTimeout" in excerpt
+    assert "no object matches s3://" in excerpt and "hardware_logs/dt=2025-09-15/*.csv" in excerpt
+    assert "hardware_logs/dt=2025-09-15/*.csv" in log.read_text()
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM hardware_error_analysis WHERE log_date = '2025-09-15'")
         assert cursor.fetchone()[0] == 0
