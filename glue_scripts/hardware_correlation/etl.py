@@ -143,7 +143,7 @@ def run_etl(
     lines = read_log_lines(spark, inputs.log_files)
 
     parsed = lines.transform(transforms.parse_log_lines)
-    flagged = parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(parsed))
+    flagged = parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(lines))
 
     # Most rows are plain non-errors: they never go through the joins. Of them only the device is
     # kept (the other columns are NULL, which costs the cache next to nothing), so that one pass

@@ -4,7 +4,7 @@ Each function ends in a `select` that states the columns it produces. They compo
 `df.transform`:
 
     parsed = lines.transform(parse_log_lines)
-    flagged = parsed.transform(flag_repeated, repeated_log_ids(parsed))
+    flagged = parsed.transform(flag_repeated, repeated_log_ids(lines))
     typed = flagged.transform(type_log_fields)
     deduped = typed.transform(rank_duplicates)
     classified = deduped.transform(classify, sales_in_force(sales), current_customers(customers))
@@ -64,6 +64,26 @@ def utc_date(timestamp: Column) -> Column:
     return F.date_from_unix_date(F.floor(F.unix_seconds(timestamp) / _SECONDS_PER_DAY).cast("int"))
 
 
+def _field_value(token: Column, quoted: Column) -> Column:
+    """A field's value from its token: unquoted when the line has quotes, NULL when empty."""
+    unquoted = F.when(
+        quoted & token.startswith('"'),
+        F.replace(token.substr(F.lit(2), F.length(token) - 2), F.lit('""'), F.lit('"')),
+    ).otherwise(token)
+    return F.when(unquoted != "", unquoted)
+
+
+def first_field(line: Column) -> Column:
+    """The first field of a line (the log_id) as `parse_log_lines` reads it, without splitting the
+    rest of the line: the text before the first comma, or for a line with a quote the first field
+    per RFC 4180 (rare, so the slower regular expression runs only for those)."""
+    quoted = line.contains('"')
+    first_token = F.when(
+        quoted, F.get(F.regexp_extract_all(F.concat(F.lit(","), line), F.lit(_QUOTED_FIELD), 1), 0)
+    ).otherwise(F.substring_index(line, ",", 1))
+    return _field_value(first_token, quoted)
+
+
 def _split_fields(lines: DataFrame) -> DataFrame:
     """The six fields of each line (NULL when empty) and what is wrong with its structure, if any.
 
@@ -84,18 +104,12 @@ def _split_fields(lines: DataFrame) -> DataFrame:
         F.when(quoted & ~comma_line.rlike(_QUOTED_LINE), F.lit("badly quoted field")).alias("quoting_error"),
     )
     tokens = F.col("tokens")
-
-    def field(index: int) -> Column:
-        token = F.get(tokens, index)
-        unquoted = F.when(
-            F.col("quoted") & token.startswith('"'),
-            F.replace(token.substr(F.lit(2), F.length(token) - 2), F.lit('""'), F.lit('"')),
-        ).otherwise(token)
-        return F.when(unquoted != "", unquoted)
-
     return tokenized.select(
         *LINE_COLUMNS,
-        *(field(index).alias(name) for index, name in enumerate(schemas.LOG_COLUMNS)),
+        *(
+            _field_value(F.get(tokens, index), F.col("quoted")).alias(name)
+            for index, name in enumerate(schemas.LOG_COLUMNS)
+        ),
         F.coalesce(
             F.col("quoting_error"),
             F.when(F.size(tokens) != len(schemas.LOG_COLUMNS), F.lit("wrong number of fields")),
@@ -210,15 +224,18 @@ def log_id_hash(column: Column) -> Column:
     return F.xxhash64(column)
 
 
-def repeated_log_ids(parsed: DataFrame) -> DataFrame:
+def repeated_log_ids(lines: DataFrame) -> DataFrame:
     """Hashes of the log_ids that occur on more than one line of the partition.
 
-    A superset of the duplicated log_ids (malformed lines count here, and hashes may collide), small
-    in practice: `rank_duplicates` then ranks only the lines that carry one of them.
+    `lines` has the raw `line` (the read lines, or the parsed ones). Only the first field of each
+    line is taken apart (`first_field`), so this pass over the day costs little next to the parse.
+    A superset of the duplicated log_ids (malformed lines and headers count here, and hashes may
+    collide), small in practice: `rank_duplicates` then ranks only the lines that carry one of them.
     """
+    log_id = first_field(F.col("line"))
     return (
-        parsed.filter(F.col("log_id").isNotNull())
-        .groupBy(log_id_hash(F.col("log_id")).alias("log_id_hash"))
+        lines.filter(log_id.isNotNull())
+        .groupBy(log_id_hash(log_id).alias("log_id_hash"))
         .agg(F.count(F.lit(1)).alias("lines"))
         .filter(F.col("lines") > 1)
         .select("log_id_hash")

@@ -206,6 +206,24 @@ def test_repeated_log_ids_are_only_the_repeated_ones(spark):
     assert_frame_equal(transforms.repeated_log_ids(parsed), expected)
 
 
+
+def test_the_first_field_is_the_parsed_log_id(spark):
+    # repeated_log_ids reads only the first field: it must be the log_id that the parse finds.
+    texts = [
+        "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9",
+        " L2 ,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9",
+        ',2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9',
+        '"L,3",2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9',
+        '"L""4""",2025-10-01T09:15:00Z,"DEV-1",ERROR,88,7.9',
+        'L5,"2025-10-01T09:15:00Z",DEV-1,ERROR,88,7.9',
+        '"",2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9',
+        "L6",
+    ]
+    parsed = lines(spark, *texts).transform(transforms.parse_log_lines)
+    found = parsed.select("log_id", transforms.first_field(F.col("line")).alias("first_field")).collect()
+    assert [row["first_field"] for row in found] == [row["log_id"] for row in found]
+    assert [row["log_id"] for row in found] == ["L1", " L2 ", None, "L,3", 'L"4"', "L5", None, "L6"]
+
 # -- step 3: non-error -------------------------------------------------------------------------
 
 
