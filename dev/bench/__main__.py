@@ -52,9 +52,15 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
-    for name in names:
-        for figure, value in SECTIONS[name]():
-            print(f"{figure}: {value}", flush=True)
+    from dev.bench import BenchError
+
+    try:
+        for name in names:
+            for figure, value in SECTIONS[name]():
+                print(f"{figure}: {value}", flush=True)
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

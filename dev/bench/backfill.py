@@ -25,6 +25,8 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
+from dev.bench import BenchError
+
 START = date(2025, 11, 1)
 DAYS = 30
 ROWS_PER_DAY = 100_000
@@ -40,9 +42,6 @@ BENCH_NAMES = {
 }
 AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
 
-
-class BenchError(Exception):
-    pass
 
 
 def _client(env: dict[str, str], service: str):

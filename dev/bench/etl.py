@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+from dev.bench import BenchError
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO / ".local" / "bench"
 JARS = REPO / ".local" / "jars"
@@ -59,9 +61,6 @@ STAGING_TABLE = "staging.bench_hardware_error_analysis"
 if str(REPO / "glue_scripts") not in sys.path:
     sys.path.insert(0, str(REPO / "glue_scripts"))
 
-
-class BenchError(Exception):
-    pass
 
 
 def dataset() -> tuple[Path, dict]:
