@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import csv
 import re
+import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import pytest
 from pyspark.sql import DataFrame
 
 from dev import commands
@@ -127,3 +131,15 @@ def shifted_sample(target: Path, shift: timedelta) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_text(shift_dates(source.read_text(encoding="utf-8"), shift), encoding="utf-8")
     return target
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)

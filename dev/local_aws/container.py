@@ -39,14 +39,12 @@ def main() -> int:
     # docker stop sends SIGTERM to this process (PID 1 under tini): pass it on to the server.
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())
 
-    endpoint = f"http://{config.HOST}:{PORT}"
-    deadline = time.monotonic() + stack.SERVER_START_TIMEOUT
-    while stack.server_endpoint() != endpoint:
-        if server.poll() is not None or time.monotonic() > deadline:
-            _say(f"the server did not start (exit {server.poll()})")
-            server.kill()
-            return 1
-        time.sleep(0.2)
+    try:
+        endpoint = stack.wait_for_server(server)
+    except stack.StackError as error:
+        _say(str(error))
+        server.kill()
+        return 1
     _say(f"serving on 0.0.0.0:{PORT}, alerts API on 0.0.0.0:{ALERTS_PORT}")
 
     env = {
@@ -62,7 +60,7 @@ def main() -> int:
             break
         except Exception as exc:  # the warehouse may still be starting
             if attempt == 29 or server.poll() is not None:
-                _say(f"provisioning failed: {stack._first_line(exc)}")
+                _say(f"provisioning failed: {stack.first_line(exc)}")
                 server.terminate()
                 return 1
             time.sleep(2)

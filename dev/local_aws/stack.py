@@ -89,7 +89,7 @@ def _start_server() -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_for_server(process: subprocess.Popen[bytes]) -> str:
+def wait_for_server(process: subprocess.Popen[bytes]) -> str:
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -157,7 +157,7 @@ def _warehouse_dsn(cluster: postgres.Cluster) -> str:
         psycopg2.connect(external, connect_timeout=5).close()
     except Exception as exc:
         raise StackError(
-            f"WAREHOUSE_DSN is set but its server does not accept connections: {_first_line(exc)}"
+            f"WAREHOUSE_DSN is set but its server does not accept connections: {first_line(exc)}"
         ) from None
     return external
 
@@ -560,7 +560,7 @@ def ensure_up(say: Any = _quiet) -> dict[str, str]:
                 _kill_group(process.pid, signal.SIGTERM)
             raise StackError(str(exc)) from None
         if process is not None:
-            endpoint = _wait_for_server(process)
+            endpoint = wait_for_server(process)
             say(f"server started: {endpoint} (pid {process.pid}, log {_rel(config.SERVER_LOG)})")
         else:
             say(f"server reused: {endpoint}")
@@ -573,7 +573,7 @@ def ensure_up(say: Any = _quiet) -> dict[str, str]:
         except StackError:
             raise
         except Exception as exc:
-            raise StackError(f"provisioning the stack failed: {_first_line(exc)}") from None
+            raise StackError(f"provisioning the stack failed: {first_line(exc)}") from None
         write_env_file({**env, **_airflow_ui_entries()})
         migrate_airflow(env, say)
         say(f"wrote {_rel(config.ENV_FILE)}")
@@ -606,6 +606,6 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

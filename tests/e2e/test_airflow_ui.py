@@ -21,10 +21,8 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,6 +30,7 @@ from dev import commands, local_airflow
 from dev.local_aws.stack import read_env_file
 from dev.raw_zone import upload_raw_zone
 from tests.e2e.test_sample_days import expected_day, warehouse_day
+from tests.support import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -52,18 +51,6 @@ CHROMIUM_FLAGS = (
 MAKE_AIRFLOW_TIMEOUT = 600
 UI_TIMEOUT = 60
 RUN_TIMEOUT = 1500
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
 
 
 def _browser(profile: Path):
@@ -113,7 +100,7 @@ def _click(driver, by: str, selector: str, what: str) -> None:
             pass
         return False
 
-    _wait(f"clicking {what}", clicked, UI_TIMEOUT, 0.5)
+    wait_for(f"clicking {what}", clicked, UI_TIMEOUT, 0.5)
 
 
 def _runs(api: local_airflow.RestApi, **query: str) -> list[dict]:
@@ -193,10 +180,10 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
     try:
         # Log in; the UI then shows the DAG page that was asked for.
         driver.get(f"{url}/dags/{DAG_ID}")
-        _wait("the login form", lambda: driver.find_elements(By.NAME, "username"), UI_TIMEOUT, 0.5)
+        wait_for("the login form", lambda: driver.find_elements(By.NAME, "username"), UI_TIMEOUT, 0.5)
         driver.find_element(By.NAME, "username").send_keys(user)
         driver.find_element(By.NAME, "password").send_keys(password + Keys.ENTER)
-        _wait(
+        wait_for(
             "the DAG page after logging in",
             lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"), UI_TIMEOUT, 0.5,
         )
@@ -204,33 +191,33 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         # Its tasks, as the grid lists them, and its doc.
         tasks = {task["task_id"] for task in api.get(f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]}
         assert {"deploy_glue_scripts", "wait_for_hardware_logs", "run_etl_job", "verify_counts"} <= tasks
-        _wait("every task in the grid", lambda: tasks <= set(_page_text(driver).split()), UI_TIMEOUT, 0.5)
+        wait_for("every task in the grid", lambda: tasks <= set(_page_text(driver).split()), UI_TIMEOUT, 0.5)
         _click(driver, By.CSS_SELECTOR, "[data-testid=markdown-button]", "the DAG's doc button")
-        _wait(
+        wait_for(
             "the DAG's doc",
             lambda: "Is there a correlation between hardware errors" in _page_text(driver), UI_TIMEOUT, 0.5,
         )
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-        _wait("the doc to close", lambda: "Is there a correlation" not in _page_text(driver), UI_TIMEOUT, 0.5)
+        wait_for("the doc to close", lambda: "Is there a correlation" not in _page_text(driver), UI_TIMEOUT, 0.5)
 
         # The Trigger form: logical date 2025-10-02 00:00 UTC; the DAG is unpaused on trigger.
         _click(driver, By.CSS_SELECTOR, "[data-testid=trigger-dag-button]", "Trigger")
-        _wait(
+        wait_for(
             "the Trigger form", lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"),
             UI_TIMEOUT, 0.5,
         )
         for offered in ("Unpause hardware_correlation on trigger", "Inferred from Logical Date and Timetable"):
-            _wait(f"'{offered}' in the Trigger form", lambda o=offered: o in _page_text(driver), UI_TIMEOUT, 0.5)
+            wait_for(f"'{offered}' in the Trigger form", lambda o=offered: o in _page_text(driver), UI_TIMEOUT, 0.5)
         _click(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]", "the logical date")
         for placeholder, value in zip(("YYYY/MM/DD", "HH:mm"), LOGICAL_DATE, strict=True):
-            field = _wait(
+            field = wait_for(
                 f"the {placeholder} field",
                 lambda p=placeholder: driver.find_elements(By.CSS_SELECTOR, f"input[placeholder='{p}']"), UI_TIMEOUT, 0.5,
             )[0]
             field.send_keys(Keys.CONTROL, "a")
             field.send_keys(Keys.BACKSPACE)
             field.send_keys(value)
-        _wait(
+        wait_for(
             "the chosen logical date",
             lambda: "Oct 02, 2025 00:00" in _text_of(driver, By.CSS_SELECTOR, "[data-testid=datetime-input]"),
             UI_TIMEOUT, 0.5,
@@ -239,7 +226,7 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         triggered_at = datetime.now(timezone.utc)
         _click(driver, By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']", "the form's Trigger")
 
-        run = _wait("the triggered run", lambda: _runs(api, logical_date_gte=iso, logical_date_lte=iso), UI_TIMEOUT)[0]
+        run = wait_for("the triggered run", lambda: _runs(api, logical_date_gte=iso, logical_date_lte=iso), UI_TIMEOUT)[0]
         run_id = run["dag_run_id"]
         assert run["run_type"] == "manual"
         assert _when(run["data_interval_start"]) == datetime(2025, 10, 1, tzinfo=timezone.utc)
@@ -247,7 +234,7 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
 
         # Unpausing started the latest day's scheduled run, as Airflow does.
         latest = latest_day.isoformat()
-        scheduled = _wait(
+        scheduled = wait_for(
             "the latest day's scheduled run",
             lambda: _runs(api, logical_date_gte=latest, run_type="scheduled"), 300,
         )[0]
@@ -255,15 +242,15 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
 
         # The grid: wait until it shows the triggered run green.
         driver.get(f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}")
-        finished = _wait(
+        finished = wait_for(
             f"run {run_id} to finish",
             lambda: (lambda state: state if state in ("success", "failed") else None)(api.get(_run_path(run_id))["state"]),
             RUN_TIMEOUT, 5,
         )
         assert finished == "success", f"run {run_id} {finished}: {api.get(_run_path(run_id) + '/taskInstances?state=failed')}"
         driver.get(f"{url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}")
-        _wait("the grid's bar of the run", lambda: _grid_bar_colour(driver, run_id), UI_TIMEOUT, 1)
-        _wait(
+        wait_for("the grid's bar of the run", lambda: _grid_bar_colour(driver, run_id), UI_TIMEOUT, 1)
+        wait_for(
             f"the grid showing the run green (its bar is {_grid_bar_colour(driver, run_id)})",
             lambda: _green(_grid_bar_colour(driver, run_id)), UI_TIMEOUT, 1,
         )
@@ -284,14 +271,14 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         assert triggered_at - timedelta(minutes=1) <= _when(triggered["start_date"]) < _when(triggered["end_date"])
         driver.get(f"{url}/dags/{DAG_ID}/runs")
         for shown in (run_id, dags_test_run[0]["dag_run_id"], scheduled["dag_run_id"]):
-            _wait(f"run {shown} in the list of runs", lambda r=shown: r in _page_text(driver), UI_TIMEOUT, 1)
+            wait_for(f"run {shown} in the list of runs", lambda r=shown: r in _page_text(driver), UI_TIMEOUT, 1)
         # The list shows the `make run` run's real start, not its logical date.
         row = driver.find_element(By.XPATH, f"//tr[contains(., '{dags_test_run[0]['dag_run_id']}')]").text
         assert _when(dags_test_run[0]["start_date"]).strftime("%Y-%m-%d %H:%M") in row, row
 
         # The scheduled run has no data: it fails at its sensor within the local timeout.
         scheduled_id = scheduled["dag_run_id"]
-        state = _wait(
+        state = wait_for(
             f"scheduled run {scheduled_id} to finish",
             lambda: (lambda s: s if s in ("success", "failed") else None)(api.get(_run_path(scheduled_id))["state"]),
             600, 5,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -19,9 +18,10 @@ import uuid
 import boto3
 import pytest
 
-from dev import commands
+from dev import commands, local_airflow
 from dev.local_airflow import LocalAirflowError, RestApi
 from tests.e2e.test_sample_days import expected_day, warehouse_day
+from tests.support import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -47,18 +47,12 @@ def _docker_unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Compose:
     """`docker compose` on the repository's compose file, under a project name of its own."""
 
     def __init__(self) -> None:
         self.project = f"hc-test-{uuid.uuid4().hex[:8]}"
-        self.ports = {name: _free_port() for name in ("AIRFLOW_PORT", "AWS_PORT", "ALERTS_API_PORT", "POSTGRES_PORT")}
+        self.ports = {name: local_airflow.free_port() for name in ("AIRFLOW_PORT", "AWS_PORT", "ALERTS_API_PORT", "POSTGRES_PORT")}
         # An image tag of its own: another checkout's run cannot swap the image under this one. Its
         # layers are shared with any earlier build of the same files (`.ci/run` builds one early).
         self.image = f"hardware-correlation:{self.project}"
@@ -114,13 +108,13 @@ def test_a_day_triggered_through_the_rest_api_goes_green_with_the_contract_rows(
 
     # The compose file's defaults: the UI's login is airflow / airflow.
     api = RestApi(f"http://127.0.0.1:{compose.ports['AIRFLOW_PORT']}", user="airflow", password="airflow")
-    dag = _wait_for(lambda: _get_or_none(api, f"/api/v2/dags/{DAG_ID}"), "the DAG to be parsed", 300)
+    dag = wait_for("the DAG to be parsed", lambda: _get_or_none(api, f"/api/v2/dags/{DAG_ID}"), 300, 5.0)
     assert dag["is_paused"], "a new DAG starts paused, as in the official compose file"
     api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
     run_id = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": LOGICAL_DATE})["dag_run_id"]
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
     started = time.monotonic()
-    run = _wait_for(lambda: _finished(api, path), f"run {run_id} to finish", RUN_TIMEOUT)
+    run = wait_for(f"run {run_id} to finish", lambda: _finished(api, path), RUN_TIMEOUT, 5.0)
     compose.timings["day run"] = time.monotonic() - started
     if run["state"] != "success":
         failed = api.get(f"{path}/taskInstances?state=failed")["task_instances"]
@@ -151,14 +145,3 @@ def _get_or_none(api: RestApi, path: str):
 def _finished(api: RestApi, path: str):
     run = api.get(path)
     return run if run["state"] in ("success", "failed") else None
-
-
-def _wait_for(probe, what: str, timeout: float, every: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
