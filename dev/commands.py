@@ -151,13 +151,16 @@ def parse_parallel(text: str, default: int) -> int:
     return value
 
 
-def backfill(first_text: str, last_text: str, parallel_text: str = "") -> int:
-    """Airflow's own backfill of FROM..TO, run by a local scheduler; non-zero when a day failed."""
+def backfill(first_text: str, last_text: str, parallel_text: str = "", env: dict[str, str] | None = None) -> int:
+    """Airflow's own backfill of FROM..TO, run by a local scheduler; non-zero when a day failed.
+
+    `env`: the services' environment, by default the stack's (as for `run`).
+    """
     if not first_text or not last_text:
         raise UsageError("Say which days to process: `make backfill FROM=2025-10-01 TO=2025-10-03 [PARALLEL=3]`.")
     first, last = parse_day(first_text, "FROM"), parse_day(last_text, "TO")
     days = days_between(first, last)
-    env = stack_env()
+    env = env or stack_env()
     parallel = parse_parallel(parallel_text, settings.load(env).number("GLUE_MAX_CONCURRENT_RUNS"))
     try:
         results = local_airflow.run_backfill(env, first, last, min(parallel, len(days)), dag_id=DAG_ID, say=_say)
