@@ -8,6 +8,7 @@ benchmark runs it on local files.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -130,8 +131,14 @@ def run_etl(
     inputs: EtlInputs,
     outputs: EtlOutputs,
     job_run_id: str | None = None,
+    before_audit: Callable[[], object] | None = None,
 ) -> dict:
-    """Process day `log_date` and return its audit record (also written to the audit file)."""
+    """Process day `log_date` and return its audit record (also written to the audit file).
+
+    `before_audit` is called once every other output of the day is written, before the audit file:
+    the job waits there for the alerts, processed meanwhile, and an error it raises leaves the day
+    without an audit file, marked incomplete.
+    """
     header_lines = check_inputs(inputs)
     configure(spark)
     audit_file = outputs.audit_file(log_date)
@@ -223,6 +230,8 @@ def run_etl(
             if frame is not None:
                 frame.unpersist()
 
+    if before_audit is not None:
+        before_audit()
     storage.write_json(audit_file, audit)
     log.info("day %s: %s", log_date, audit)
     return audit

@@ -51,6 +51,27 @@ def test_a_rerun_replaces_only_its_day(spark, tmp_path):
     assert written == audit
 
 
+def test_a_failure_before_the_audit_leaves_the_day_without_one(spark, tmp_path):
+    """The job waits for the day's alerts in `before_audit`; when they fail, the day's other outputs
+    may be written, but no audit.json says the day is complete."""
+    outputs = EtlOutputs(str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"))
+    inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
+    audit_file = tmp_path / "audit" / "log_date=2025-10-01" / "audit.json"
+    run_etl(spark, date(2025, 10, 1), inputs, outputs, "jr_1")
+    assert audit_file.exists()
+    waited = []
+
+    def alerts_failed() -> None:
+        waited.append(True)
+        raise RuntimeError("the alerts of the day failed")
+
+    with pytest.raises(RuntimeError, match="the alerts of the day failed"):
+        run_etl(spark, date(2025, 10, 1), inputs, outputs, "jr_2", before_audit=alerts_failed)
+    assert waited == [True]
+    assert not audit_file.exists()
+    assert list((tmp_path / "processed" / "log_date=2025-10-01").glob("*.parquet"))
+
+
 def test_schema_drift_fails_before_anything_is_written(spark, tmp_path):
     outputs = EtlOutputs(str(tmp_path / "processed"), str(tmp_path / "quarantine"), str(tmp_path / "audit"))
     inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
