@@ -24,8 +24,8 @@ Handler = Callable[[dict[str, Any], Callable[..., Any]], Any]
 # Local days are small (the sample data, test days, at most a few million rows), so a run's time goes
 # to starting the JVM and planning and compiling each of its few dozen queries, not to the rows.
 # Whole-stage code generation and adaptive re-planning cost more than they save there, and the JVM
-# stops at its quick C1 compiler: a sample day's ETL job ran 20-25% faster, a 1M-row day as fast
-# (`make run` on this machine). Glue keeps its own defaults; the results are the same either way.
+# stops at its quick C1 compiler: a sample day's ETL ran 20-30% faster, a 1M-row day as fast (local[2]
+# on two cores). Glue keeps its own defaults; the results are the same either way.
 SPARK_DEFAULTS = """\
 # Written by the local stack's server: Spark for Glue job runs, with S3A pointed at the stack.
 spark.master                                    local[2]
