@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         # is its Spark jobs' start-up and storage round trips, which overlap (a sample day's ETL job:
         # 25 s instead of 29, local stack). run_etl writes audit.json last, once the alerts are done
         # too: withdrawn until then, it says the day is incomplete.
-        storage.delete_file(outputs.audit_file(args.log_date))
         with ThreadPoolExecutor(max_workers=1) as pool:
             alerts_done = None
             if alert_files is not None:
+                # Withdrawn before the alerts start writing; run_etl withdraws it itself otherwise.
+                storage.delete_file(outputs.audit_file(args.log_date))
                 alerts_done = pool.submit(
                     run_alerts,
                     spark,

@@ -202,8 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             ) from None
     finally:
         spark.stop()
-    staged = [args.staging_table, *filter(None, [args.alerts_staging_table, args.activity_staging_table])]
-    log.info("staged day %s into %s", args.log_date, ", ".join(staged))
+    log.info("staged day %s into %s", args.log_date, ", ".join(stagings))
 
 
 if __name__ == "__main__":
