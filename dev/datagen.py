@@ -8,9 +8,12 @@ deliveries and malformed rows of every kind that contract section 3 names. Hardw
 likely with the device's age and vary by industry, so the warehouse has a correlation to find.
 
 An `ErrorEffect` plants a known one instead: each event is an error with probability
-`base x industry factor x per_year ^ (age in years)`, with the customers spread evenly over the
-effect's industries, so a test can check that the report recovers it. Its last `effect_free_days`
-days carry no effect at all (every event an error with probability `base`).
+`base x industry factor x per_year ^ (age in years) x device factor`, with the customers spread evenly
+over the effect's industries, so a test can check that the report recovers it. Real fleets have faulty
+units: the device factor is each device's own error-proneness, drawn once per device from a gamma
+distribution with mean 1 and coefficient of variation `device_spread` (0, the default, makes every
+factor 1). Its last `effect_free_days` days carry no effect at all (every event of every device an
+error with probability `base`).
 
 Because the generator knows what it wrote, it also returns the outcome that contract section 3 defines
 for every day (malformed, duplicates, non_error, no_sale, unknown_customer, loaded): tests and
@@ -20,7 +23,8 @@ The same arguments give the same bytes.
 
     python -m dev.datagen --out /tmp/raw --days 30 --rows-per-day 100000 --devices 20000
     python -m dev.datagen --out /tmp/raw --days 2 --effect-base 0.04 --effect-per-year 1.25 \
-        --effect-industry "Live Events=2.2" --effect-industry "Hospitality=1.3" ... --effect-free-days 1
+        --effect-industry "Live Events=2.2" --effect-industry "Hospitality=1.3" ... --effect-free-days 1 \
+        --effect-device-spread 0.5
 """
 
 from __future__ import annotations
@@ -110,19 +114,48 @@ _DAY_SPAN = 1 << 20
 @dataclass(frozen=True)
 class ErrorEffect:
     """A planted effect: an event of a device whose owner at the event's UTC day is in `industries`
-    is an error with probability `base x industries[industry] x per_year ** (age_days / 365.25)`;
-    the contract's age in years, days since the sale over 365.25. Events without an owner in the
-    snapshot (they never reach the warehouse) are errors with probability `base`."""
+    is an error with probability `base x industries[industry] x per_year ** (age_days / 365.25) x
+    device factor`; the contract's age in years, days since the sale over 365.25. Events without an
+    owner in the snapshot (they never reach the warehouse) are errors with probability
+    `base x device factor`.
+
+    The device factor belongs to the physical device, whoever owns it: one draw per device id from a
+    gamma distribution with mean 1 and coefficient of variation `device_spread` (shape 1 / spread ** 2,
+    scale spread ** 2), so that a device's errors vary more than a binomial count would, as in fleets
+    with faulty units. A spread of 0 makes every factor exactly 1. Probabilities are clipped at 1, and
+    `check` refuses effects for which that could happen to more than the 1% most error-prone devices,
+    since clipping would distort the planted ratios. The effect-free days of `write_dataset` carry no
+    device factor either: one flat probability for every event, so that they stay free of any effect."""
 
     base: float
     per_year: float
     industries: dict[str, float]
+    device_spread: float = 0.0
 
-    def probability(self, found: dict[str, np.ndarray], industry_names: list[str]) -> np.ndarray:
+    def probability(
+        self, found: dict[str, np.ndarray], industry_names: list[str], device_factor: np.ndarray | None = None
+    ) -> np.ndarray:
         factors = np.array([self.industries[name] for name in industry_names] + [1.0])
         years = np.clip(found["age_days"], 0, None) / 365.25
         planted = self.base * factors[found["industry"]] * self.per_year ** years
-        return np.where(found["known"], planted, self.base)
+        probability = np.where(found["known"], planted, self.base)
+        if device_factor is None:
+            return probability
+        return np.minimum(probability * device_factor[found["device"]], 1.0)
+
+    def device_factors(self, rng: np.random.Generator, devices: int) -> np.ndarray:
+        """Each device's error-proneness factor, indexed by device number (device id minus 1)."""
+        variance = self.device_spread**2
+        return rng.gamma(1 / variance, variance, devices)
+
+    def device_factor_quantile(self, q: float) -> float:
+        if self.device_spread == 0:
+            return 1.0
+        # scipy takes a while to import and only a spread needs it.
+        from scipy import stats
+
+        variance = self.device_spread**2
+        return float(stats.gamma.ppf(q, 1 / variance, scale=variance))
 
     def check(self) -> list[str]:
         problems = []
@@ -133,11 +166,23 @@ class ErrorEffect:
             problems.append("an effect needs at least two industries")
         if self.base <= 0 or self.per_year <= 0 or any(f <= 0 for f in self.industries.values()):
             problems.append("effect base, per_year and industry factors must be positive")
+        spread_valid = bool(np.isfinite(self.device_spread)) and self.device_spread >= 0
+        if not spread_valid:
+            problems.append(f"effect device_spread must be a number >= 0 (got {self.device_spread!r})")
         # The probability at the oldest age the generator sells (four years before the window).
         oldest_years = 4 * 365 / 365.25 + 1
         highest = self.base * max(self.industries.values(), default=1.0) * max(self.per_year, 1.0) ** oldest_years
         if highest > 1.0:
             problems.append(f"effect probabilities reach {highest:.2f}; they must stay at most 1")
+        elif spread_valid and self.device_spread > 0:
+            top = self.device_factor_quantile(0.99)
+            if highest * top > 1.0:
+                problems.append(
+                    f"effect probabilities reach {highest:.3f} and the 99th percentile of the device factor"
+                    f" at device_spread {self.device_spread:g} is {top:.2f}, so the most error-prone devices"
+                    f" reach {highest * top:.2f}; that must stay at most 1, or clipping would distort the"
+                    " planted ratios"
+                )
         return problems
 
 
@@ -217,8 +262,9 @@ def write_dataset(
     a customer missing from the snapshot; `offset_rate` of timestamps carry a UTC offset other than
     Z; `late_arrival_rate` of rows belong to the previous UTC day. Sales come to about
     devices * (1 - never_sold_rate) * (1 + resale_rate). With `effect`, errors follow it instead of
-    `error_rate` (see `ErrorEffect`), and the last `effect_free_days` days have no effect: every event
-    is an error with probability `effect_free_probability` (default: the effect's base).
+    `error_rate` (see `ErrorEffect`), and the last `effect_free_days` days have no effect: every event,
+    whatever its device, is an error with probability `effect_free_probability` (default: the effect's
+    base).
     """
     out = Path(out_dir)
     _check_arguments(locals())
@@ -240,6 +286,10 @@ def write_dataset(
     _write_sales(out, sales, devices, customers)
     lookup = _SaleLookup(sales, customers, customer_industry)
     industry_names = [name for name, _ in industries]
+    device_factor = None
+    if effect is not None and effect.device_spread > 0:
+        # A stream of its own leaves every other draw as it is, and nothing is drawn without a spread.
+        device_factor = effect.device_factors(np.random.default_rng([seed, 3]), devices)
 
     outcomes = []
     for index in range(days):
@@ -247,7 +297,7 @@ def write_dataset(
         if effect is None:
             probability = partial(_error_probability, error_rate=error_rate)
         elif index < days - effect_free_days:
-            probability = partial(effect.probability, industry_names=industry_names)
+            probability = partial(effect.probability, industry_names=industry_names, device_factor=device_factor)
         else:
             flat = effect.base if effect_free_probability is None else effect_free_probability
             probability = partial(_flat_probability, probability=flat)
@@ -468,7 +518,7 @@ class _SaleLookup:
         known = has_sale & (customer < self._customers)
         industry = np.where(known, self._industry[np.minimum(customer, self._customers - 1)], -1)
         age_days = np.where(has_sale, day - self._day[safe], -1)
-        return {"has_sale": has_sale, "known": known, "industry": industry, "age_days": age_days}
+        return {"device": device, "has_sale": has_sale, "known": known, "industry": industry, "age_days": age_days}
 
 
 def _flat_probability(found: dict[str, np.ndarray], probability: float) -> np.ndarray:
@@ -748,6 +798,13 @@ def _write_alert_day(
     return outcome
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dev.datagen",
@@ -779,6 +836,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--effect-free-days", type=int, default=0, help="last days without any effect")
     parser.add_argument("--effect-free-probability", type=float,
                         help="error probability of every event on those days (default: --effect-base)")
+    parser.add_argument("--effect-device-spread", type=_non_negative, default=0.0,
+                        help="coefficient of variation of each device's error-proneness factor, gamma with "
+                        "mean 1 (default 0: every device alike); e.g. 0.5 moderate, 1.8 strong")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the raw-zone folders of an earlier run in --out")
     parser.add_argument("--summary", type=Path, help="also write the JSON summary to this file")
@@ -786,12 +846,13 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = args.pop("summary")
     args["out_dir"] = args.pop("out")
     base, per_year, named = args.pop("effect_base"), args.pop("effect_per_year"), args.pop("effect_industry")
+    device_spread = args.pop("effect_device_spread")
     if base is not None:
         try:
             industries = {name.strip(): float(factor) for name, factor in (item.rsplit("=", 1) for item in named)}
         except ValueError:
             parser.error("--effect-industry takes NAME=FACTOR, e.g. 'Live Events=2.2'")
-        args["effect"] = ErrorEffect(base, per_year, industries)
+        args["effect"] = ErrorEffect(base, per_year, industries, device_spread)
     try:
         dataset = write_dataset(**args)
     except ValueError as error:

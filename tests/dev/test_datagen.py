@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import statistics
 from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 from dev import datagen
 from dev.datagen import write_dataset
@@ -207,3 +209,101 @@ def test_a_planted_effect_must_keep_probabilities_below_one(tmp_path):
     effect = datagen.ErrorEffect(base=0.3, per_year=1.5, industries={"Retail": 1.0, "Live Events": 2.0})
     with pytest.raises(ValueError, match="at most 1"):
         write_dataset(tmp_path / "x", date(2025, 10, 1), 1, 10, 10, 5, 1, effect=effect)
+
+
+def test_a_device_spread_of_0_changes_no_byte_and_another_only_the_planted_days_logs(tmp_path):
+    industries = {"Retail": 1.0, "Live Events": 2.0}
+    effects = {
+        "unset": datagen.ErrorEffect(base=0.05, per_year=1.3, industries=industries),
+        "zero": datagen.ErrorEffect(base=0.05, per_year=1.3, industries=industries, device_spread=0.0),
+        "spread": datagen.ErrorEffect(base=0.05, per_year=1.3, industries=industries, device_spread=0.5),
+    }
+    for name, effect in effects.items():
+        write_dataset(tmp_path / name, seed=7, effect=effect, effect_free_days=1, **SMALL)
+    unset, zero, spread = (_digest(tmp_path / name) for name in effects)
+    assert unset == zero
+    # The factors come from a stream of their own, and the effect-free day (the last) has none.
+    differing = {path.split("/")[1] for path in unset if unset[path] != spread[path]}
+    assert differing == {"dt=2025-10-01", "dt=2025-10-02"}
+
+
+SPREAD_RUN = dict(
+    start=date(2025, 10, 1), days=1, devices=4000, rows_per_day=200_000, customers=100, seed=13, alerts_per_day=0,
+    bad_row_rate=0, duplicate_rate=0, late_arrival_rate=0, resale_rate=0, late_sale_rate=0, never_sold_rate=0,
+    unknown_customer_rate=0,
+)
+
+
+def _device_tallies(folder: Path) -> dict[str, list[tuple[int, int]]]:
+    """(errors, events) of each device that logged on the run's one day, by its owner's industry."""
+
+    def rows(name: str) -> csv.DictReader:
+        return csv.DictReader((folder / name).read_text().splitlines())
+
+    owner = {row["device_id"]: row["customer_id"] for row in rows("sales/sales.csv")}
+    industry = {row["customer_id"]: row["industry"] for row in rows("customers/customers.csv")}
+    tallies: dict[str, list[int]] = {}
+    for row in rows("hardware_logs/dt=2025-10-01/part-00000.csv"):
+        tally = tallies.setdefault(row["device_id"], [0, 0])
+        tally[0] += row["event_type"].strip().upper() == "ERROR"
+        tally[1] += 1
+    by_industry: dict[str, list[tuple[int, int]]] = {}
+    for device, (errors, events) in tallies.items():
+        by_industry.setdefault(industry[owner[device]], []).append((errors, events))
+    return by_industry
+
+
+def test_a_device_spread_makes_devices_differ_and_keeps_the_planted_ratios(tmp_path):
+    # Age plays no part (per_year 1) and every device has one known owner, so within an industry each
+    # device's errors are binomial, about Poisson: variance over mean near 1, unless devices differ.
+    industries = {"Retail": 1.0, "Live Events": 2.0}
+    dispersion, rate = {}, {}
+    for spread in (0.0, 1.0):
+        effect = datagen.ErrorEffect(base=0.05, per_year=1.0, industries=industries, device_spread=spread)
+        write_dataset(tmp_path / str(spread), effect=effect, **SPREAD_RUN)
+        for industry, devices in _device_tallies(tmp_path / str(spread)).items():
+            errors = [e for e, _ in devices]
+            assert len(devices) > 1000, (industry, len(devices))
+            dispersion[spread, industry] = statistics.pvariance(errors) / statistics.mean(errors)
+            rate[spread, industry] = sum(errors) / sum(n for _, n in devices)
+
+    # About 50 events a device: 2.5 errors on average in Retail and 5 in Live Events, so a spread
+    # of 1 gives a variance over mean of about 1 + 2.5 and 1 + 5.
+    for industry in industries:
+        assert 0.9 < dispersion[0.0, industry] < 1.1, dispersion
+        assert dispersion[1.0, industry] > 2.5, dispersion
+    for spread in (0.0, 1.0):
+        for industry, factor in industries.items():
+            assert abs(rate[spread, industry] / (0.05 * factor) - 1) < 0.15, rate
+        assert 1.7 < rate[spread, "Live Events"] / rate[spread, "Retail"] < 2.3, rate
+
+
+def test_a_device_spread_must_keep_the_most_error_prone_devices_below_one(tmp_path):
+    industries = {"Retail": 1.0, "Live Events": 2.2}
+    # At the oldest age the generator sells, about 5 years: 0.04 x 2.2 x 1.25^5 = 0.27.
+    assert datagen.ErrorEffect(0.04, 1.25, industries, device_spread=0.5).check() == []
+    effect = datagen.ErrorEffect(0.04, 1.25, industries, device_spread=1.8)
+    top = stats.gamma.ppf(0.99, 1 / 1.8**2, scale=1.8**2)
+    with pytest.raises(ValueError, match="99th percentile of the device factor at device_spread 1.8") as refused:
+        write_dataset(tmp_path / "x", date(2025, 10, 1), 1, 10, 10, 5, 1, effect=effect)
+    assert f"is {top:.2f}" in str(refused.value) and "reach 0.268" in str(refused.value)
+
+    negative = datagen.ErrorEffect(0.04, 1.25, industries, device_spread=-0.5)
+    assert negative.check() == ["effect device_spread must be a number >= 0 (got -0.5)"]
+
+
+def test_command_line_plants_a_device_spread(tmp_path, capsys):
+    effect = ["--effect-base", "0.05", "--effect-industry", "Retail=1", "--effect-industry", "Live Events=2"]
+    small = ["--days", "1", "--rows-per-day", "500", "--devices", "50", "--customers", "10"]
+    status = datagen.main(["--out", str(tmp_path / "cli"), *small, *effect, "--effect-device-spread", "0.5"])
+    assert status == 0
+    assert json.loads(capsys.readouterr().out)["effect"] == {
+        "base": 0.05, "per_year": 1.0, "industries": {"Retail": 1.0, "Live Events": 2.0}, "device_spread": 0.5,
+    }
+
+    assert datagen.main(["--out", str(tmp_path / "strong"), *small, *effect, "--effect-device-spread", "6"]) == 2
+    assert "99th percentile of the device factor at device_spread 6" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        datagen.main(["--out", str(tmp_path / "negative"), *small, *effect, "--effect-device-spread", "-1"])
+    assert exited.value.code == 2
+    assert "--effect-device-spread: must be >= 0 (got -1)" in capsys.readouterr().err

@@ -2,11 +2,13 @@
 
 One generated dataset serves every test here: two days with the same devices, sales and customers,
 the first with a planted effect (each event an error with probability base x industry factor x
-per_year ^ age in years), the second with none. Both days are backfilled through the real DAG on the
-local stack; `make report` then answers over each day alone. The sizes give about 13,000 errors a
-day, 50 events per device-day: the industry ratios' standard errors are about 2.5% and the age
-ratio's under 1%, so 10% is four standard errors or more. Each 95% interval holds its planted value
-with probability 0.95, so for some seeds one of the five misses: the seed is fixed, and the run is
+per_year ^ age in years x device factor, the device's own error-proneness, as in fleets with faulty
+units), the second with none. Both days are backfilled through the real DAG on the local stack;
+`make report` then answers over each day alone. The sizes give about 13,000 errors a day, 50 events
+per device-day, 3,000 devices; the devices' factors (coefficient of variation 0.5) add to the
+counts' own noise, so the industry ratios' standard errors are about 3.5% and the age ratio's about
+1%: 10% is two and a half standard errors or more. Each 95% interval holds its planted value with
+probability 0.95, so for some seeds one of the five misses: the seed is fixed, and the run is
 deterministic (the same bytes in, the same figures out).
 """
 
@@ -36,6 +38,7 @@ PLANTED = ErrorEffect(
     base=0.04,
     per_year=1.25,
     industries={"Retail": 1.0, "Hospitality": 1.3, "Sports & Arenas": 1.7, "Live Events": 2.2},
+    device_spread=0.5,
 )
 PLANTED_DAY, EFFECT_FREE_DAY = "2026-03-02", "2026-03-03"
 SEED = 20260303
