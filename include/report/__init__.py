@@ -25,10 +25,10 @@ def build(connection, folder: Path | str, first: date | None = None, last: date 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     summary = analysis.summary(connection, first, last)
-    # The model's rows (device-days per industry and age) draw the rate-against-age picture.
-    rows = summary.pop("_rows")
+    # The model's rows (device-days per device, industry and age period) draw the rate-against-age picture.
+    cells = summary.pop("_cells")
     render.heatmap(summary, folder / render.HEATMAP)
-    binned = render.rate_by_age(summary["model"], rows, folder / render.RATE_BY_AGE)
+    binned = render.rate_by_age(summary["model"], cells, folder / render.RATE_BY_AGE)
     render.write_html(summary, folder, binned)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary

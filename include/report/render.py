@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from include.report.analysis import AGE_BUCKET_NAMES, AGE_BUCKETS, DAYS_PER_YEAR
+from include.report.analysis import AGE_BUCKET_NAMES, AGE_BUCKETS, AGE_PERIOD_DAYS, DAYS_PER_YEAR
 
 TEMPLATE = Path(__file__).resolve().parent / "report.html.j2"
 HEATMAP = "rate_heatmap.png"
 RATE_BY_AGE = "rate_by_age.png"
-# Width of the age bins of the rate-against-age picture.
-AGE_BIN_YEARS = 0.25
+# The rate-against-age picture's age bins: three of the model's 30-day age periods, about a quarter.
+PERIODS_PER_BIN = 3
+AGE_BIN_DAYS = PERIODS_PER_BIN * AGE_PERIOD_DAYS
 
 
 def _pyplot():
@@ -59,30 +60,29 @@ def heatmap(summary: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def binned_rates(rows: pd.DataFrame) -> pd.DataFrame:
-    """Device-days, errors and rate per industry and age bin (`AGE_BIN_YEARS` wide)."""
-    binned = rows.assign(
-        age_years=(np.floor(rows["days_since_sale"] / DAYS_PER_YEAR / AGE_BIN_YEARS) * AGE_BIN_YEARS)
-    )
+def binned_rates(cells: pd.DataFrame) -> pd.DataFrame:
+    """Device-days, errors and rate per industry and age bin (`AGE_BIN_DAYS` wide), from the model's
+    rows (model_cells.sql: one per device, industry and age period); `age_years` is where a bin starts."""
+    binned = cells.assign(age_years=(cells["age_period"] // PERIODS_PER_BIN) * AGE_BIN_DAYS / DAYS_PER_YEAR)
     table = binned.groupby(["industry", "age_years"], as_index=False)[["device_days", "errors"]].sum()
     table["rate"] = table["errors"] / table["device_days"]
     return table
 
 
-def rate_by_age(model: dict, rows: pd.DataFrame, path: Path) -> pd.DataFrame:
+def rate_by_age(model: dict, cells: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The error rate against age, one line per industry, with the model's fitted rate dashed.
     Returns the binned rates it draws."""
     plt = _pyplot()
-    table = binned_rates(rows)
+    table = binned_rates(cells)
     figure, axes = plt.subplots(figsize=(9, 5.5))
     for index, (industry, group) in enumerate(table.groupby("industry")):
         color = f"C{index % 10}"
-        middle = group["age_years"] + AGE_BIN_YEARS / 2
+        middle = group["age_years"] + AGE_BIN_DAYS / DAYS_PER_YEAR / 2
         axes.plot(middle, group["rate"], marker="o", markersize=3, linewidth=1, color=color, label=industry)
         fitted = _fitted_rate(model, industry, middle)
         if fitted is not None:
             axes.plot(middle, fitted, linestyle="--", linewidth=1, color=color)
-    axes.set_xlabel(f"age of the hardware (years since sale, {AGE_BIN_YEARS:g}-year bins)")
+    axes.set_xlabel(f"age of the hardware (years since sale, {AGE_BIN_DAYS}-day bins)")
     axes.set_ylabel("errors per device-day")
     axes.set_title("Error rate against hardware age, per industry (dashed: the model)")
     axes.set_ylim(bottom=0)

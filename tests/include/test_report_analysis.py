@@ -1,6 +1,13 @@
-"""The report's statistics on aggregated rows: the model, the rank correlation and the answer's wording."""
+"""The report's statistics on aggregated rows: the model, the rank correlation and the answer's wording.
+
+The fleets are simulated (`tests/fleets.py`); the last test checks on the local stack's PostgreSQL that
+`model_cells.sql` aggregates `device_day_activity` exactly as `fleets.cells` does.
+"""
 
 from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -8,40 +15,74 @@ import pytest
 from scipy import stats
 
 from include.report import analysis
+from tests.fleets import FIVE_INDUSTRIES, Fleet, cells
 
-INDUSTRIES = {"Retail": 1.0, "Hospitality": 1.5, "Live Events": 2.0}
+THREE_INDUSTRIES = {"Retail": 1.0, "Hospitality": 1.5, "Live Events": 2.0}
 
 
-def planted_rows(seed: int, per_year: float, device_days: int = 40) -> pd.DataFrame:
-    """Device-days per industry and age (every 10th day over 4 years) with Poisson errors at
-    0.05 x industry factor x per_year ^ age, aggregated the way by_industry_and_age.sql does."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for industry, factor in INDUSTRIES.items():
-        for days in range(0, 4 * 365, 10):
-            rate = 0.05 * factor * per_year ** (days / analysis.DAYS_PER_YEAR)
-            rows.append((industry, days, device_days, int(rng.poisson(rate, device_days).sum())))
-    return pd.DataFrame(rows, columns=["industry", "days_since_sale", "device_days", "errors"])
+def fleet_cells(seed: int, **settings) -> pd.DataFrame:
+    return cells(Fleet(**settings).device_days(seed))
+
+
+def result(table: pd.DataFrame) -> dict:
+    """What `summary` gives `answer`, from the model's rows alone."""
+    return {
+        "first_day": "2025-10-01", "last_day": "2025-10-30",
+        "device_days": int(table["device_days"].sum()), "errors": int(table["errors"].sum()),
+        "model": analysis.poisson_model(table), "concentration": analysis.concentration(table),
+        "spearman_age_vs_errors": {"rho": 0.1, "p_value": 0.01},
+    }
 
 
 def test_the_model_recovers_planted_rate_ratios_with_intervals_that_hold_them():
-    model = analysis.poisson_model(planted_rows(seed=1, per_year=1.3))
+    table = fleet_cells(1, industries=THREE_INDUSTRIES, per_year=1.3, devices=3000, days=10)
+    model = analysis.poisson_model(table)
     # Every industry has the same device-days: the reference is the first by name.
     assert model["reference_industry"] == "Hospitality"
+    assert model["devices"] == 3000 and model["rows"] == len(table)
+    assert "cluster-robust" in model["method"] and "by device" in model["method"]
     age = model["age_rate_ratio_per_year"]
     assert age["ci_low"] < 1.3 < age["ci_high"] and abs(age["estimate"] / 1.3 - 1) < 0.05
     assert age["p_value"] < 1e-6
     for industry in ("Retail", "Live Events"):
         ratio = model["industry_rate_ratios"][industry]
-        planted = INDUSTRIES[industry] / INDUSTRIES["Hospitality"]
+        planted = THREE_INDUSTRIES[industry] / THREE_INDUSTRIES["Hospitality"]
         assert ratio["ci_low"] < planted < ratio["ci_high"], (industry, ratio)
+        assert ratio["p_value"] <= ratio["p_value_holm"] < 1e-6
     assert model["converged"] and 0.8 < model["dispersion"] < 1.2
-    assert abs(model["reference_rate_at_age_0"] / (0.05 * INDUSTRIES["Hospitality"]) - 1) < 0.1
+    assert abs(model["reference_rate_at_age_0"] / THREE_INDUSTRIES["Hospitality"] - 1) < 0.1
 
 
-def test_no_errors_is_no_model():
-    rows = planted_rows(seed=1, per_year=1.0).assign(errors=0)
-    assert analysis.poisson_model(rows) == {"error": "no errors in the range"}
+def test_devices_that_differ_widen_the_intervals_and_show_in_the_dispersion():
+    alike = analysis.poisson_model(fleet_cells(2, device_spread=0.0))
+    differ = analysis.poisson_model(fleet_cells(2, device_spread=1.8))
+
+    def width(model):
+        age = model["age_rate_ratio_per_year"]
+        return np.log(age["ci_high"] / age["ci_low"])
+
+    assert width(differ) > 2.5 * width(alike)
+    assert alike["dispersion"] < 1.3 < 3 < differ["dispersion"]
+
+
+def test_too_few_devices_or_no_errors_is_no_model():
+    table = fleet_cells(1, devices=5, days=30)
+    model = analysis.poisson_model(table)
+    assert model == {"error": "5 devices are too few to tell 5 effects from the devices' own error rates", "devices": 5}
+    assert analysis.poisson_model(table.assign(errors=0)) == {"error": "no errors in the range"}
+
+
+def test_the_concentration_counts_the_devices_with_most_errors():
+    table = pd.DataFrame(
+        [(f"D{n}", "Retail", 0, 10, errors, 0) for n, errors in enumerate([50] + [1] * 199)],
+        columns=list(analysis.CELL_COLUMNS),
+    )
+    found = analysis.concentration(table)
+    # 1% of 200 devices: the two with most errors, 51 of 249 errors on 20 of 2,000 device-days.
+    assert found == {"devices": 200, "top_devices": 2, "share_of_errors": 51 / 249, "share_of_device_days": 0.01}
+    assert "Errors concentrate in a few devices: the 1% of devices with the most errors (2 of 200) produced 20%" in (
+        analysis._concentration_sentence(found)
+    )
 
 
 def test_spearman_from_counts_equals_spearman_on_every_device_day():
@@ -59,39 +100,98 @@ def test_spearman_from_counts_equals_spearman_on_every_device_day():
     assert found["device_days"] == 3000
 
 
-def _result(rows: pd.DataFrame) -> dict:
-    frequencies = rows.rename(columns={"device_days": "n"})
-    return {
-        "first_day": "2025-10-01", "last_day": "2025-10-30",
-        "device_days": int(rows["device_days"].sum()), "errors": int(rows["errors"].sum()),
-        "model": analysis.poisson_model(rows),
-        "spearman_age_vs_errors": {"rho": 0.1 if len(frequencies) else None, "p_value": 0.01},
-    }
-
-
-def test_the_answer_says_which_way_age_goes_and_which_industries_stand_out():
-    text = analysis.answer(_result(planted_rows(seed=2, per_year=1.3)))
-    assert text.startswith("From ") and "Older hardware fails more often" in text
-    assert "Live Events has 1.3" in text and "Retail has 0.6" in text and "times Hospitality's error rate" in text
+def test_the_answer_says_which_way_age_goes_which_industries_stand_out_and_how_concentrated_errors_are():
+    table = fleet_cells(3, industries=THREE_INDUSTRIES, per_year=1.3, devices=3000, days=10, device_spread=1.0)
+    text = analysis.answer(result(table))
+    assert text.startswith("From ") and "on 3,000 devices" in text and "Older hardware fails more often" in text
+    assert "Live Events has 1.2" in text and "Retail has 0.6" in text and "times Hospitality's error rate" in text
     # Highest rate first.
     assert text.index("Live Events has") < text.index("Retail has")
-    assert "too few" not in text
+    assert "Errors concentrate in a few devices: the 1% of devices with the most errors (30 of 3,000)" in text
+    assert "too few" not in text and "Age acts differently" not in text
+
+
+def test_the_answer_names_only_industries_that_differ_with_the_comparisons_taken_together():
+    model = {
+        "reference_industry": "Retail",
+        "industry_rate_ratios": {
+            "Education": {"estimate": 1.3, "ci_low": 1.01, "ci_high": 1.7, "p_value": 0.04, "p_value_holm": 0.12},
+            "Healthcare": {"estimate": 1.6, "ci_low": 1.3, "ci_high": 2.0, "p_value": 0.0001, "p_value_holm": 0.0004},
+            "Hospitality": {"estimate": 1.0, "ci_low": 0.8, "ci_high": 1.25, "p_value": 0.9, "p_value_holm": 0.9},
+        },
+    }
+    text, concludes = analysis._industry_sentence(model)
+    assert concludes
+    assert text == (
+        "Industries differ, at the same age: Healthcare has 1.60 times Retail's error rate (95% interval 1.30 to"
+        " 2.00); Education, Hospitality cannot be told apart from Retail."
+    )
+
+
+def test_the_answer_says_when_age_acts_differently_by_industry():
+    table = fleet_cells(
+        4, industries=THREE_INDUSTRIES, per_year=1.0, per_year_by_industry={"Live Events": 1.5},
+        devices=3000, days=10,
+    )
+    model = analysis.poisson_model(table)
+    test = model["age_by_industry"]
+    assert test["detectable"] and test["p_value"] < 1e-6
+    by_industry = test["age_rate_ratio_per_year"]
+    assert by_industry["Live Events"]["ci_low"] < 1.5 < by_industry["Live Events"]["ci_high"]
+    assert by_industry["Retail"]["ci_low"] < 1.0 < by_industry["Retail"]["ci_high"]
+    text = analysis.answer(result(table))
+    assert "Age acts differently by industry (p = " in text and "1.5" in text.split("Age acts differently")[1]
 
 
 def test_the_answer_says_plainly_when_the_data_are_too_few():
-    rows = pd.DataFrame(
-        [("Retail", 30, 3, 2), ("Retail", 400, 2, 1), ("Hospitality", 200, 4, 3), ("Hospitality", 900, 2, 2)],
-        columns=["industry", "days_since_sale", "device_days", "errors"],
-    )
-    text = analysis.answer(_result(rows))
-    assert text.startswith("The data are too few to conclude: 8 errors over 11 device-days")
+    table = fleet_cells(5, industries=THREE_INDUSTRIES, devices=30, days=2, errors_per_device_day=0.2)
+    text = analysis.answer(result(table))
+    assert text.startswith(f"The data are too few to conclude: {table['errors'].sum():,} errors over 60 device-days")
     assert "too few to tell whether age matters" in text
     assert "too few to tell whether industries differ" in text
 
 
 def test_the_answer_with_much_data_and_no_effect_says_none_is_detectable():
-    rows = planted_rows(seed=3, per_year=1.0, device_days=400).assign(industry="Retail")
-    rows = rows.groupby(["industry", "days_since_sale"], as_index=False).sum()
-    text = analysis.answer(_result(rows))
+    table = fleet_cells(6, industries={"Retail": 1.0}, devices=3000, days=20, errors_per_device_day=2.0)
+    text = analysis.answer(result(table))
     assert "Age makes no detectable difference" in text
     assert "one industry (Retail)" in text
+
+
+@pytest.mark.stack
+def test_model_cells_sql_aggregates_the_warehouse_as_the_simulation_does(stack):
+    """The SQL behind the model, run on a throwaway database filled with a simulated fleet."""
+    import psycopg2
+    from psycopg2 import sql
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    device_days = Fleet(industries=FIVE_INDUSTRIES, device_spread=1.0, devices=200, days=70).device_days(seed=8)
+    first = date(2025, 1, 1)
+    device_days["log_date"] = [first + timedelta(days=int(n)) for n in np.tile(np.arange(70), 200)]
+    name = f"report_cells_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(stack["WAREHOUSE_DSN"])
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        connection = psycopg2.connect(make_dsn(**{**parse_dsn(stack["WAREHOUSE_DSN"]), "dbname": name}))
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute((analysis.SQL_DIR.parent / "ddl" / "007_device_day_activity.sql").read_text())
+                cursor.executemany(
+                    "INSERT INTO device_day_activity VALUES (%s, %s, 'S', 'C', %s, %s, %s, %s)",
+                    [
+                        (row.log_date, row.device_id, row.industry, int(row.days_since_sale), 1000, int(row.errors))
+                        for row in device_days.itertuples()
+                    ],
+                )
+            found = analysis.model_cells(connection, first, first + timedelta(days=69))
+        finally:
+            connection.close()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+        admin.close()
+    keys = ["device_id", "industry", "age_period"]
+    expected = cells(device_days.drop(columns="log_date")).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(found.sort_values(keys).reset_index(drop=True), expected, check_dtype=False)

@@ -5,25 +5,26 @@ from __future__ import annotations
 import re
 
 from include.report import analysis, render
-from tests.include.test_report_analysis import planted_rows
+from tests.fleets import Fleet, cells
 
 
-def _summary(rows):
-    cells: dict = {}
-    for (industry, bucket), group in rows.assign(
-        bucket=[analysis.AGE_BUCKETS[min(sum(d >= edge for edge in (180, 365, 730, 1095)), 4)] for d in rows["days_since_sale"]]
-    ).groupby(["industry", "bucket"]):
+def _summary(table):
+    buckets = table.assign(
+        bucket=[analysis.AGE_BUCKETS[sum(age >= edge for edge in (0.5, 1, 2, 3))] for age in table["age_years"]]
+    )
+    by_cell: dict = {}
+    for (industry, bucket), group in buckets.groupby(["industry", "bucket"]):
         device_days, errors = int(group["device_days"].sum()), int(group["errors"].sum())
-        cells.setdefault(industry, {})[bucket] = {"device_days": device_days, "errors": errors, "rate": errors / device_days}
+        by_cell.setdefault(industry, {})[bucket] = {"device_days": device_days, "errors": errors, "rate": errors / device_days}
     by_industry = {
         name: {"device_days": int(g["device_days"].sum()), "errors": int(g["errors"].sum()), "rate": g["errors"].sum() / g["device_days"].sum()}
-        for name, g in rows.groupby("industry")
+        for name, g in table.groupby("industry")
     }
     summary = {
         "first_day": "2025-10-01", "last_day": "2025-10-02",
-        "device_days": int(rows["device_days"].sum()), "errors": int(rows["errors"].sum()),
-        "by_industry": by_industry, "by_age_bucket": {}, "by_industry_and_age_bucket": cells,
-        "model": analysis.poisson_model(rows),
+        "device_days": int(table["device_days"].sum()), "errors": int(table["errors"].sum()),
+        "by_industry": by_industry, "by_age_bucket": {}, "by_industry_and_age_bucket": by_cell,
+        "model": analysis.poisson_model(table), "concentration": analysis.concentration(table),
         "spearman_age_vs_errors": {"rho": 0.2, "p_value": 0.001},
     }
     summary["answer"] = analysis.answer(summary)
@@ -31,10 +32,11 @@ def _summary(rows):
 
 
 def test_the_page_holds_the_answer_the_tables_and_both_pictures_inline(tmp_path):
-    rows = planted_rows(seed=4, per_year=1.2)
-    summary = _summary(rows)
+    industries = {"Retail": 1.0, "Hospitality": 1.5, "Live Events": 2.0}
+    table = cells(Fleet(industries=industries, per_year=1.2, device_spread=0.7, devices=600, days=5).device_days(4))
+    summary = _summary(table)
     render.heatmap(summary, tmp_path / render.HEATMAP)
-    binned = render.rate_by_age(summary["model"], rows, tmp_path / render.RATE_BY_AGE)
+    binned = render.rate_by_age(summary["model"], table, tmp_path / render.RATE_BY_AGE)
     page = render.write_html(summary, tmp_path, binned).read_text()
 
     for name in (render.HEATMAP, render.RATE_BY_AGE):
@@ -44,8 +46,12 @@ def test_the_page_holds_the_answer_the_tables_and_both_pictures_inline(tmp_path)
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     assert "is there a correlation between hardware errors" in page
     assert summary["answer"].replace("'", "&#39;") in page
-    for industry in ("Retail", "Hospitality", "Live Events"):
+    # How the intervals were computed, and why, in one line.
+    assert "cluster-robust by device" in page and "a faulty unit" in page
+    for industry in industries:
         assert f"<td>{industry}</td>" in page
-    # Every industry's binned rates are in the table behind the picture.
-    assert set(binned["industry"]) == {"Retail", "Hospitality", "Live Events"}
-    assert abs(binned["errors"].sum() - summary["errors"]) == 0
+    # Every industry's binned rates are in the table behind the picture, and every error in a bin.
+    assert set(binned["industry"]) == set(industries)
+    assert binned["errors"].sum() == summary["errors"]
+    bins = binned["age_years"] * analysis.DAYS_PER_YEAR / render.AGE_BIN_DAYS
+    assert (bins - bins.round()).abs().max() < 1e-9
