@@ -160,7 +160,10 @@ def test_the_answer_with_much_data_and_no_effect_says_none_is_detectable():
 
 @pytest.mark.stack
 def test_model_cells_sql_aggregates_the_warehouse_as_the_simulation_does(stack):
-    """The SQL behind the model, run on a throwaway database filled with a simulated fleet."""
+    """The SQL behind the model, run on a throwaway database filled with a simulated fleet, through
+    both drivers: Airflow's PostgresHook hands out psycopg 3 connections where it can, `make report`
+    psycopg2 ones."""
+    import psycopg
     import psycopg2
     from psycopg2 import sql
     from psycopg2.extensions import make_dsn, parse_dsn
@@ -185,13 +188,17 @@ def test_model_cells_sql_aggregates_the_warehouse_as_the_simulation_does(stack):
                         for row in device_days.itertuples()
                     ],
                 )
+            connection.commit()
             found = analysis.model_cells(connection, first, first + timedelta(days=69))
         finally:
             connection.close()
+        with psycopg.connect(make_dsn(**{**parse_dsn(stack["WAREHOUSE_DSN"]), "dbname": name})) as connection:
+            found_by_psycopg3 = analysis.model_cells(connection, first, first + timedelta(days=69))
     finally:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
         admin.close()
     keys = ["device_id", "industry", "age_period"]
     expected = cells(device_days.drop(columns="log_date")).sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(found.sort_values(keys).reset_index(drop=True), expected, check_dtype=False)
+    for table in (found, found_by_psycopg3):
+        pd.testing.assert_frame_equal(table.sort_values(keys).reset_index(drop=True), expected, check_dtype=False)
