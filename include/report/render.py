@@ -15,9 +15,8 @@ from include.report.analysis import AGE_BUCKET_NAMES, AGE_BUCKETS, AGE_PERIOD_DA
 TEMPLATE = Path(__file__).resolve().parent / "report.html.j2"
 HEATMAP = "rate_heatmap.png"
 RATE_BY_AGE = "rate_by_age.png"
-# The rate-against-age picture's age bins: three of the model's 30-day age periods, about a quarter.
-PERIODS_PER_BIN = 3
-AGE_BIN_DAYS = PERIODS_PER_BIN * AGE_PERIOD_DAYS
+# The rate-against-age picture's age bins: the model's age periods, about a quarter.
+AGE_BIN_DAYS = AGE_PERIOD_DAYS
 
 
 def _pyplot():
@@ -63,7 +62,7 @@ def heatmap(summary: dict, path: Path) -> None:
 def binned_rates(cells: pd.DataFrame) -> pd.DataFrame:
     """Device-days, errors and rate per industry and age bin (`AGE_BIN_DAYS` wide), from the model's
     rows (model_cells.sql: one per device, industry and age period); `age_years` is where a bin starts."""
-    binned = cells.assign(age_years=(cells["age_period"] // PERIODS_PER_BIN) * AGE_BIN_DAYS / DAYS_PER_YEAR)
+    binned = cells.assign(age_years=cells["age_period"] * AGE_BIN_DAYS / DAYS_PER_YEAR)
     table = binned.groupby(["industry", "age_years"], as_index=False)[["device_days", "errors"]].sum()
     table["rate"] = table["errors"] / table["device_days"]
     return table
