@@ -17,27 +17,46 @@ FIELDS = tuple(ALERT)
 
 
 @st.composite
-def _timestamps(draw, now: datetime, valid: bool = False) -> str:
-    """Well-shaped timestamps: `valid` ones within the timestamp rule for a clock at `now`, others
-    around `now` or at any year, with offsets up to +-24:60."""
-    if valid or draw(st.booleans()):
-        ahead = 86_400 if valid else 3 * 86_400
-        instant = now + timedelta(seconds=draw(st.integers(-4 * 365 * 86_400, ahead)))
+def _timestamps(draw, now: datetime) -> str:
+    """Well-shaped timestamps around `now` or at any year, with offsets up to +-24:60: many of them
+    break the timestamp rule."""
+    if draw(st.booleans()):
+        instant = now + timedelta(seconds=draw(st.integers(-4 * 365 * 86_400, 3 * 86_400)))
     else:
         instant = draw(st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.replace(tzinfo=timezone.utc)))
     sign = draw(st.sampled_from("+-"))
-    if valid:
-        hours, minutes = draw(st.sampled_from([(0, 0), (5, 30), (9, 45), (14, 0), (18, 0)]))
-    else:
-        hours, minutes = draw(st.integers(0, 24)), draw(st.sampled_from([0, 30, 45, 59, 60]))
+    hours, minutes = draw(st.integers(0, 24)), draw(st.sampled_from([0, 30, 45, 59, 60]))
     try:
         local = instant + (-1 if sign == "-" else 1) * timedelta(hours=hours, minutes=minutes)
     except OverflowError:
         local = instant
     zone = draw(st.sampled_from(["Z", f"{sign}{hours:02d}:{minutes:02d}"]))
-    fraction = draw(st.sampled_from(["", ".5", ".123456"] if valid else ["", ".5", ".123456", ".1234567"]))
-    text = f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
-    return text + fraction + zone
+    fraction = draw(st.sampled_from(["", ".5", ".123456", ".1234567"]))
+    return _format(local) + fraction + zone
+
+
+def _format(local: datetime) -> str:
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
+
+
+@st.composite
+def _valid_timestamps(draw, now: datetime) -> str:
+    """Any timestamp within the rule (README, "Timestamps") for a server clock at `now`: UTC day from
+    2015-01-01, at most a day ahead of `now`, any offset within +-18:00, a fraction of up to 9 digits."""
+    instant = draw(st.datetimes(
+        min_value=datetime(2015, 1, 1), max_value=(now + timedelta(days=1)).replace(tzinfo=None),
+    )).replace(tzinfo=timezone.utc)
+    # Cutting the fraction short only moves the instant earlier, and the earliest bound is a whole second.
+    digits = draw(st.integers(0, 9))
+    kept = instant.microsecond // 10 ** (6 - min(digits, 6))
+    fraction = f".{kept:0{min(digits, 6)}d}" + "0" * (digits - 6) if digits else ""
+    instant = instant.replace(microsecond=kept * 10 ** (6 - min(digits, 6)) if digits else 0)
+    if draw(st.booleans()):
+        return _format(instant) + fraction + "Z"
+    offset = timedelta(minutes=draw(st.integers(-18 * 60, 18 * 60)))
+    sign, size = ("-" if offset < timedelta(0) else "+"), abs(offset)
+    zone = f"{sign}{size.seconds // 3600:02d}:{size.seconds // 60 % 60:02d}"
+    return _format(instant + offset) + fraction + zone
 
 
 def _field_values(now: datetime):
@@ -51,14 +70,26 @@ def _field_values(now: datetime):
     )
 
 
+_IDENTIFIERS = st.one_of(
+    st.sampled_from(["DEV-A101", "DEV-B202", "E101_OVERHEAT", "dev.7:x/y-z"]),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}", fullmatch=True),
+)
+
+
 @st.composite
 def valid_alerts(draw, now: datetime) -> dict:
-    """Alerts the API must store, for a server clock at `now`."""
+    """Alerts the API must store, for a server clock at `now`: any within the rules of
+    infrastructure/alerts_api/README.md, up to each field's longest. `details` stays within 1300
+    characters, so that even escaped to ASCII (12 bytes for a character beyond the BMP) the body fits
+    in 16 KiB."""
     return {
-        "device_id": draw(st.sampled_from(["DEV-A101", "DEV-B202", "dev.7:x/y-z"])),
-        "error_code": draw(st.sampled_from(["E101_OVERHEAT", "E203"])),
-        "details": draw(st.text(min_size=1, max_size=40).filter(str.strip)),
-        "alert_timestamp": draw(_timestamps(now, valid=True)),
+        "device_id": draw(_IDENTIFIERS),
+        "error_code": draw(_IDENTIFIERS),
+        "details": draw(st.one_of(
+            st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=1300),
+            st.text(st.characters(codec="ascii"), min_size=1990, max_size=2000),
+        ).filter(str.strip)),
+        "alert_timestamp": draw(_valid_timestamps(now)),
     }
 
 

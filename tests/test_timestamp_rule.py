@@ -18,8 +18,11 @@ from infrastructure.alerts_api import handler
 # The server's clock for the API; the alerts' received_at for the ETL.
 NOW = datetime(2025, 10, 2, 12, 0, 0, tzinfo=timezone.utc)
 RECEIVED_AT = "2025-10-02T12:00:00Z"
+# A clock at the end of time, and alerts without received_at: what is BAD stays bad whatever the clock.
+LAST_CLOCK = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 
-OK, BAD, FUTURE = "ok", "bad", "future"  # FUTURE: refused for alerts only; logs have no clock to compare
+# FUTURE: ahead of the clock, refused for alerts only; logs have no clock to compare.
+OK, BAD, FUTURE = "ok", "bad", "future"
 CASES = [
     ("2025-10-01T10:00:00Z", OK),
     ("2025-10-01T23:30:00-05:00", OK),
@@ -44,7 +47,10 @@ CASES = [
     ("2025-10-03T12:00:00Z", OK),
     ("2025-10-03T13:00:00+01:00", OK),
     ("2025-10-03T12:00:01Z", FUTURE),
-    ("9999-12-31T23:30:00-01:00", FUTURE),
+    ("9999-12-31T23:59:59.999999Z", FUTURE),
+    ("9999-12-31T23:30:00+01:00", FUTURE),
+    ("9999-12-31T23:30:00-01:00", BAD),
+    ("9999-12-31T23:59:59.5-00:01", BAD),
     ("2025-10-01T24:00:00Z", BAD),
     ("2025-02-29T10:00:00Z", BAD),
     ("2025-13-01T10:00:00Z", BAD),
@@ -67,6 +73,7 @@ def test_the_three_places_write_the_same_constants():
 
     start_date = dag_module.hardware_correlation().start_date
     assert handler.EARLIEST_DAY == transforms.EARLIEST_DAY == alerts.EARLIEST_DAY == start_date.date()
+    assert handler.LATEST_DAY == transforms.LATEST_DAY == alerts.LATEST_DAY
     assert handler.MAX_CLOCK_AHEAD.total_seconds() == alerts.MAX_CLOCK_AHEAD_SECONDS
 
 
@@ -79,6 +86,10 @@ def test_the_alerts_api(stamp, expected):
     else:
         with pytest.raises(handler.Refused) as refused:
             handler.validate(body.encode(), NOW)
+        assert (refused.value.status, refused.value.field) == (400, "alert_timestamp")
+    if expected == BAD:
+        with pytest.raises(handler.Refused) as refused:
+            handler.validate(body.encode(), LAST_CLOCK)
         assert (refused.value.status, refused.value.field) == (400, "alert_timestamp")
 
 
@@ -95,18 +106,19 @@ def test_the_log_parse(spark):
         row = found[f"L{index}"]
         if expected == BAD:
             assert row["malformed_detail"] and "timestamp" in row["malformed_detail"], (stamp, row)
-        elif expected == FUTURE:
-            # Year 9999 at -01:00 is in year 10000 in UTC, beyond Python's datetime.
-            assert row["malformed_detail"] is None and row["day"] is not None, stamp
         else:
             assert (row["malformed_detail"], row["day"]) == (None, _utc_day(stamp)), stamp
 
 
 def test_the_alerts_etl(spark):
+    def record(alert_id: str, stamp: str, received_at: dict) -> str:
+        return json.dumps({"alert_id": alert_id, "device_id": "DEV-1", "error_code": "E1", "details": "d",
+                           "alert_timestamp": stamp, **received_at})
+
     records = spark.createDataFrame(
         [
-            ("f.json", index, json.dumps({"alert_id": f"A{index}", "device_id": "DEV-1", "error_code": "E1",
-                                          "details": "d", "alert_timestamp": stamp, "received_at": RECEIVED_AT}))
+            ("f.json", index, record(f"{prefix}{index}", stamp, received_at))
+            for prefix, received_at in (("A", {"received_at": RECEIVED_AT}), ("N", {}))
             for index, (stamp, _) in enumerate(CASES)
         ],
         "source_file string, record_number int, raw_record string",
@@ -116,8 +128,9 @@ def test_the_alerts_etl(spark):
     ).collect()
     found = {row["alert_id"]: row for row in rows}
     for index, (stamp, expected) in enumerate(CASES):
-        row = found[f"A{index}"]
-        if expected == OK:
-            assert (row["malformed_detail"], row["day"]) == (None, _utc_day(stamp)), stamp
-        else:
-            assert row["malformed_detail"] and "alert_timestamp" in row["malformed_detail"], (stamp, row)
+        # An alert without received_at has no clock to be ahead of.
+        for row, accepted in ((found[f"A{index}"], expected == OK), (found[f"N{index}"], expected != BAD)):
+            if accepted:
+                assert (row["malformed_detail"], row["day"]) == (None, _utc_day(stamp)), (stamp, row)
+            else:
+                assert row["malformed_detail"] and "alert_timestamp" in row["malformed_detail"], (stamp, row)

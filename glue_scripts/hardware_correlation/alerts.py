@@ -6,8 +6,8 @@ and, when the alerts API wrote it, an `alert_id` and a `received_at`. A file hol
 section 3), in this order:
 
 1. **Malformed**: not one JSON object, a missing or empty contract field, an unparseable
-   alert_timestamp or one outside the timestamp rule (EARLIEST_DAY, more than a day after
-   received_at), or a received_at that is present but unparseable.
+   alert_timestamp or one outside the timestamp rule (EARLIEST_DAY to LATEST_DAY, more than a day
+   after received_at), or a received_at that is present but unparseable.
 2. **Duplicate**: another well-formed alert of the partition has the same alert_id; the one received
    first is kept (received_at, then file and record order).
 3. **No sale**: the device has no sale with `sale_date <= date_utc(alert_timestamp)`; otherwise the
@@ -45,9 +45,11 @@ _TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?
 _BOM = "\ufeff"
 # The timestamp rule (README, "Timestamps"), written the same in the alerts API's handler and the log
 # parse (transforms.py); one test table checks all three. The cast to TIMESTAMP takes offsets within
-# +-18:00 only (Java's ZoneOffset). No UTC day before the DAG's start date; and, as the API refuses
-# them, no alert_timestamp more than a day after the alert was received.
+# +-18:00 only (Java's ZoneOffset). No UTC day before the DAG's start date, nor after the last day
+# written YYYY-MM-DD, as partitions and log_date are; and, as the API refuses them, no
+# alert_timestamp more than a day after the alert was received.
 EARLIEST_DAY = date(2015, 1, 1)
+LATEST_DAY = date(9999, 12, 31)
 MAX_CLOCK_AHEAD_SECONDS = 86_400
 
 # A record is parsed wrapped in [ ]: a valid array of exactly one object is one JSON object and
@@ -190,6 +192,10 @@ def parse_alerts(records: DataFrame) -> DataFrame:
         F.when(
             utc_date(F.col("parsed_timestamp")) < F.lit(EARLIEST_DAY),
             F.lit(f"alert_timestamp before {EARLIEST_DAY.isoformat()} (UTC)"),
+        ),
+        F.when(
+            utc_date(F.col("parsed_timestamp")) > F.lit(LATEST_DAY),
+            F.lit(f"alert_timestamp after {LATEST_DAY.isoformat()} (UTC)"),
         ),
         F.when(
             F.unix_seconds(F.col("parsed_timestamp")) - F.unix_seconds(F.col("parsed_received_at"))

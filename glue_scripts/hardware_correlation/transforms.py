@@ -38,8 +38,10 @@ _TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?
 _FRACTION = r"^.{19}\.([0-9]+)"
 # The timestamp rule (README, "Timestamps"), written the same in the alerts API's handler and the
 # alerts ETL (alerts.py); one test table checks all three. Offsets within +-18:00, as Java's
-# ZoneOffset; no UTC day before the DAG's start date, whose runs never read such a day.
+# ZoneOffset; no UTC day before the DAG's start date, whose runs never read such a day; none after
+# the last day written YYYY-MM-DD, as partitions and log_date are (and as Python's date ends).
 EARLIEST_DAY = date(2015, 1, 1)
+LATEST_DAY = date(9999, 12, 31)
 _MAX_OFFSET = "18:00"
 _INTEGER = r"^[+-]?[0-9]+$"
 _NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -145,6 +147,13 @@ def _before_earliest_day(text: Column) -> Column:
     )
 
 
+def _after_latest_day(text: Column) -> Column:
+    """A valid timestamp whose UTC day is after LATEST_DAY: only a negative offset late on that day."""
+    return (F.substring(text, 1, 10) == LATEST_DAY.isoformat()) & (
+        utc_date(_timestamp_value(text)) > F.lit(LATEST_DAY)
+    )
+
+
 def _valid_integer(text: Column) -> Column:
     # Nine digits always fit an INT; longer ones must be checked.
     return text.rlike(_INTEGER) & (
@@ -170,6 +179,7 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
         F.when(
             _before_earliest_day(_timestamp_text()), F.lit(f"timestamp before {EARLIEST_DAY.isoformat()} (UTC)")
         ),
+        F.when(_after_latest_day(_timestamp_text()), F.lit(f"timestamp after {LATEST_DAY.isoformat()} (UTC)")),
         F.when(
             F.col("cpu_temp_celsius").isNotNull() & ~_valid_integer(F.col("cpu_temp_celsius")),
             F.lit("cpu_temp_celsius is not an integer"),

@@ -46,12 +46,14 @@ TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\
 # The timestamp rule (README, "Timestamps"), written the same in the log parse and the alerts ETL
 # (glue_scripts/hardware_correlation/transforms.py, alerts.py); one test table checks all three.
 # Offsets within +-18:00, as Spark's and Java's ZoneOffset; no UTC day before the DAG's start date,
-# whose runs never read such a day; and a device clock far ahead would file the alert under a day
-# that is never processed.
+# whose runs never read such a day, nor after the last day written YYYY-MM-DD, as the alert's key
+# is; and a device clock far ahead would file the alert under a day that is never processed.
 MAX_UTC_OFFSET = timedelta(hours=18)
 EARLIEST_DAY = date(2015, 1, 1)
+LATEST_DAY = date(9999, 12, 31)
 MAX_CLOCK_AHEAD = timedelta(days=1)
 _EARLIEST_INSTANT = datetime(EARLIEST_DAY.year, EARLIEST_DAY.month, EARLIEST_DAY.day, tzinfo=timezone.utc)
+_LATEST_INSTANT = datetime.combine(LATEST_DAY, datetime.max.time(), timezone.utc)
 
 
 class Refused(Exception):
@@ -167,6 +169,8 @@ def validate(raw: bytes, now: datetime) -> tuple[dict[str, str], str]:
     # Aware datetimes compare through UTC without converting, so year 1 or 9999 cannot overflow here.
     if instant < _EARLIEST_INSTANT:
         raise Refused(400, f"alert_timestamp is before {EARLIEST_DAY.isoformat()} (UTC)", "alert_timestamp")
+    if instant > _LATEST_INSTANT:
+        raise Refused(400, f"alert_timestamp is after {LATEST_DAY.isoformat()} (UTC)", "alert_timestamp")
     if instant - now > MAX_CLOCK_AHEAD:
         raise Refused(400, "alert_timestamp is more than a day ahead of the server's clock", "alert_timestamp")
     return {name: alert[name] for name in FIELDS}, instant.astimezone(timezone.utc).date().isoformat()

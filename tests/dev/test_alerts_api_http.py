@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 import pytest
 from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dev.local_aws.alerts_api import start
-from tests.alert_bodies import alert_bodies
+from tests.alert_bodies import alert_bodies, valid_alerts
 from tests.support import aws_client
 
 pytestmark = pytest.mark.stack
@@ -142,6 +143,21 @@ def test_any_body_is_answered_with_a_4xx_or_stored(api, body):
         assert added == {f"alerts/dt={_utc_day(json.loads(body)['alert_timestamp'])}/{answer['alert_id']}.json"}
     else:
         assert added == set() and answer["error"]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(alert=valid_alerts(now=datetime.now(timezone.utc)), ascii_only=st.booleans())
+def test_every_valid_alert_is_answered_202_and_stored(api, alert, ascii_only):
+    """The converse of the test above, which a server refusing every body would pass."""
+    port, s3, bucket = api
+    body = json.dumps(alert, ensure_ascii=ascii_only).encode()
+    status, _, answer = _request(port, "POST", "/alerts", body, {"Content-Type": "application/json"})
+    assert status == 202, answer
+    key = f"alerts/dt={_utc_day(alert['alert_timestamp'])}/{answer['alert_id']}.json"
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert stored == {"alert_id": answer["alert_id"], **alert, "received_at": answer["received_at"]}
 
 
 def _utc_day(stamp: str) -> str:

@@ -1,9 +1,10 @@
 """End to end: alerts posted to the alerts API appear, enriched, in `hardware_alerts` after the DAG runs.
 
 The alerts go through the local stack's API (ALERTS_API_URL) into the raw zone next to the sample
-data; the real DAG runs day D under `airflow dags test`; the rows are read back from PostgreSQL and
-compared with the sale in force, customer and age computed here from the sample's CSV files. A day
-without alerts succeeds with zero alert rows.
+data, with a file from another producer that resends some of them; the real DAG runs day D under
+`airflow dags test`. The raw zone's alerts, customers and sales as the run read them go through the
+contract's rules (tests/contract_rules.py), and the warehouse's rows, audit counts and quarantine must
+be exactly what those give. A day without alerts succeeds with zero alert rows.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import csv
 import json
 import urllib.request
 import uuid
-from datetime import date, datetime, timezone
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -22,18 +24,24 @@ import pytest
 from dev import commands
 from dev.raw_zone import upload_raw_zone
 from include.run_scope import run_key
-from tests.contract_rules import read_reference, utc
+from tests.contract_rules import (
+    ALERT_COUNTS,
+    AlertOutcome,
+    alert_counts,
+    alert_records,
+    classify_alerts,
+    read_reference,
+)
+from tests.support import QUARANTINE_REASONS
 
 pytestmark = pytest.mark.stack
 
 DAY = "2025-10-02"
 DAY_WITHOUT_ALERTS = "2025-10-03"
+REFERENCE = ("customers/customers.csv", "sales/sales.csv")
 ALERT_COLUMNS = (
     "alert_id, device_id, error_code, details, alert_timestamp, received_at, sale_id, customer_id,"
     " customer_name, industry, sale_date, days_since_sale, log_date"
-)
-ALERT_COUNTS = (
-    "alert_input_rows", "alert_malformed", "alert_duplicates", "alert_no_sale", "alert_unknown_customer", "alert_loaded"
 )
 # All on UTC day 2025-10-02, whatever the offset they are written with.
 POSTED = [
@@ -58,36 +66,33 @@ def post_alert(url: str, alert: dict) -> dict:
         return json.loads(response.read())
 
 
-def expected_row(record: dict, log_day: str) -> tuple | str:
-    """The warehouse row the contract's rules give for one stored alert, or the reason it has none."""
-    customers_ids, sales = read_reference(commands.SAMPLE_DATA)
-    with open(commands.SAMPLE_DATA / "customers" / "customers.csv", encoding="utf-8") as f:
+def raw_inputs(s3, bucket: str) -> dict:
+    """What a run of DAY reads from the raw bucket: the alert records as (file key, record), in file
+    order, and the bytes of customers and sales."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"alerts/dt={DAY}/")
+    keys = sorted(item["Key"] for page in pages for item in page.get("Contents", []) if item["Key"].endswith(".json"))
+    records = [
+        (key, record)
+        for key in keys
+        for record in alert_records(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8"))
+    ]
+    return {"records": records, **{key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in REFERENCE}}
+
+
+def expected_rows(outcomes: list[AlertOutcome], reference: Path) -> dict[str, tuple]:
+    """The `hardware_alerts` rows (ALERT_COLUMNS) of the loaded alerts, by alert_id."""
+    with open(reference / "customers" / "customers.csv", encoding="utf-8") as f:
         customers = {row["customer_id"]: row for row in csv.DictReader(f)}
-    if any(not str(record.get(name) or "").strip() for name in ("device_id", "error_code", "details")):
-        return "malformed"
-    moment = utc(record.get("alert_timestamp") or "")
-    if moment is None:
-        return "malformed"
-    in_force = [sale for sale in sales.get(record["device_id"], []) if sale[0] <= moment.date()]
-    if not in_force:
-        return "no_sale"
-    sale_date, sale_id, customer_id = max(in_force, key=lambda sale: (sale[0], sale[1]))
-    if customer_id not in customers_ids:
-        return "unknown_customer"
-    customer = customers[customer_id]
-    received = datetime.fromisoformat(record["received_at"]).astimezone(timezone.utc)
-    return (
-        record["alert_id"], record["device_id"], record["error_code"], record["details"], moment, received, sale_id,
-        customer_id, customer["customer_name"], customer["industry"], sale_date, (moment.date() - sale_date).days,
-        date.fromisoformat(log_day),
-    )
-
-
-def sample_alerts(day: str) -> list[dict]:
-    records = []
-    for path in sorted((commands.SAMPLE_DATA / "alerts" / f"dt={day}").glob("*.json")):
-        records.extend(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return records
+    return {
+        result.alert_id: (
+            result.alert_id, *(result.fields[name] for name in ("device_id", "error_code", "details")),
+            result.alert_timestamp, result.received_at, result.sale_id, result.customer_id,
+            customers[result.customer_id]["customer_name"], customers[result.customer_id]["industry"],
+            result.sale_date, result.days_since_sale, date.fromisoformat(DAY),
+        )
+        for result in outcomes
+        if result.outcome == "loaded"
+    }
 
 
 def warehouse_alerts(dsn: str, day: str) -> dict[str, tuple]:
@@ -122,9 +127,49 @@ def posted(env, s3):
 
 
 @pytest.fixture(scope="module")
-def ran(env, posted):
-    results = {day: commands.run(day, env) for day in (DAY, DAY_WITHOUT_ALERTS)}
-    assert results == dict.fromkeys(results, 0), f"DAG runs failed: {results}"
+def resent(env, s3, posted):
+    """A JSON-lines file of another producer, next to the API's files: a copy of the second posted
+    alert received after it; a version of the third received before it; and an alert without
+    alert_id or received_at, sent twice. Its key and its records, in order."""
+    copied, replaced = posted[1], posted[2]
+    earlier = datetime.fromisoformat(replaced["alert_timestamp"]) + timedelta(seconds=5)
+    records = [
+        {**copied, "received_at": _stamp(datetime.fromisoformat(copied["received_at"]) + timedelta(hours=1))},
+        {**replaced, "details": f"{replaced['details']}, resent by the gateway", "received_at": _stamp(earlier)},
+        *[{"device_id": "DEV-A101", "error_code": "E305_DISK_IO", "details": f"from the gateway {uuid.uuid4()}",
+           "alert_timestamp": "2025-10-02T15:00:00Z"}] * 2,
+    ]
+    key = f"alerts/dt={DAY}/gateway-{uuid.uuid4().hex[:8]}.json"
+    s3.put_object(Bucket=env["RAW_BUCKET"], Key=key, Body="".join(json.dumps(r) + "\n" for r in records).encode())
+    yield key, records
+    s3.delete_object(Bucket=env["RAW_BUCKET"], Key=key)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="module")
+def ran(env, s3, posted, resent, tmp_path_factory):
+    """Runs both days. The raw zone's alert records of DAY as (file key, record), the contract's
+    outcome of each, and a folder holding the customers and sales the run read."""
+    for _ in range(2):
+        inputs = raw_inputs(s3, env["RAW_BUCKET"])
+        results = {day: commands.run(day, env) for day in (DAY, DAY_WITHOUT_ALERTS)}
+        assert results == dict.fromkeys(results, 0), f"DAG runs failed: {results}"
+        # The raw bucket is shared with other tests: the expected rows hold for inputs that stayed
+        # as they were while the run read them.
+        if raw_inputs(s3, env["RAW_BUCKET"]) == inputs:
+            break
+    else:
+        pytest.fail(f"the raw zone's alerts of {DAY}, customers or sales changed during both runs")
+    reference = tmp_path_factory.mktemp("reference")
+    for key in REFERENCE:
+        (reference / key).parent.mkdir(parents=True)
+        (reference / key).write_bytes(inputs[key])
+    customers, sales = read_reference(reference)
+    outcomes = classify_alerts([record for _, record in inputs["records"]], customers, sales)
+    return {"records": inputs["records"], "outcomes": outcomes, "reference": reference}
 
 
 def test_posted_alerts_are_stored_under_their_utc_day(posted, env, s3):
@@ -133,29 +178,40 @@ def test_posted_alerts_are_stored_under_their_utc_day(posted, env, s3):
         assert json.loads(body.read()) == record
 
 
-def test_alerts_appear_enriched_in_hardware_alerts(ran, posted, env):
+def test_the_alerts_were_chosen_for_each_rule(ran, posted, resent):
+    """The contract's outcomes of the posted and resent alerts are the cases they were written for."""
+    by_file: dict[str, list[AlertOutcome]] = {}
+    for (key, _), result in zip(ran["records"], ran["outcomes"], strict=True):
+        by_file.setdefault(key, []).append(result)
+    posted_outcomes = [by_file[f"alerts/dt={DAY}/{record['alert_id']}.json"] for record in posted]
+    assert [[result.outcome for result in results] for results in posted_outcomes] == [
+        ["loaded"], ["loaded"], ["duplicates"], ["no_sale"], ["unknown_customer"]
+    ]
+    assert posted_outcomes[0][0].days_since_sale == 0
+    key, _ = resent
+    assert [result.outcome for result in by_file[key]] == ["duplicates", "loaded", "loaded", "duplicates"]
+    assert [result.alert_id for result in by_file[key]][:2] == [posted[1]["alert_id"], posted[2]["alert_id"]]
+    assert by_file[key][2].alert_id.startswith("sha256:") and by_file[key][2].received_at is None
+    assert "malformed" in {result.outcome for result in ran["outcomes"]}  # the sample's "soon"
+
+
+def test_hardware_alerts_holds_exactly_the_loaded_alerts(ran, env):
     rows = warehouse_alerts(env["WAREHOUSE_DSN"], DAY)
-    known = [*posted, *sample_alerts(DAY)]
-    outcomes = {record["alert_id"]: expected_row(record, DAY) for record in known}
-    # The cases the posted alerts were chosen for.
-    kinds = [outcome if isinstance(outcome, str) else "loaded" for outcome in (outcomes[r["alert_id"]] for r in posted)]
-    assert kinds == ["loaded", "loaded", "loaded", "no_sale", "unknown_customer"]
-    assert outcomes[posted[0]["alert_id"]][-2] == 0
-    for alert_id, outcome in outcomes.items():
-        if isinstance(outcome, tuple):
-            assert rows.get(alert_id) == outcome
-        else:
-            assert alert_id not in rows, f"{alert_id} is {outcome}, yet it was loaded"
+    expected = expected_rows(ran["outcomes"], ran["reference"])
+    loaded_keys = {(row[-1], alert_id) for alert_id, row in rows.items()}
+    expected_keys = {(row[-1], alert_id) for alert_id, row in expected.items()}
+    assert loaded_keys == expected_keys, (
+        f"loaded but not expected: {sorted(loaded_keys - expected_keys)}; "
+        f"expected but not loaded: {sorted(expected_keys - loaded_keys)}"
+    )
+    for alert_id, row in expected.items():
+        assert rows[alert_id] == row
 
 
 def test_the_audit_counts_the_days_alerts(ran, env):
     counts = audit_alert_counts(env["WAREHOUSE_DSN"], DAY)
-    assert counts is not None
-    assert counts["alert_input_rows"] == sum(value for name, value in counts.items() if name != "alert_input_rows")
+    assert counts == alert_counts(ran["outcomes"])
     assert counts["alert_loaded"] == len(warehouse_alerts(env["WAREHOUSE_DSN"], DAY))
-    # At least the posted and the sample alerts (other tests may post more for the same day).
-    assert counts["alert_loaded"] >= 6
-    assert counts["alert_no_sale"] >= 1 and counts["alert_unknown_customer"] >= 2 and counts["alert_malformed"] >= 1
 
 
 def test_quarantine_holds_the_alerts_that_were_not_loaded(ran, posted, env, s3, tmp_path: Path):
@@ -172,10 +228,12 @@ def test_quarantine_holds_the_alerts_that_were_not_loaded(ran, posted, env, s3, 
     assert keys, f"no Parquet under s3://{env['PROCESSED_BUCKET']}/{prefix}"
     for index, key in enumerate(keys):
         s3.download_file(env["PROCESSED_BUCKET"], key, str(tmp_path / f"part-{index}.parquet"))
-    reasons = dict(duckdb.sql(f"SELECT alert_id, reason FROM read_parquet('{tmp_path}/*.parquet')").fetchall())
-    assert reasons[posted[3]["alert_id"]] == "no_sale"
-    assert reasons[posted[4]["alert_id"]] == "unknown_customer"
-    assert "a2b46c68-2b6f-4169-b94a-eb0dc396631b" in reasons  # the sample's alert_timestamp "soon"
+    quarantined = duckdb.sql(f"SELECT raw_record, reason FROM read_parquet('{tmp_path}/*.parquet')").fetchall()
+    assert Counter((record.strip(), reason) for record, reason in quarantined) == Counter(
+        (result.record.strip(), QUARANTINE_REASONS[result.outcome])
+        for result in ran["outcomes"]
+        if result.outcome != "loaded"
+    )
 
 
 def test_a_day_without_alerts_succeeds_with_zero_alert_rows(ran, env, s3):

@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 import pytest
 from pyspark.sql import Row
 from pyspark.sql import functions as F
+from tests import contract_rules
 from tests.support import assert_frame_equal
 
 from hardware_correlation import schemas
@@ -99,6 +100,7 @@ MALFORMED = (
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,99999999999,3.5", "cpu_temp_celsius is not an integer"),
     ("L1,2025-10-01T10:00:00+23:59,DEV-1,ERROR,70,3.5", "unparseable timestamp"),
     ("L1,2014-12-31T23:59:59Z,DEV-1,ERROR,70,3.5", "timestamp before 2015-01-01 (UTC)"),
+    ("L1,9999-12-31T23:30:00-01:00,DEV-1,ERROR,70,3.5", "timestamp after 9999-12-31 (UTC)"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,high", "memory_usage_gb is not a number"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,4GB", "memory_usage_gb is not a number"),
     ("L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,NaN", "memory_usage_gb is not a number"),
@@ -116,6 +118,46 @@ def test_malformed_rows_name_the_first_rule_they_break_and_well_formed_rows_none
     # One DataFrame for all cases: a Spark job per case would make this the slowest test here.
     expected = {**dict(MALFORMED), **dict.fromkeys(WELL_FORMED)}
     assert details(spark, *expected) == expected
+
+
+# Where the warehouse's types bound the contract's words: cpu_temp_celsius goes into a 32-bit
+# `integer` column, which holds no integer outside -2147483648..2147483647; a timestamp's UTC day
+# becomes a YYYY-MM-DD day (dt=, log_date), the last of which is 9999-12-31. Digits are ASCII only.
+AT_THE_LIMITS = (
+    ("B01,2025-10-01T10:00:00Z,DEV-1,ERROR,2147483647,3.5", "loaded"),
+    ("B02,2025-10-01T10:00:00Z,DEV-1,ERROR,-2147483648,3.5", "loaded"),
+    ("B03,2025-10-01T10:00:00Z,DEV-1,ERROR,+00000000000070,3.5", "loaded"),
+    ("B04,2025-10-01T10:00:00Z,DEV-1,ERROR,2147483648,3.5", "malformed"),
+    ("B05,2025-10-01T10:00:00Z,DEV-1,ERROR,-2147483649,3.5", "malformed"),
+    ("B06,2025-10-01T10:00:00Z,DEV-1,ERROR,99999999999,3.5", "malformed"),
+    (f"B07,2025-10-01T10:00:00Z,DEV-1,ERROR,{'9' * 5000},3.5", "malformed"),
+    ("B08,2025-10-01T10:00:00Z,DEV-1,ERROR,\u0667\u0660,3.5", "malformed"),
+    ("B09,2025-10-01T10:00:00Z,DEV-1,ERROR,70,\u0663.\u0665", "malformed"),
+    ("B10,9999-12-31T23:59:59.999999Z,DEV-1,ERROR,70,3.5", "loaded"),
+    ("B11,9999-12-31T23:30:00+01:00,DEV-1,ERROR,70,3.5", "loaded"),
+    ("B12,9999-12-31T23:30:00-01:00,DEV-1,ERROR,70,3.5", "malformed"),
+    ("B13,9999-12-31T23:59:59.5-00:01,DEV-1,ERROR,70,3.5", "malformed"),
+)
+
+
+def test_the_pipeline_and_the_contract_rules_agree_at_the_limits(spark, reference):
+    texts = [text for text, _ in AT_THE_LIMITS]
+    sales: dict[str, list[tuple[date, str, str]]] = {}
+    for sale_id, customer_id, device_id, sale_date in SALES:
+        sales.setdefault(device_id, []).append((date.fromisoformat(sale_date), sale_id, customer_id))
+    customers = {customer_id for customer_id, _, _ in CUSTOMERS}
+    by_rules = {
+        result.line: (result.outcome, result.days_since_sale)
+        for result in contract_rules.classify(texts, customers, sales)
+    }
+    by_pipeline = {
+        row["line"]: (schemas.AUDIT_NAMES[row["outcome"]], row["days_since_sale"])
+        for row in classify(spark, reference, *texts).select("line", "outcome", "days_since_sale").collect()
+    }
+    expected = dict(AT_THE_LIMITS)
+    assert {line: outcome for line, (outcome, _) in by_rules.items()} == expected
+    assert {line: outcome for line, (outcome, _) in by_pipeline.items()} == expected
+    assert by_pipeline == by_rules
 
 
 def test_quoted_fields_follow_csv_quoting(spark, reference):

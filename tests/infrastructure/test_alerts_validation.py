@@ -1,8 +1,9 @@
 """The alerts handler's checks on hostile and generated bodies, without the local stack.
 
 The S3 client is a stub that records what would be stored: these tests are about which answer a body
-gets, and that an alert is stored exactly when the answer is 202. What the stored object looks like
-is tested against the stack's S3 in test_alerts_api.py.
+gets, that an alert is stored exactly when the answer is 202, and that every alert within the rules is
+answered 202. What the stored object looks like in S3 is tested against the stack's S3 in
+test_alerts_api.py and test_alerts_api_http.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from infrastructure.alerts_api.handler import AlertsApi
 
-from tests.alert_bodies import ALERT, alert_bodies
+from tests.alert_bodies import ALERT, alert_bodies, valid_alerts
 
 NOW = datetime(2025, 10, 2, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -86,6 +87,21 @@ def test_any_body_gets_a_4xx_or_is_stored(body):
         assert re.fullmatch(rf"alerts/dt=20[0-9]{{2}}-[0-9]{{2}}-[0-9]{{2}}/{alert_id}\.json", key), key
     else:
         assert s3.objects == {}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_alerts(NOW), st.booleans())
+def test_every_valid_alert_is_answered_202_and_stored(alert, ascii_only):
+    # Without this, a handler that refused every body would pass the test above.
+    s3 = RecordingS3()
+    response = _post(AlertsApi("raw", s3), json.dumps(alert, ensure_ascii=ascii_only).encode())
+    assert response["statusCode"] == 202, response
+    answer = json.loads(response["body"])
+    day = datetime.fromisoformat(alert["alert_timestamp"]).astimezone(timezone.utc).date().isoformat()
+    key = f"alerts/dt={day}/{answer['alert_id']}.json"
+    assert list(s3.objects) == [key]
+    stored = json.loads(s3.objects[key])
+    assert stored == {"alert_id": answer["alert_id"], **alert, "received_at": answer["received_at"]}
 
 
 @given(st.binary(max_size=64))
