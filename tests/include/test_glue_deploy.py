@@ -6,11 +6,16 @@ import io
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
+from collections import Counter
 
 import pytest
 
-from include.glue_deploy import GLUE_SCRIPTS_DIR, build_package_zip, deploy, scripts_version
+from include.glue_deploy import (
+    ENTRY_POINTS, GLUE_SCRIPTS_DIR, TRANSFORM_PACKAGE, build_package_zip, deploy, scripts_version,
+)
+from tests.support import aws_client
 
 
 @pytest.fixture()
@@ -58,21 +63,50 @@ def test_the_package_reports_the_version_of_the_zip_it_was_imported_from(tmp_pat
 
 @pytest.mark.stack
 def test_deploy_uploads_once_under_a_version_prefix(stack, aws, scripts_copy):
-    s3 = aws("s3")
+    from dev.local_aws import policy
+    from dev.local_aws.stack import AIRFLOW_ROLE_NAME
+
+    # Deployed as Airflow deploys, with a session of its role: the stack records that role's calls,
+    # so the uploads are counted, where S3's LastModified (whole seconds) could not tell two apart.
+    arn = aws("iam").get_role(RoleName=AIRFLOW_ROLE_NAME)["Role"]["Arn"]
+    credentials = aws("sts").assume_role(RoleArn=arn, RoleSessionName="test-deploy")["Credentials"]
+    s3 = aws_client({
+        **stack, "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+    }, "s3", aws_session_token=credentials["SessionToken"])
     bucket = stack["ARTIFACTS_BUCKET"]
+    # A prefix of this run's own: the stack outlives test runs, and a version already there is not
+    # uploaded again.
+    prefix = f"test-deploy-{uuid.uuid4().hex}"
+    offset = policy.call_log_size()
 
-    first = deploy(s3, bucket, prefix="test-deploy", scripts_dir=scripts_copy)
-    assert first.etl_script == f"s3://{bucket}/test-deploy/{first.version}/etl_job.py"
-    key = f"test-deploy/{first.version}/etl_job.py"
-    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == (scripts_copy / "etl_job.py").read_bytes()
-    uploaded_at = s3.head_object(Bucket=bucket, Key=key)["LastModified"]
+    def puts() -> Counter:
+        return Counter(
+            resource.removeprefix(f"arn:aws:s3:::{bucket}/")
+            for call in policy.read_calls(offset=offset) if call["action"] == "s3:PutObject"
+            for resource in call["resources"] if resource.startswith(f"arn:aws:s3:::{bucket}/{prefix}/")
+        )
 
-    again = deploy(s3, bucket, prefix="test-deploy", scripts_dir=scripts_copy)
-    assert again == first
-    assert s3.head_object(Bucket=bucket, Key=key)["LastModified"] == uploaded_at
+    try:
+        first = deploy(s3, bucket, prefix=prefix, scripts_dir=scripts_copy)
+        assert first.etl_script == f"s3://{bucket}/{prefix}/{first.version}/etl_job.py"
+        key = f"{prefix}/{first.version}/etl_job.py"
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == (scripts_copy / "etl_job.py").read_bytes()
+        listed = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")["Contents"]}
+        assert listed == {f"{prefix}/{first.version}/{name}" for name in (*ENTRY_POINTS, f"{TRANSFORM_PACKAGE}.zip")}
+        assert puts() == Counter(listed)
 
-    (scripts_copy / "load_job.py").write_text((scripts_copy / "load_job.py").read_text() + "\n# changed\n")
-    changed = deploy(s3, bucket, prefix="test-deploy", scripts_dir=scripts_copy)
-    assert changed.version != first.version
-    # The earlier version stays in place for runs that still use it.
-    assert s3.head_object(Bucket=bucket, Key=key)
+        again = deploy(s3, bucket, prefix=prefix, scripts_dir=scripts_copy)
+        assert again == first
+        assert puts() == Counter(listed)
+
+        (scripts_copy / "load_job.py").write_text((scripts_copy / "load_job.py").read_text() + "\n# changed\n")
+        changed = deploy(s3, bucket, prefix=prefix, scripts_dir=scripts_copy)
+        assert changed.version != first.version
+        # The new version is uploaded whole, once; the earlier one stays in place for runs that still use it.
+        assert puts() == Counter(listed) + Counter(name.replace(first.version, changed.version) for name in listed)
+        assert s3.head_object(Bucket=bucket, Key=key)
+    finally:
+        own = aws("s3")
+        for item in own.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", []):
+            own.delete_object(Bucket=bucket, Key=item["Key"])
