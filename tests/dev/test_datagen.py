@@ -58,6 +58,25 @@ def test_expected_outcomes_match_the_contract_read_row_by_row(tmp_path):
         assert all(n > 0 for n in outcome.malformed_by_kind.values()), outcome.malformed_by_kind
 
 
+def test_expected_outcomes_of_planted_effects_match_the_contract_read_row_by_row(tmp_path):
+    # A planted effect draws errors its own way (industry, age and device factors; a flat last day),
+    # and with irregularities of every kind the outcomes must still be those of the contract.
+    effect = datagen.ErrorEffect(
+        base=0.05, per_year=1.2, industries={"Retail": 1.0, "Live Events": 2.0, "Hospitality": 1.4},
+        device_spread=0.5,
+    )
+    dataset = write_dataset(
+        tmp_path, seed=5, bad_row_rate=0.02, duplicate_rate=0.03, late_sale_rate=0.2, never_sold_rate=0.05,
+        unknown_customer_rate=0.1, resale_rate=0.5, late_arrival_rate=0.05, effect=effect, effect_free_days=1,
+        effect_free_probability=0.1, **SMALL,
+    )
+    for outcome in dataset.days:
+        counts = day_counts(tmp_path, outcome.day)
+        expected = {key: getattr(outcome, key) for key in ("input_rows", *OUTCOMES)}
+        assert {key: counts[key] for key in expected} == expected, outcome.day
+        assert min(expected.values()) > 0
+
+
 def test_rates_come_out_roughly_as_asked(tmp_path):
     dataset = write_dataset(
         tmp_path, start=date(2025, 10, 1), days=1, devices=5000, rows_per_day=200_000,
