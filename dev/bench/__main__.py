@@ -38,11 +38,18 @@ def backfill_section() -> Figures:
     yield from backfill.run().items()
 
 
+def report_section() -> Figures:
+    from dev.bench import report
+
+    yield from report.run()
+
+
 SECTIONS: dict[str, Callable[[], Figures]] = {
     "etl": etl_section,
     "exposure": exposure_section,
     "load": load_section,
     "backfill": backfill_section,
+    "report": report_section,
 }
 
 
