@@ -30,6 +30,10 @@ ACCOUNT_ID = "123456789012"
 ACCESS_KEY_ID = "local-stack-access-key"
 SECRET_ACCESS_KEY = "local-stack-secret-key"
 
+# A crawl or job run held by a test control goes on by itself after this long, so that a test that
+# died holding one does not leave the crawler or the job busy until the server restarts.
+HOLD_LIMIT_SECONDS = 600
+
 # Routes under this prefix are the stack's own control API, not AWS's (no bucket name can start with
 # an underscore, so they never shadow path-style S3 requests).
 CONTROL_PREFIX = "/_stack"

@@ -10,6 +10,17 @@ calls them. Tests use them to provoke what is hard to provoke honestly:
 - `fail_next_crawl(endpoint_url, crawler_name, message, times=1)`: the next `times` crawls of the
   crawler fail without crawling, with `message` as LastCrawl.ErrorMessage and in the crawler's log;
   `times=0` cancels what is left.
+- `hold_job_runs(endpoint_url, job_name)`: the job's runs started from then on stay STARTING, their
+  script not started, until `release_job_runs(endpoint_url, job_name, run_id)` lets one of them go
+  (the job staying held for later runs) or `release_job_runs(endpoint_url, job_name)` lets them all
+  go and ends the hold. A BatchStopJobRun of a held run stops it.
+- `hold_crawler(endpoint_url, crawler_name, state)`: a crawl of the crawler stays in `state` (RUNNING:
+  before it crawls; STOPPING: before it is READY again) until `release_crawler(endpoint_url,
+  crawler_name, state)`. A StopCrawler ends a hold in RUNNING (the crawl goes STOPPING).
+
+A test waits for the state it holds instead of polling for a window that a loaded machine may miss.
+Holds lapse after `config.HOLD_LIMIT_SECONDS` (10 minutes): a test that dies holding a crawl or a run
+does not leave its crawler or job busy for good.
 """
 
 from __future__ import annotations
@@ -55,7 +66,31 @@ def set_timeout_scale(endpoint_url: str, job_name: str, seconds_per_minute: floa
     _post(endpoint_url, _job_path(job_name, "timeout-scale"), {"seconds_per_minute": seconds_per_minute})
 
 
+def hold_job_runs(endpoint_url: str, job_name: str) -> None:
+    """Keep the runs of `job_name` started from now on in STARTING until they are released."""
+    _post(endpoint_url, _job_path(job_name, "hold"), {})
+
+
+def release_job_runs(endpoint_url: str, job_name: str, run_id: str | None = None) -> list[str]:
+    """Let the held run `run_id` go on, later runs staying held; without `run_id`, let every held run
+    go on and hold no more. The ids of the runs let go."""
+    return _post(endpoint_url, _job_path(job_name, "release"), {"run_id": run_id})["released"]
+
+
+def _crawler_path(crawler_name: str, action: str) -> str:
+    return f"/_stack/glue/crawlers/{urllib.parse.quote(crawler_name, safe='')}/{action}"
+
+
+def hold_crawler(endpoint_url: str, crawler_name: str, state: str) -> None:
+    """Keep a crawl of `crawler_name` in `state` (RUNNING or STOPPING) until it is released."""
+    _post(endpoint_url, _crawler_path(crawler_name, "hold"), {"state": state})
+
+
+def release_crawler(endpoint_url: str, crawler_name: str, state: str) -> None:
+    """Let a crawl of `crawler_name` held in `state` go on, and hold no more crawls there."""
+    _post(endpoint_url, _crawler_path(crawler_name, "release"), {"state": state})
+
+
 def fail_next_crawl(endpoint_url: str, crawler_name: str, message: str, times: int = 1) -> None:
     """Make the next `times` crawls of `crawler_name` end FAILED with `message`, without crawling."""
-    path = f"/_stack/glue/crawlers/{urllib.parse.quote(crawler_name, safe='')}/fail-next-crawl"
-    _post(endpoint_url, path, {"message": message, "times": times})
+    _post(endpoint_url, _crawler_path(crawler_name, "fail-next-crawl"), {"message": message, "times": times})

@@ -26,11 +26,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from moto.glue.exceptions import CrawlerNotRunningException, CrawlerRunningException, GlueClientError
 from moto.glue.models import FakeCrawl, FakeCrawler
 
+from dev.local_aws import config
 from dev.local_aws.loopback import Loopback, LogWriter, RoleNotAssumable
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,18 @@ class CrawlCancelled(Exception):
     pass
 
 
+# The states a test may hold a crawl in: RUNNING before it crawls, STOPPING before it is READY again.
+HOLDABLE_STATES = ("RUNNING", "STOPPING")
+
+
 class CrawlControls:
-    """Test controls set through the stack's control API: failures injected into the next crawls."""
+    """Test controls set through the stack's control API: failures injected into the next crawls, and
+    crawls held in a state until the test releases them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fail_next: dict[str, tuple[str, int]] = {}
+        self._held: dict[tuple[str, str], threading.Event] = {}
 
     def fail_next_crawls(self, crawler_name: str, message: str, times: int) -> None:
         with self._lock:
@@ -88,6 +95,31 @@ class CrawlControls:
             if times > 1:
                 self._fail_next[crawler_name] = (message, times - 1)
             return message
+
+    def hold(self, crawler_name: str, state: str) -> None:
+        with self._lock:
+            self._held.setdefault((crawler_name, state), threading.Event())
+
+    def release(self, crawler_name: str, state: str) -> None:
+        with self._lock:
+            gate = self._held.pop((crawler_name, state), None)
+        if gate is not None:
+            gate.set()
+
+    def wait_while_held(self, crawler_name: str, state: str, stopped: Callable[[], bool] = lambda: False) -> None:
+        """Return once the crawler is not held in `state`, or `stopped()` is true (a StopCrawler ends
+        a hold in RUNNING: the crawl is no longer running), or HOLD_LIMIT_SECONDS have passed."""
+        with self._lock:
+            gate = self._held.get((crawler_name, state))
+        if gate is None:
+            return
+        deadline = time.monotonic() + config.HOLD_LIMIT_SECONDS
+        while not gate.wait(0.1) and not stopped():
+            if time.monotonic() > deadline:
+                log.warning(
+                    "crawler %s was held in %s for %s s: going on", crawler_name, state, config.HOLD_LIMIT_SECONDS
+                )
+                return
 
 
 CONTROLS = CrawlControls()
@@ -238,6 +270,7 @@ def _run_crawl(loopback: Loopback, crawler: FakeCrawler, crawl: LocalCrawl) -> N
     region = crawler.backend.region_name
     writer: LogWriter | None = None
     try:
+        CONTROLS.wait_while_held(crawler.name, "RUNNING", lambda: crawl.cancel_requested)
         # Glue crawls, writes the catalog and logs with a session of the crawler's role.
         loopback = loopback.as_role(crawler.role or "", region)
         writer = LogWriter(loopback.client("logs", region), LOG_GROUP, crawler.name)
@@ -272,6 +305,7 @@ def _run_crawl(loopback: Loopback, crawler: FakeCrawler, crawl: LocalCrawl) -> N
             writer.flush()
         except Exception:
             log.exception("could not write the crawler's log")
+    CONTROLS.wait_while_held(crawler.name, "STOPPING")
     time.sleep(STOPPING_SECONDS)
     crawl.runtime_seconds = time.monotonic() - crawl._started
     crawl.end_time = datetime.now(timezone.utc)

@@ -73,12 +73,15 @@ class MissingObject(Exception):
 
 
 class JobControls:
-    """Test controls set through the stack's control API: injected failures and timeout scaling."""
+    """Test controls set through the stack's control API: injected failures, timeout scaling, and runs
+    held in STARTING until the test releases them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fail_next: dict[str, str] = {}
         self._seconds_per_minute: dict[str, float] = {}
+        self._held_jobs: set[str] = set()
+        self._held_runs: dict[str, dict[str, threading.Event]] = {}
 
     def fail_next_run(self, job_name: str, message: str) -> None:
         with self._lock:
@@ -98,6 +101,34 @@ class JobControls:
     def seconds_per_timeout_minute(self, job_name: str) -> float:
         with self._lock:
             return self._seconds_per_minute.get(job_name, 60.0)
+
+    def hold_runs(self, job_name: str) -> None:
+        with self._lock:
+            self._held_jobs.add(job_name)
+
+    def release_runs(self, job_name: str, run_id: str | None = None) -> list[str]:
+        """Let the held run `run_id` go on, the job staying held; without `run_id`, every held run of
+        the job, and the job is no longer held. The ids of the runs let go."""
+        with self._lock:
+            held = self._held_runs.get(job_name, {})
+            if run_id is None:
+                self._held_jobs.discard(job_name)
+                released = self._held_runs.pop(job_name, {})
+            else:
+                released = {run_id: held.pop(run_id)} if run_id in held else {}
+        for gate in released.values():
+            gate.set()
+        return list(released)
+
+    def gate_of_new_run(self, job_name: str, run_id: str) -> threading.Event | None:
+        """Taken when the run is started, so that a release of the runs held so far never lets a
+        later run through, however late its thread gets to the gate."""
+        with self._lock:
+            if job_name not in self._held_jobs:
+                return None
+            gate = threading.Event()
+            self._held_runs.setdefault(job_name, {})[run_id] = gate
+            return gate
 
 
 class JobRunner:
@@ -158,6 +189,7 @@ class LocalJobRun(FakeJobRun):
         self.modified_on = self.started_on
         self.completed_on = None
         self.workdir = config.GLUE_RUNS / self.job_run_id
+        self._gate = runner.controls.gate_of_new_run(job.name, self.job_run_id)
 
     # moto reads `status` and calls `advance()` on every Get*: the state is ours, not a timer's.
     @property
@@ -271,7 +303,22 @@ class LocalJobRun(FakeJobRun):
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def _wait_while_held(self) -> None:
+        if self._gate is None:
+            return
+        deadline = time.monotonic() + config.HOLD_LIMIT_SECONDS
+        # A stop ends the hold: the run then ends STOPPED without starting its script.
+        while not self._gate.wait(0.1) and not self._stop_requested:
+            if time.monotonic() > deadline:
+                log.warning("job %s run %s was held for %s s: going on", self.job_name, self.job_run_id,
+                            config.HOLD_LIMIT_SECONDS)
+                return
+
     def _run(self) -> None:
+        self._wait_while_held()
+        if self._stop_requested:
+            self._finish("STOPPED")
+            return
         # Glue runs the job, fetches its script and writes its logs with a session of the job's role.
         try:
             self._role = self._runner.loopback.as_role(self._job.role or "", self.region)

@@ -70,8 +70,8 @@ logger.s3abucket.name = org.apache.hadoop.fs.s3a.impl.ConfigurationHelper
 logger.s3abucket.level = error
 """
 
-_JOB_CONTROL = re.compile(r"^/_stack/glue/jobs/(?P<job>[^/]+)/(?P<action>fail-next-run|timeout-scale)$")
-_CRAWLER_CONTROL = re.compile(r"^/_stack/glue/crawlers/(?P<crawler>[^/]+)/fail-next-crawl$")
+_JOB_CONTROL = re.compile(r"^/_stack/glue/jobs/(?P<job>[^/]+)/(?P<action>fail-next-run|timeout-scale|hold|release)$")
+_CRAWLER_CONTROL = re.compile(r"^/_stack/glue/crawlers/(?P<crawler>[^/]+)/(?P<action>fail-next-crawl|hold|release)$")
 
 
 def write_spark_conf(endpoint_url: str) -> None:
@@ -125,6 +125,14 @@ class ControlApp:
                 message = str(body.get("message") or "Failure injected by the local stack.")
                 controls.fail_next_run(job, message)
                 return 200, {"job": job, "fail_next_run": message}
+            if action == "hold":
+                controls.hold_runs(job)
+                return 200, {"job": job, "held": True}
+            if action == "release":
+                run_id = body.get("run_id")
+                if run_id is not None and not isinstance(run_id, str):
+                    raise ValueError("run_id must be a job run id or null")
+                return 200, {"job": job, "released": controls.release_runs(job, run_id)}
             seconds = body.get("seconds_per_minute")
             if seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
                 raise ValueError("seconds_per_minute must be a positive number or null")
@@ -134,7 +142,16 @@ class ControlApp:
         if match and method == "POST":
             from dev.local_aws import glue_crawlers
 
-            crawler = match.group("crawler")
+            crawler, action = match.group("crawler"), match.group("action")
+            if action in ("hold", "release"):
+                state = body.get("state")
+                if state not in glue_crawlers.HOLDABLE_STATES:
+                    raise ValueError(f"state must be one of {', '.join(glue_crawlers.HOLDABLE_STATES)}")
+                if action == "hold":
+                    glue_crawlers.CONTROLS.hold(crawler, state)
+                else:
+                    glue_crawlers.CONTROLS.release(crawler, state)
+                return 200, {"crawler": crawler, "state": state, "held": action == "hold"}
             message = str(body.get("message") or "Failure injected by the local stack.")
             times = body.get("times", 1)
             if not isinstance(times, int) or times < 0:

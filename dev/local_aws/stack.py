@@ -176,6 +176,8 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         "WAREHOUSE_DSN": warehouse_dsn,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(config.ROOT / "dags"),
+        # The plugin that registers the DAG's timetable: without it the DAG cannot be serialized.
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.dsn("airflow").replace(
             "postgresql://", "postgresql+psycopg2://", 1

@@ -73,6 +73,15 @@ def _wait_crawler(glue, name: str, timeout: float = 60) -> dict:
     raise AssertionError(f"crawler {name} still {crawler['State']} after {timeout} s")
 
 
+def _state_after(glue, name: str, state: str, timeout: float = 60) -> str:
+    """The crawler's next state once it leaves `state` (held by the stack, it cannot leave unseen)."""
+    deadline = time.monotonic() + timeout
+    while (current := glue.get_crawler(Name=name)["Crawler"]["State"]) == state:
+        assert time.monotonic() < deadline, f"crawler {name} still {state} after {timeout} s"
+        time.sleep(0.05)
+    return current
+
+
 def _crawl(glue, name: str) -> dict:
     glue.start_crawler(Name=name)
     return _wait_crawler(glue, name)
@@ -146,7 +155,7 @@ def _partitions(glue, database: str, table: str) -> dict[tuple[str, ...], str]:
     return {tuple(p["Values"]): p["StorageDescriptor"]["Location"] for p in partitions}
 
 
-def test_crawler_catalogs_csv_and_json_with_partitions_and_recrawls(s3, glue, logs, bucket):
+def test_crawler_catalogs_csv_and_json_with_partitions_and_recrawls(stack, s3, glue, logs, bucket):
     _raw_layout(s3, bucket)
     crawler, database = _name("crawler"), _name("db").replace("-", "_")
     glue.create_crawler(
@@ -158,17 +167,23 @@ def test_crawler_catalogs_csv_and_json_with_partitions_and_recrawls(s3, glue, lo
         },
     )
 
-    glue.start_crawler(Name=crawler)
-    with pytest.raises(ClientError) as running:
+    # Held in each state by the stack: every state is seen, however slowly this test polls.
+    endpoint = stack["AWS_ENDPOINT_URL"]
+    for state in ("RUNNING", "STOPPING"):
+        faults.hold_crawler(endpoint, crawler, state)
+    try:
         glue.start_crawler(Name=crawler)
-    assert running.value.response["Error"]["Code"] == "CrawlerRunningException"
-    seen_states = set()
-    deadline = time.monotonic() + 60
-    while (state := glue.get_crawler(Name=crawler)["Crawler"]["State"]) != "READY":
-        seen_states.add(state)
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert seen_states == {"RUNNING", "STOPPING"}
+        with pytest.raises(ClientError) as running:
+            glue.start_crawler(Name=crawler)
+        assert running.value.response["Error"]["Code"] == "CrawlerRunningException"
+        assert glue.get_crawler(Name=crawler)["Crawler"]["State"] == "RUNNING"
+        faults.release_crawler(endpoint, crawler, "RUNNING")
+        assert _state_after(glue, crawler, "RUNNING") == "STOPPING"
+        faults.release_crawler(endpoint, crawler, "STOPPING")
+        assert _state_after(glue, crawler, "STOPPING") == "READY"
+    finally:
+        for state in ("RUNNING", "STOPPING"):
+            faults.release_crawler(endpoint, crawler, state)
     finished = glue.get_crawler(Name=crawler)["Crawler"]
     assert finished["LastCrawl"]["Status"] == "SUCCEEDED"
 
@@ -264,19 +279,28 @@ def test_crawler_target_bucket_that_does_not_exist_fails_with_a_message(s3, glue
     assert "no-such-bucket-anywhere does not exist" in last["ErrorMessage"]
 
 
-def test_stop_crawler_cancels_the_crawl(s3, glue, bucket):
+def test_stop_crawler_cancels_the_crawl(stack, s3, glue, bucket):
     _raw_layout(s3, bucket)
     crawler = _name("crawler")
     glue.create_crawler(
         Name=crawler, Role="glue-role", DatabaseName=_name("db").replace("-", "_"),
         Targets={"S3Targets": [{"Path": f"s3://{bucket}/hardware_logs/"}]},
     )
-    glue.start_crawler(Name=crawler)
-    glue.stop_crawler(Name=crawler)
-    assert glue.get_crawler(Name=crawler)["Crawler"]["State"] == "STOPPING"
-    with pytest.raises(ClientError) as stopping:
+    # Held RUNNING, the crawl is still running when the stop comes; held STOPPING, it is still stopping
+    # when the second stop comes.
+    endpoint = stack["AWS_ENDPOINT_URL"]
+    for state in ("RUNNING", "STOPPING"):
+        faults.hold_crawler(endpoint, crawler, state)
+    try:
+        glue.start_crawler(Name=crawler)
         glue.stop_crawler(Name=crawler)
-    assert stopping.value.response["Error"]["Code"] == "CrawlerStoppingException"
+        assert glue.get_crawler(Name=crawler)["Crawler"]["State"] == "STOPPING"
+        with pytest.raises(ClientError) as stopping:
+            glue.stop_crawler(Name=crawler)
+        assert stopping.value.response["Error"]["Code"] == "CrawlerStoppingException"
+    finally:
+        for state in ("RUNNING", "STOPPING"):
+            faults.release_crawler(endpoint, crawler, state)
     assert _wait_crawler(glue, crawler)["LastCrawl"]["Status"] == "CANCELLED"
     with pytest.raises(ClientError) as not_running:
         glue.stop_crawler(Name=crawler)
@@ -509,6 +533,28 @@ def test_fail_next_job_run_fails_exactly_one_run(stack, s3, glue, logs, bucket):
     failed = _wait_run(glue, job, failed_id)
     assert (failed["JobRunState"], failed["ErrorMessage"]) == ("FAILED", "Injected: executor lost")
     assert _log_messages(logs, "/aws-glue/jobs/error", failed_id) == ["Injected: executor lost"]
+    assert _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])["JobRunState"] == "SUCCEEDED"
+
+
+def test_held_job_runs_stay_starting_until_released(stack, s3, glue, bucket):
+    job = _python_job(s3, glue, bucket, "print('ran')\n", ExecutionProperty={"MaxConcurrentRuns": 3})
+    endpoint = stack["AWS_ENDPOINT_URL"]
+    faults.hold_job_runs(endpoint, job)
+    try:
+        first = glue.start_job_run(JobName=job)["JobRunId"]
+        second = glue.start_job_run(JobName=job)["JobRunId"]
+        assert faults.release_job_runs(endpoint, job, first) == [first]
+        assert _wait_run(glue, job, first)["JobRunState"] == "SUCCEEDED"
+        # Letting one run go leaves the others held, and the job too.
+        assert glue.get_job_run(JobName=job, RunId=second)["JobRun"]["JobRunState"] == "STARTING"
+        stopped = glue.start_job_run(JobName=job)["JobRunId"]
+        glue.batch_stop_job_run(JobName=job, JobRunIds=[stopped])
+        assert _wait_run(glue, job, stopped, timeout=30)["JobRunState"] == "STOPPED"
+        assert glue.get_job_run(JobName=job, RunId=second)["JobRun"]["JobRunState"] == "STARTING"
+    finally:
+        released = faults.release_job_runs(endpoint, job)
+    assert second in released
+    assert _wait_run(glue, job, second)["JobRunState"] == "SUCCEEDED"
     assert _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])["JobRunState"] == "SUCCEEDED"
 
 

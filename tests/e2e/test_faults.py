@@ -8,8 +8,9 @@ test running on the same stack, and a far-off day collides with nobody's runs in
 database.
 
 1. Day 2031-10-01, first run: the ETL job's first run fails (the stack's fail-next-run control) and
-   the warehouse is down while the load job's first run connects to it. Airflow's retries carry the
-   day through; its rows, audit row and quarantine are exactly what the contract's rules give.
+   the warehouse is down while the load job's first run connects to it (the stack holds the load job's
+   runs in STARTING while the warehouse stops and starts again). Airflow's retries carry the day
+   through; its rows, audit row and quarantine are exactly what the contract's rules give.
 2. The same day again, with one more error row in its partition that the warehouse refuses: the swap
    fails after its DELETE, and the day's previous rows and audit row are still there.
 3. Day 2031-10-02 with every try of the crawl failing (the stack's fail-next-crawl control): the run
@@ -158,16 +159,21 @@ class PrivateWarehouse:
 
 
 class WarehouseOutage(threading.Thread):
-    """Stops the warehouse once the load job's first run for `day` has started; starts it again
-    once that run has ended. Whatever happens, the warehouse is running when the thread ends."""
+    """The warehouse down for exactly the load job's first run for `day`, whatever the machine's load.
 
-    def __init__(self, warehouse: PrivateWarehouse, glue, day: str) -> None:
+    From its creation the stack holds the load job's runs in STARTING (their script not started, so
+    they cannot have connected). The thread stops the warehouse once the first run is there, then lets
+    that run go; once it has ended, starts the warehouse again, then lets the later runs (Airflow's
+    retry) go. Whatever happens, the warehouse is running and no run is held when the thread ends."""
+
+    def __init__(self, warehouse: PrivateWarehouse, glue, endpoint_url: str, day: str) -> None:
         super().__init__(daemon=True)
-        self.warehouse, self.glue, self.day = warehouse, glue, day
+        self.warehouse, self.glue, self.endpoint_url, self.day = warehouse, glue, endpoint_url, day
         self.known = {run["Id"] for run in job_runs(glue, LOAD_JOB)}
         self.done = threading.Event()
         self.failed_run: dict | None = None
         self.error: BaseException | None = None
+        faults.hold_job_runs(endpoint_url, LOAD_JOB)
 
     def run(self) -> None:
         try:
@@ -177,7 +183,9 @@ class WarehouseOutage(threading.Thread):
                 time.sleep(0.3)
             if first is None:
                 return
+            assert first["JobRunState"] == "STARTING", first
             self.warehouse.stop()
+            assert faults.release_job_runs(self.endpoint_url, LOAD_JOB, first["Id"]) == [first["Id"]]
             while not self.done.is_set():
                 run = self.glue.get_job_run(JobName=LOAD_JOB, RunId=first["Id"])["JobRun"]
                 if run["JobRunState"] not in ("STARTING", "RUNNING", "STOPPING", "WAITING"):
@@ -187,8 +195,11 @@ class WarehouseOutage(threading.Thread):
         except BaseException as error:  # reported by the test, after the warehouse is back
             self.error = error
         finally:
-            if not self.warehouse.accepts():
-                self.warehouse.start()
+            try:
+                if not self.warehouse.accepts():
+                    self.warehouse.start()
+            finally:
+                faults.release_job_runs(self.endpoint_url, LOAD_JOB)
 
 
 # -- reading the stack back ----------------------------------------------------------------------
@@ -378,11 +389,10 @@ ETL_FAULT = "Injected fault: the worker running this job run was lost"
 @pytest.fixture(scope="module")
 def first_run(env, glue, warehouse) -> DagRunResult:
     faults.fail_next_job_run(env["AWS_ENDPOINT_URL"], ETL_JOB, ETL_FAULT)
-    outage = WarehouseOutage(warehouse, glue, FIRST)
+    outage = WarehouseOutage(warehouse, glue, env["AWS_ENDPOINT_URL"], FIRST)
     outage.start()
     try:
-        # A first retry a few seconds later than usual: time enough to start the warehouse again.
-        result = run_day(env, glue, FIRST, RETRY_DELAY_SECONDS="5")
+        result = run_day(env, glue, FIRST)
     finally:
         outage.done.set()
         outage.join(timeout=120)
@@ -412,11 +422,11 @@ def test_a_glue_run_failing_once_is_retried_and_the_day_is_right(first_run, env,
 
 
 def test_the_warehouse_down_during_the_load_fails_clearly_and_the_retry_loads(first_run, env, aws, warehouse):
-    """The warehouse's server process is really stopped (pg_ctl stop) as soon as the load job's first
-    run has started, before that run connects, and started again once the run has ended; the DAG's
-    retry of run_load_job then stages the day and the swap loads it. The warehouse is a server of the
-    module's own: the stack's cluster also holds Airflow's metadata database, which `airflow dags
-    test` needs throughout, and other tests' warehouse days."""
+    """The warehouse's server process is really stopped (pg_ctl stop) while the stack holds the load
+    job's first run before its script starts, and started again once the run has ended, before the
+    stack lets the DAG's retry of run_load_job start; the retry then stages the day and the swap loads
+    it. The warehouse is a server of the module's own: the stack's cluster also holds Airflow's
+    metadata database, which `airflow dags test` needs throughout, and other tests' warehouse days."""
     assert first_run.returncode == 0
     assert [run["JobRunState"] for run in first_run.load_runs] == ["FAILED", "SUCCEEDED"]
     failed = first_run.load_runs[0]
