@@ -54,6 +54,9 @@ SECTIONS: dict[str, Callable[[], Figures]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{__doc__.strip()}\n\nsections: {', '.join(SECTIONS)}")
+        return 0
     names = argv or list(SECTIONS)
     unknown = [name for name in names if name not in SECTIONS]
     if unknown:

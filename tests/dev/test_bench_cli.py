@@ -53,3 +53,8 @@ def test_the_report_child_figures_are_read_from_its_output_among_other_lines():
     assert report.parse_child_output(stdout) == {"build_seconds": 12.345, "peak_rss_kib": 1048576.0}
     with pytest.raises(bench.BenchError, match="peak_rss_kib"):
         report.parse_child_output("build_seconds: 1.0\n")
+
+
+def test_help_names_the_sections(capsys):
+    assert bench_cli.main(["--help"]) == 0
+    assert "sections: etl, exposure, load, backfill, report" in capsys.readouterr().out

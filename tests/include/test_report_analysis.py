@@ -66,10 +66,31 @@ def test_devices_that_differ_widen_the_intervals_and_show_in_the_dispersion():
 
 
 def test_too_few_devices_or_no_errors_is_no_model():
-    table = fleet_cells(1, devices=5, days=30)
+    table = fleet_cells(1, devices=19, days=30)
     model = analysis.poisson_model(table)
-    assert model == {"error": "5 devices are too few to tell 5 effects from the devices' own error rates", "devices": 5}
-    assert analysis.poisson_model(table.assign(errors=0)) == {"error": "no errors in the range"}
+    assert model == {
+        "error": "19 devices are too few to allow for each device's own error rate (the model needs at least 20)",
+        "devices": 19,
+    }
+    assert analysis.poisson_model(fleet_cells(1, devices=20, days=30).assign(errors=0)) == {"error": "no errors in the range"}
+
+
+def test_an_industry_with_too_few_devices_is_not_compared():
+    # 210 devices over five industries, but Retail holds only 10 of them.
+    table = fleet_cells(7, industries={"Live Events": 2.0, "Education": 1.0}, devices=200, days=10)
+    few = fleet_cells(8, industries={"Retail": 1.0}, devices=10, days=10).assign(
+        device_id=lambda frame: "R-" + frame["device_id"]
+    )
+    model = analysis.poisson_model(pd.concat([table, few], ignore_index=True))
+    retail = model["industry_rate_ratios"]["Retail"]
+    assert retail["devices"] == 10 and retail["estimate"] is not None
+    assert retail["ci_low"] is retail["ci_high"] is retail["p_value"] is None and "p_value_holm" not in retail
+    assert model["industry_rate_ratios"]["Live Events"]["ci_low"] > 1.5
+    # The test of age by industry leaves Retail out.
+    assert set(model["age_by_industry"]["age_rate_ratio_per_year"]) == {"Education", "Live Events"}
+    text, _ = analysis._industry_sentence(model)
+    assert text.startswith("Industries differ, at the same age: Live Events has ")
+    assert text.endswith("Retail has too few devices (under 20) to be compared.")
 
 
 def test_the_concentration_counts_the_devices_with_most_errors():
