@@ -3,31 +3,36 @@
 
 Is there a correlation between hardware errors, the client's industry and the age of the hardware?
 
-Each run processes one UTC day D of device logs: its data interval, [D, D+1). Templates use
-`data_interval_start`, which is D for scheduled runs, backfills and manual runs alike (a manual run's
-logical date is the end of the interval it processes):
+Each run processes one UTC day D of device logs: its data interval, [D, D+1), which templates read
+as `data_interval_start`. Its logical date is D, whoever starts it (`include/log_day_timetable.py`):
+to run day D by hand, trigger it with logical date D, 00:00 UTC. A logical date later in a day (the
+Trigger form's default is now) runs the latest complete day, yesterday. To rerun a day that already
+has a run, clear that run in the grid (a second trigger at the same logical date is refused).
 
-1. **deploy_glue_scripts** uploads `glue_scripts/` to the artifacts bucket under a content-hash
+1. **check_log_day** fails the run at once when the Trigger form's optional *log_day* is another day
+   than D (the logical date picked the wrong day), or when the run has no logical date, hence no day.
+2. **deploy_glue_scripts** uploads `glue_scripts/` to the artifacts bucket under a content-hash
    version prefix (nothing is uploaded when that version is already there).
-2. **wait_for_*** sensors wait for day D's `hardware_logs/dt=D/` partition, `customers/` and `sales/`.
-3. The Glue crawler is created or updated, then run, to catalog the raw zone.
-4. **run_etl_job** (Glue) filters errors, matches each to the sale in force and its customer,
+3. **wait_for_*** sensors wait for day D's `hardware_logs/dt=D/` partition, `customers/` and `sales/`.
+4. The Glue crawler is created or updated, then run, to catalog the raw zone.
+5. **run_etl_job** (Glue) filters errors, matches each to the sale in force and its customer,
    computes the hardware's age at the error, writes Parquet (errors and device-days), quarantine and
    the day's audit counts;
    the same for day D's alerts (`alerts/dt=D/`, when there are any). A run that failed on its input
    (a drifted header) is not retried: a retry would read the same files.
-5. **run_load_job** (Glue) copies day D's Parquet into the run's staging tables in PostgreSQL.
-6. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
+6. **run_load_job** (Glue) copies day D's Parquet into the run's staging tables in PostgreSQL.
+7. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
    replaces day D of `hardware_error_analysis`, `hardware_alerts`, `device_day_activity` (the
    exposure: device-days with their events and errors) and its `pipeline_run_audit` row in one
    transaction, and updates the `device_day_activity` asset, on which the report DAG
    `hardware_correlation_report` is scheduled.
-7. **verify_*** checks the warehouse rows of day D; a failed check fails the run.
+8. **verify_*** checks the warehouse rows of day D; a failed check fails the run.
 
 Backfills are explicit (`catchup=False`): `airflow backfill create --dag-id hardware_correlation ...`.
 
-Runs may overlap, two runs of the same day D included (a manual run and a backfill run). What one run
-writes before the swap is its own: the ETL's folders (`<output>/run=<key>/`) and the staging tables
+Runs may overlap, two runs of the same day D included (the run at logical date D, and a manual run
+triggered the day after with the form's default logical date). What one run writes before the swap is
+its own: the ETL's folders (`<output>/run=<key>/`) and the staging tables
 (`staging.<table>_YYYYMMDD_<key>`) carry a key of the run (`include/run_scope.py`), and each Glue run
 is started with its own scripts version. The swaps of day D take turns (an advisory lock on D), so
 day D ends up holding exactly one complete run's rows and audit row.
@@ -46,11 +51,12 @@ from airflow.providers.common.sql.operators.sql import (
     SQLExecuteQueryOperator,
     SQLTableCheckOperator,
 )
-from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
+from airflow.sdk import Param, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from include import settings as pipeline_settings
 from include.assets import DEVICE_DAY_ACTIVITY
+from include.log_day_timetable import LogDayTimetable
 from include.run_scope import run_key
 from include.task_defaults import task_defaults
 from plugins.glue_job_operator import FailFastGlueJobOperator
@@ -70,6 +76,19 @@ AUDIT_COUNTS = (
 )
 ALERT_COUNTS = (
     "alert_input_rows", "alert_malformed", "alert_duplicates", "alert_no_sale", "alert_unknown_customer", "alert_loaded"
+)
+# Its description is the one place in the Trigger form that says which day a run processes.
+LOG_DAY_PARAM = Param(
+    None,
+    type=["null", "string"],
+    format="date",
+    title="Log day (optional check)",
+    description=(
+        "A run processes one UTC log day, the one its Logical Date names: 00:00 of day D runs D. "
+        "Any later time of a day runs the latest complete day (left at its default, now: yesterday). "
+        "To run 2025-10-01, set the Logical Date to 2025-10-01 00:00. Enter the day here as well, and a "
+        "run whose Logical Date names another day fails at once, before any work."
+    ),
 )
 GLUE_POLL_SECONDS = SETTINGS.number("GLUE_POLL_SECONDS")
 GLUE_TIMEOUT_MINUTES = SETTINGS.number("GLUE_JOB_TIMEOUT_MINUTES")
@@ -201,6 +220,22 @@ def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySenso
     )
 
 
+@task(execution_timeout=timedelta(minutes=5))
+def check_log_day(params=None, data_interval_start=None, logical_date=None) -> None:
+    """Stop a run that would process another day than the one its trigger asked for, or no day."""
+    if data_interval_start is None:
+        raise AirflowFailException(
+            "this run has no logical date, so no log day to process: trigger day D with logical date D, 00:00 UTC"
+        )
+    day = data_interval_start.date().isoformat()
+    asked = (params or {}).get("log_day")
+    if asked and asked != day:
+        raise AirflowFailException(
+            f"log_day {asked} was asked for, but logical date {logical_date.isoformat()} runs log day {day}: "
+            f"trigger {asked} with logical date {asked}, 00:00 UTC"
+        )
+
+
 @task(execution_timeout=timedelta(minutes=10))
 def deploy_glue_scripts() -> dict[str, str]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -304,7 +339,9 @@ def collect_run_audit(
 
 
 @dag(
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    # A manual run at D 00:00 processes day D, as the scheduled and backfill runs of D do: one logical
+    # date per log day, whoever starts the run.
+    schedule=LogDayTimetable(),
     # Early enough for any history a backfill may ask for: tasks do not run before it.
     start_date=datetime(2015, 1, 1),
     catchup=False,
@@ -314,8 +351,10 @@ def collect_run_audit(
     user_defined_filters={"run_key": run_key},
     default_args=task_defaults(SETTINGS, aws_conn_id=SETTINGS.AWS_CONN_ID, conn_id=SETTINGS.WAREHOUSE_CONN_ID),
     tags=["glue", "warehouse"],
+    params={"log_day": LOG_DAY_PARAM},
 )
 def hardware_correlation():
+    checked = check_log_day()
     deployed = deploy_glue_scripts()
     sensors = [
         _raw_sensor("wait_for_hardware_logs", "hardware_logs/dt={{ data_interval_start | ds }}/*.csv", wildcard=True),
@@ -381,6 +420,7 @@ def hardware_correlation():
         task_id="verify_counts", table="pipeline_run_audit", partition_clause=DAY, checks=AUDIT_CHECKS
     )
 
+    chain(checked, [deployed, create_warehouse_tables])
     chain(deployed, sensors, set_up_crawler, run_crawler, etl)
     chain([etl, create_warehouse_tables], load)
     chain(audit, check_staging, swap_day_into_warehouse, [verify_columns, verify_counts])

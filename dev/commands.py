@@ -54,7 +54,9 @@ def stack_env() -> dict[str, str]:
         pass  # it answered
     except (OSError, KeyError):
         raise UsageError("The local stack is not answering: restart it with `make down && make up`.") from None
-    return {**LOCAL_TIMINGS, **os.environ, **values}
+    # A stack.env written by an older `make up` lacks the plugins folder, without which Airflow cannot
+    # load the DAG's timetable.
+    return {**LOCAL_TIMINGS, "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), **os.environ, **values}
 
 
 def parse_day(text: str, name: str = "DATE") -> date:
@@ -127,10 +129,9 @@ def run_command(day_text: str = "", brief: str = "") -> int:
 
 
 def dags_test_command(day: date) -> list[str]:
-    """`airflow dags test` for log day D: a manual run processes the interval that ends at its
-    logical date, so the logical date is D + 1 and the data interval [D, D + 1). It runs through
-    local_airflow's `dags-test`, which records the run's real start time."""
-    return [sys.executable, "-m", "dev.local_airflow", "dags-test", DAG_ID, (day + timedelta(days=1)).isoformat()]
+    """`airflow dags test` for log day D, at logical date D (its data interval is [D, D + 1)). It runs
+    through local_airflow's `dags-test`, which records the run's real start time."""
+    return [sys.executable, "-m", "dev.local_airflow", "dags-test", DAG_ID, day.isoformat()]
 
 
 def days_between(first: date, last: date) -> list[date]:

@@ -213,7 +213,7 @@ def dags_test(command: list[str], env: dict[str, str], dag_id: str, day: date, l
         # On one line: the failure lines count lines from it.
         shown_command = shlex.join([Path(command[0]).name, *command[1:]]).replace("\n", " ")
         handle.write(f"==== log day {day}, started {started.isoformat(timespec='seconds')}: {shown_command} ====\n")
-    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     metadata = local_airflow.Metadata(env)
     lines = TaskLines(day, say)
     run_id: str | None = None

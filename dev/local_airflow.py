@@ -7,8 +7,8 @@ triggerer (the Glue tasks defer). It waits until the dag-processor has parsed th
 the DAG, creates the backfill with Airflow's own `airflow backfill create ... --reprocess-behavior
 completed`, follows its runs in the metadata database and prints one line per day, then pauses the DAG
 again if it was paused and stops the services. Ctrl-C or an error cancels the backfill first, so the
-next one is not refused as "already running". Finished `make run` records whose logical date falls in
-the range are removed first (see `_remove_runs_of_other_days`).
+next one is not refused as "already running". Finished runs recorded at one of the range's logical
+dates but for another day are removed first (see `_remove_runs_of_other_days`).
 
 While its services run, a backfill holds `.local/airflow-services.lock` exclusively: its scheduler
 would also run the tasks of an `airflow dags test` run of the DAG, so such runs (`make run` among
@@ -668,11 +668,13 @@ class Metadata:
         return [row[0] for row in found]
 
     def runs_of_other_days(self, dag_id: str, first: date, last: date) -> list[str]:
+        """Finished runs at the logical date of a day of the range (its midnight) that processed another day."""
+        midnights = [_midnight(first + timedelta(days=n)) for n in range((last - first).days + 1)]
         found = self.rows(
-            "SELECT run_id FROM dag_run WHERE dag_id = %s AND logical_date >= %s AND logical_date < %s"
+            "SELECT run_id FROM dag_run WHERE dag_id = %s AND logical_date = ANY(%s)"
             " AND data_interval_start IS DISTINCT FROM logical_date AND state IN ('success', 'failed')"
             " ORDER BY logical_date",
-            dag_id, _midnight(first), _midnight(last + timedelta(days=1)),
+            dag_id, midnights,
         )
         return [row[0] for row in found]
 
@@ -864,12 +866,13 @@ def _internal(services: Services, *args: str) -> subprocess.CompletedProcess[str
 def _remove_runs_of_other_days(
     services: Services, metadata: Metadata, dag_id: str, first: date, last: date, say: Say
 ) -> None:
-    """Remove finished runs whose logical date is in the range but whose data interval is another day's.
+    """Remove finished runs at a logical date of the range whose data interval is another day's.
 
-    `make run D` (`airflow dags test`) records a manual run at logical date D + 1 that processed
-    [D, D + 1). Backfill runs are keyed by logical date too, so reprocessing day D + 1 would clear
-    that run and process day D again instead. `airflow dags test` itself replaces a run at the same
-    logical date in the same way.
+    The backfill reprocesses a day by clearing the run at its logical date, which keeps that run's data
+    interval: a run at D 00:00 that processed D - 1 would make it process D - 1 again, never D. Manual
+    runs were recorded so (at D + 1, for day D) before the DAG's timetable gave a manual run at D
+    00:00 day D, and metadata databases of that time still hold them. `airflow dags test` replaces a
+    run at its logical date in the same way.
     """
     runs = metadata.runs_of_other_days(dag_id, first, last)
     if not runs:
@@ -878,8 +881,8 @@ def _remove_runs_of_other_days(
     if result.returncode != 0:
         raise LocalAirflowError(f"removing earlier runs of other days failed: {_cli_failure(result)}")
     say(
-        f"removed {len(runs)} earlier run record(s) whose logical date is in the range but which processed "
-        f"the day before (`make run` runs: {', '.join(runs)})"
+        f"removed {len(runs)} earlier run record(s) at logical dates of the range that processed another day "
+        f"({', '.join(runs)})"
     )
 
 
@@ -1041,13 +1044,14 @@ def run_day(
 ) -> DayResult:
     """Run log day D on the scheduler of `make airflow`, as the UI's Trigger does, and wait for it.
 
-    The run is manual, at logical date D + 1 (its data interval is [D, D + 1)), as `airflow dags
-    test` makes it; a finished run already recorded at that logical date is replaced, as
-    `airflow dags test` replaces it. A paused DAG is unpaused, as the Trigger form offers to.
+    The run is manual, at logical date D (its data interval is [D, D + 1)), as `airflow dags test`
+    makes it; a finished run already recorded at that logical date (a scheduled or backfill run of D,
+    say) is replaced, as `airflow dags test` replaces it. A paused DAG is unpaused, as the Trigger
+    form offers to.
     `watch` is called with the run id at every poll, and once more when the run has finished.
     """
     api = RestApi(services.base_url)
-    logical = _midnight(day + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    logical = _midnight(day).isoformat().replace("+00:00", "Z")
     quoted = urllib.parse.quote(logical)
     existing = api.get(f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={quoted}&logical_date_lte={quoted}")
     for run in existing["dag_runs"]:

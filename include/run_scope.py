@@ -1,9 +1,10 @@
 """Names that belong to one DAG run, so that two runs of the same day never share them.
 
-A manual run and a backfill run of day D have different logical dates but the same data interval:
-names made from the day alone (staging tables, the ETL's output folders, its audit.json) would be
-written by both at once. Each run gets a key of its own, from its run id (unique per DAG), which
-the DAG's templates use as `{{ run_id | run_key }}`.
+Two runs may process day D at once: the run at logical date D (scheduled, backfilled or triggered)
+and a manual run triggered the day after with the Trigger form's default logical date, or two such
+manual runs. Names made from the day alone (staging tables, the ETL's output folders, its audit.json)
+would be written by both at once. Each run gets a key of its own, from its run id (unique per DAG),
+which the DAG's templates use as `{{ run_id | run_key }}`.
 """
 
 from __future__ import annotations

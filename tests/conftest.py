@@ -12,6 +12,8 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # In-process Airflow (the DAG integrity tests) keeps its config and database inside the project.
 os.environ.setdefault("AIRFLOW_HOME", str(Path(__file__).resolve().parent.parent / ".local" / "airflow-tests"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The plugin that registers the DAG's timetable, which serializing the DAG needs.
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(Path(__file__).resolve().parent.parent / "plugins"))
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,7 @@ class StandInMetadata:
         self.closed = False
 
     def dags_test_run(self, dag_id, logical_date, since):
-        assert (dag_id, logical_date) == ("dag", datetime(2025, 10, 2, tzinfo=timezone.utc))
+        assert (dag_id, logical_date) == ("dag", datetime(2025, 10, 1, tzinfo=timezone.utc))
         return "manual__run"
 
     def task_instances(self, dag_id, run_id):

@@ -77,4 +77,4 @@ def test_only_make_airflow_follows_the_schedule(tmp_path, monkeypatch):
 
 def test_make_run_records_the_real_start_through_the_dags_test_wrapper():
     command = commands.dags_test_command(date(2025, 10, 1))
-    assert command[1:] == ["-m", "dev.local_airflow", "dags-test", "hardware_correlation", "2025-10-02"]
+    assert command[1:] == ["-m", "dev.local_airflow", "dags-test", "hardware_correlation", "2025-10-01"]

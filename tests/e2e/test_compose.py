@@ -28,8 +28,8 @@ pytestmark = pytest.mark.docker
 REPO = commands.REPO
 DAG_ID = commands.DAG_ID
 DAY = "2025-10-01"
-# A manual run at logical date D + 1 processes log day D (its data interval is [D, D + 1)).
-LOGICAL_DATE = "2025-10-02T00:00:00Z"
+# A manual run at logical date D 00:00 processes log day D (its data interval is [D, D + 1)).
+LOGICAL_DATE = "2025-10-01T00:00:00Z"
 BUILD_TIMEOUT = 1800
 UP_TIMEOUT = 600
 RUN_TIMEOUT = 1200

@@ -5,9 +5,10 @@ of the stack of its own (raw and processed buckets, catalog database, crawler, G
 empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) then run, all at once:
 
 - a backfill of days D1 and D2, both days at once, and
-- a manual run of D2, as the UI's Trigger makes it at D2 + 1 00:00 (logical date D2 + 1, so another
-  logical date than the backfill's run of D2, but the same data interval), queued before the backfill
-  so that all three start together;
+- a manual run of D2, as the UI's Trigger makes it with its default logical date (now) on the day
+  after D2 (logical date D2 + 1 06:00, so another logical date than the backfill's run of D2, but the
+  same data interval: the latest complete day), queued before the backfill so that all three start
+  together;
 
 while another deployment, with scripts of another version, keeps moving the two Glue jobs to its
 own script and package (UpdateJob), as its runs would between their UpdateJob and StartJobRun.
@@ -61,7 +62,8 @@ FIRST_TRY_TASKS = ("create_or_update_crawler", "run_crawler", "run_etl_job", "ru
 RUN_TIMEOUT = 2400
 ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
 # Airflow's own trigger, run in the services' environment: a manual run made at `moment`, as the
-# UI's Trigger button makes it then (its data interval is the day that ends at `moment`).
+# UI's Trigger button makes it then with its default logical date (its data interval is the latest day
+# complete at `moment`).
 TRIGGER = """
 import sys
 from datetime import datetime
@@ -214,7 +216,7 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     assert other.version != ours
     mover = OtherDeployment(glue, other)
 
-    manual_moment = f"{D2 + timedelta(days=1)}T00:00:00+00:00"
+    manual_moment = f"{D2 + timedelta(days=1)}T06:00:00+00:00"
     with local_airflow.running_services(env, parallel=3) as services:
         if services.env.get("CRAWLER_NAME") != env["CRAWLER_NAME"]:
             # `make airflow`'s services: they run the DAG with the stack's own names, not this corner's.

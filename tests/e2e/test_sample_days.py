@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 
 import duckdb
 import psycopg2
@@ -36,8 +36,8 @@ from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_
 pytestmark = pytest.mark.stack
 
 DAYS = commands.SAMPLE_DAYS
-# Its `airflow dags test` run has logical date D + 1, which is none of the backfill's runs (a backfill
-# run of D has logical date D): the backfill's records stay whole for the tests before it.
+# Its `airflow dags test` run has logical date D, as the backfill's run of D has, and replaces that run's
+# record: it comes last, after the tests that read the backfill's records.
 REPROCESSED_DAY = DAYS[-1]
 
 
@@ -270,7 +270,7 @@ def test_a_day_without_logs_fails_at_its_sensor_and_says_why(backfilled, env, tm
 
 def run_tasks(env: dict[str, str], day: str) -> set[str]:
     """The tasks of the day's latest `airflow dags test` run, from Airflow's metadata database."""
-    logical = date.fromisoformat(day) + timedelta(days=1)
+    logical = date.fromisoformat(day)
     with psycopg2.connect(metadata_dsn(env)) as connection, connection.cursor() as cursor:
         cursor.execute(
             "SELECT ti.task_id FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id"
