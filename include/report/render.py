@@ -112,7 +112,10 @@ def _png(path: Path) -> str:
 
 
 def _number(value, digits: int = 4) -> str:
-    if value is None:
+    from jinja2 import Undefined
+
+    # Absent (an industry with too few devices has no interval and no Holm p-value) reads as a dash.
+    if value is None or isinstance(value, Undefined):
         return "–"
     if isinstance(value, (int, np.integer)):
         return f"{value:,}"

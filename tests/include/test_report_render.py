@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 from include.report import analysis, render
 from tests.fleets import Fleet, cells
 
@@ -34,6 +36,9 @@ def _summary(table):
 def test_the_page_holds_the_answer_the_tables_and_both_pictures_inline(tmp_path):
     industries = {"Retail": 1.0, "Hospitality": 1.5, "Live Events": 2.0}
     table = cells(Fleet(industries=industries, per_year=1.2, device_spread=0.7, devices=600, days=5).device_days(4))
+    # An industry with too few devices to compare: its row has no interval and no p-values.
+    few = cells(Fleet(industries={"Education": 1.0}, devices=5, days=5).device_days(5))
+    table = pd.concat([table, few.assign(device_id="E-" + few["device_id"])], ignore_index=True)
     summary = _summary(table)
     render.heatmap(summary, tmp_path / render.HEATMAP)
     binned = render.rate_by_age(summary["model"], table, tmp_path / render.RATE_BY_AGE)
@@ -48,10 +53,12 @@ def test_the_page_holds_the_answer_the_tables_and_both_pictures_inline(tmp_path)
     assert summary["answer"].replace("'", "&#39;") in page
     # How the intervals were computed, and why, in one line.
     assert "cluster-robust by device" in page and "a faulty unit" in page
-    for industry in industries:
+    for industry in [*industries, "Education"]:
         assert f"<td>{industry}</td>" in page
+    assert summary["model"]["industry_rate_ratios"]["Education"]["ci_low"] is None
+    assert "Education has too few devices (under 20) to be compared." in summary["answer"]
     # Every industry's binned rates are in the table behind the picture, and every error in a bin.
-    assert set(binned["industry"]) == set(industries)
+    assert set(binned["industry"]) == {*industries, "Education"}
     assert binned["errors"].sum() == summary["errors"]
     bins = binned["age_years"] * analysis.DAYS_PER_YEAR / render.AGE_BIN_DAYS
     assert (bins - bins.round()).abs().max() < 1e-9
