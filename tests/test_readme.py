@@ -1,4 +1,8 @@
-"""Every command README.md shows works as written, from a clean clone after the set-up it names.
+"""Every command README.md and the pages of docs/ show works as written, from a clean clone after the
+set-up they name, and every link among them leads somewhere.
+
+Each page is read alike (below, "the README" stands for any of them); commands and the paths in them
+are typed from the repository's root, as the pages say.
 
 What is read:
 
@@ -7,8 +11,8 @@ What is read:
   `&&`, `||` and `|`, without comments and with leading `NAME=value` assignments set apart; and the
   inline `code` spans that start with `make `, `python -m ` or `.venv/bin/`. Blocks without a
   language show what a command prints, or what it runs inside, and are not read.
-- Paths: the words of those commands (the value of a `NAME=value` word), every inline span that is
-  one word, and the targets of relative links.
+- Paths: the words of those commands (the value of a `NAME=value` word), and every inline span that
+  is one word.
 
 What each must be:
 
@@ -36,6 +40,9 @@ What each must be:
   the repository. Not paths: placeholders (`<run id>`, `YYYY-MM-DD`, `…`, a segment in capitals such
   as `DIR`), URIs (`s3://...`), globs, `$VARIABLES`, absolute paths (the machine's, not the
   repository's), and anything under `.local/`, which `make setup`, `make up` and the runs create.
+- Links: a relative link's target exists, taken from the page's own folder (`../README.md` from a
+  page of docs/), and its `#anchor` is the anchor of a heading of the page it names, as GitHub makes
+  anchors from headings (lower case; punctuation other than `-` and `_` dropped; spaces to `-`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# The pages whose commands, paths and links are checked: the README and the documentation it links to.
+PAGES = (README, *sorted((ROOT / "docs").glob("*.md")))
 MAKEFILE = ROOT / "Makefile"
 VENV_BIN = ROOT / ".venv" / "bin"
 # Created at run time by set-up, `make up` and the runs: named by the README, absent from a clone.
@@ -93,9 +102,10 @@ class Command:
 @dataclass(frozen=True)
 class Readme:
     commands: tuple[Command, ...]
-    # (line, text): the inline spans, and the targets of relative links.
+    # (line, text): the inline spans.
     spans: tuple[tuple[int, str], ...]
-    links: tuple[tuple[int, str], ...]
+    # (line, target with its #anchor, if any): every link that is not a URI, in-page anchors included.
+    links: tuple[tuple[int, str], ...] = ()
 
 
 def shell_words(text: str) -> list[str]:
@@ -169,9 +179,7 @@ def read(text: str) -> Readme:
 
     spans = tuple((line_of(match.start()), " ".join(match.group(1).split())) for match in SPAN.finditer(joined))
     links = tuple(
-        (line_of(match.start()), match.group(1).split("#")[0])
-        for match in LINK.finditer(joined)
-        if not match.group(1).startswith("#") and "://" not in match.group(1)
+        (line_of(match.start()), match.group(1)) for match in LINK.finditer(joined) if "://" not in match.group(1)
     )
     for line, span in spans:
         if span.startswith(("make ", "python -m ", ".venv/bin/")):
@@ -180,7 +188,14 @@ def read(text: str) -> Readme:
     return Readme(tuple(commands), spans, links)
 
 
-THE_README = read(README.read_text())
+READINGS = {page: read(page.read_text()) for page in PAGES}
+THE_README = READINGS[README]
+ALL_COMMANDS = tuple(command for reading in READINGS.values() for command in reading.commands)
+ALL_PAGES = Readme(ALL_COMMANDS, ())
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
 
 
 def make_commands(readme: Readme) -> list[Command]:
@@ -348,8 +363,6 @@ def path_candidates(readme: Readme) -> Iterator[tuple[int, str, bool]]:
     for line, span in readme.spans:
         if " " not in span:
             yield line, span, True
-    for line, target in readme.links:
-        yield line, target, True
 
 
 def missing_paths(readme: Readme) -> list[str]:
@@ -369,12 +382,49 @@ def missing_paths(readme: Readme) -> list[str]:
     return missing
 
 
+# -- links -------------------------------------------------------------------------------------
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page (code blocks hold no headings)."""
+    found: set[str] = set()
+    in_code = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if in_code or not heading:
+            continue
+        anchor = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+        suffix, number = anchor, 0
+        while suffix in found:
+            number += 1
+            suffix = f"{anchor}-{number}"
+        found.add(suffix)
+    return found
+
+
+def link_findings(readme: Readme, page: Path) -> list[str]:
+    findings = []
+    for line, target in readme.links:
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            findings.append(f"line {line}: {target}: no {linked}")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text()):
+            findings.append(f"line {line}: {target}: {page_id(linked) if linked.is_relative_to(ROOT) else linked} "
+                            f"has no heading #{anchor}")
+    return findings
+
+
 # -- the tests ---------------------------------------------------------------------------------
 
 
-def test_make_commands_name_targets_and_the_variables_they_read():
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_make_commands_name_targets_and_the_variables_they_read(page):
     assert make_commands(THE_README), "the README shows no make command"
-    findings = make_findings(make_commands(THE_README))
+    findings = make_findings(make_commands(READINGS[page]))
     assert not findings, "\n".join(findings)
 
 
@@ -383,7 +433,7 @@ def test_make_commands_name_targets_and_the_variables_they_read():
     [
         pytest.param(module, arguments, id=" ".join((module, *arguments)))
         for module, arguments in sorted(
-            {(module, tuple(subcommand_words(arguments[:1]))) for _, module, arguments in python_modules(THE_README)}
+            {(module, tuple(subcommand_words(arguments[:1]))) for _, module, arguments in python_modules(ALL_PAGES)}
         )
     ],
 )
@@ -398,8 +448,12 @@ def test_python_modules_print_their_help_or_usage(module, arguments):
         assert word in output, f"python -m {module} does not know {word}:\n{output}"
 
 
-@pytest.mark.parametrize("command", venv_commands(THE_README), ids=lambda command: f"line {command.line}")
-def test_venv_commands_run_as_shown(command, tmp_path):
+@pytest.mark.parametrize(
+    "page, command",
+    [(page, command) for page, reading in READINGS.items() for command in venv_commands(reading)],
+    ids=lambda value: page_id(value) if isinstance(value, Path) else f"line {value.line}",
+)
+def test_venv_commands_run_as_shown(page, command, tmp_path):
     executable = ROOT / command.words[0]
     assert executable.exists(), f"{command.words[0]} is not in the virtualenv"
     shown = [command.words[0], *subcommand_words(command.words[1:]), "--help"]
@@ -410,24 +464,37 @@ def test_venv_commands_run_as_shown(command, tmp_path):
         [str(ROOT / shown[0]), *shown[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=HELP_TIMEOUT
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"line {command.line}: `{command}` as `{shlex.join(shown)}`:\n{output}"
+    assert result.returncode == 0, f"{page_id(page)}, line {command.line}: `{command}` as `{shlex.join(shown)}`:\n{output}"
     options = [word.split("=")[0] for word in command.words[1:] if word.startswith("--")]
     assert [option for option in options if option not in output] == [], output
 
 
-def test_airflow_subcommands_that_start_airflow_find_it_on_path():
-    findings = path_findings(list(THE_README.commands))
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_airflow_subcommands_that_start_airflow_find_it_on_path(page):
+    findings = path_findings(list(READINGS[page].commands))
     assert not findings, "\n".join(findings)
 
 
-def test_commands_of_the_virtualenv_are_typed_with_its_path():
-    findings = bare_venv_findings(list(THE_README.commands))
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_commands_of_the_virtualenv_are_typed_with_its_path(page):
+    findings = bare_venv_findings(list(READINGS[page].commands))
     assert not findings, "\n".join(findings)
 
 
-def test_named_paths_exist():
-    missing = missing_paths(THE_README)
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_named_paths_exist(page):
+    missing = missing_paths(READINGS[page])
     assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_links_lead_to_a_file_and_a_heading(page):
+    findings = link_findings(READINGS[page], page)
+    assert not findings, "\n".join(findings)
+
+
+def test_the_documentation_pages_are_read():
+    assert {page_id(page) for page in PAGES} >= {"README.md", "docs/contract.md"}
 
 
 def test_the_stack_env_file_sets_no_path():
@@ -479,3 +546,19 @@ def test_placeholders_run_time_files_and_uris_are_not_paths():
         "`dev/DIR` `swap_day.sql` `nowhere.sql` `audit.json`"
     )
     assert missing_paths(shown) == ["line 1: dev/missing.py", "line 1: nowhere.sql (no file of that name)"]
+
+
+def test_anchors_are_made_as_github_makes_them():
+    text = "# A\n## What `make demo` prints\n```bash\n# a comment\n```\n## Airflow's local services\n## A\n"
+    assert anchors(text) == {"a", "what-make-demo-prints", "airflows-local-services", "a-1"}
+
+
+def test_a_link_to_a_missing_file_or_heading_is_found(tmp_path):
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "page.md"
+    page.write_text("# Page\n")
+    (tmp_path / "README.md").write_text("# Read me\n## Quick start\n")
+    shown = read("[a](../README.md#quick-start) [b](../README.md#slow-start) [c](other.md) [d](#page) [e](#none)")
+    assert [finding.split(":")[1].strip() for finding in link_findings(shown, page)] == [
+        "../README.md#slow-start", "other.md", "#none"
+    ]
