@@ -1,4 +1,4 @@
-# Developer commands (contract section 5). Every target that needs them runs set-up first.
+# Developer commands (docs/contract.md, section 5). Every target that needs them runs set-up first.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv

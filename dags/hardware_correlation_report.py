@@ -4,7 +4,7 @@
 The answer to the pipeline's question, over every loaded day: error rates by industry and hardware
 age, a Poisson model of errors per device-day on industry and age with intervals cluster-robust by
 device (errors cluster in faulty units), how concentrated errors are, Spearman's rank correlation, the
-pictures and a one-paragraph answer (contract section 6).
+pictures and a one-paragraph answer (docs/contract.md, section 6).
 
 Scheduled on the `device_day_activity` asset, which the daily DAG's **swap_day_into_warehouse**
 updates whenever a day is swapped in:

@@ -1,10 +1,10 @@
 """Synthetic raw-zone data at any scale, deterministic by seed.
 
-`write_dataset` writes a folder laid out like the raw zone (contract section 2): the customers
+`write_dataset` writes a folder laid out like the raw zone (docs/contract.md, section 2): the customers
 snapshot, every sale, one `hardware_logs/dt=D/` partition per day and the alerts of each day. The data
 carries what production data carries: resales, devices sold only after they started logging, sales to
 customers missing from the snapshot, timestamps with UTC offsets, rows that arrive a day late, duplicate
-deliveries and malformed rows of every kind that contract section 3 names. Hardware errors grow more
+deliveries and malformed rows of every kind that docs/contract.md, section 3 names. Hardware errors grow more
 likely with the device's age and vary by industry, so the warehouse has a correlation to find.
 
 An `ErrorEffect` plants a known one instead: each event is an error with probability
@@ -15,7 +15,7 @@ distribution with mean 1 and coefficient of variation `device_spread` (0, the de
 factor 1). Its last `effect_free_days` days carry no effect at all (every event of every device an
 error with probability `base`).
 
-Because the generator knows what it wrote, it also returns the outcome that contract section 3 defines
+Because the generator knows what it wrote, it also returns the outcome that docs/contract.md, section 3 defines
 for every day (malformed, duplicates, non_error, no_sale, unknown_customer, loaded): tests and
 benchmarks compare the pipeline's audit with it.
 
@@ -81,12 +81,12 @@ OFFSETS = (
     (60, "+01:00"), (120, "+02:00"), (330, "+05:30"), (540, "+09:00"), (0, "+00:00"),
 )
 # Event types as devices spell them. The first of each list is the canonical spelling; the others
-# all mean the same under contract section 3's upper(trim(event_type)).
+# all mean the same under upper(trim(event_type)) (docs/contract.md, section 3).
 ERROR_SPELLINGS = ("ERROR", "error", " ERROR", "Error ", " error ")
 OTHER_SPELLINGS = ("INFO", "WARNING", "DEBUG", "info", " Warning")
 OTHER_WEIGHTS = (0.70, 0.22, 0.08)
 
-# Malformed-row kinds of contract section 3, step 1, in the order their codes are numbered (code 0
+# Malformed-row kinds of docs/contract.md, section 3, step 1, in the order their codes are numbered (code 0
 # is a well-formed row).
 MALFORMED_KINDS = (
     "extra_field", "missing_field", "empty_log_id", "empty_device_id", "empty_event_type",
@@ -115,7 +115,7 @@ _DAY_SPAN = 1 << 20
 class ErrorEffect:
     """A planted effect: an event of a device whose owner at the event's UTC day is in `industries`
     is an error with probability `base x industries[industry] x per_year ** (age_days / 365.25) x
-    device factor`; the contract's age in years, days since the sale over 365.25. Events without an
+    device factor`; the age in years of docs/contract.md, days since the sale over 365.25. Events without an
     owner in the snapshot (they never reach the warehouse) are errors with probability
     `base x device factor`.
 
@@ -188,7 +188,7 @@ class ErrorEffect:
 
 @dataclass
 class DayOutcome:
-    """What contract section 3 makes of one day's partition, and of that day's alerts."""
+    """What docs/contract.md, section 3 makes of one day's partition, and of that day's alerts."""
 
     day: str
     files: list[str]
@@ -255,7 +255,7 @@ def write_dataset(
     `rows_per_day` counts every data line of a day's partition, duplicates and malformed rows
     included (the audit's input_rows). Rates are fractions: `error_rate` of log rows are errors
     (more for older devices and some industries, this on average); `bad_row_rate` of rows are
-    malformed, spread evenly over the kinds of contract section 3; `duplicate_rate` of rows are
+    malformed, spread evenly over the kinds of docs/contract.md, section 3; `duplicate_rate` of rows are
     repeated deliveries of another row; `resale_rate` of sold devices are sold again;
     `late_sale_rate` of devices are first sold during the generated days, so their earlier errors
     have no sale; `never_sold_rate` of devices are never sold; `unknown_customer_rate` of sales name
@@ -498,7 +498,7 @@ def _write_sales(out: Path, sales: dict[str, np.ndarray], devices: int, customer
 
 
 class _SaleLookup:
-    """The sale in force for (device, UTC day) per contract section 3, steps 4 and 5."""
+    """The sale in force for (device, UTC day) per docs/contract.md, section 3, steps 4 and 5."""
 
     def __init__(self, sales: dict[str, np.ndarray], customers: int, customer_industry: np.ndarray):
         self._keys = sales["device"] * _DAY_SPAN + sales["day"]

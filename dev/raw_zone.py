@@ -1,4 +1,4 @@
-"""Upload a folder laid out like the raw zone (contract section 2) into the raw bucket.
+"""Upload a folder laid out like the raw zone (docs/contract.md, section 2) into the raw bucket.
 
 `make seed DATA=DIR` and the tests use `upload_raw_zone`. The folder may hold:
 
@@ -15,7 +15,7 @@ typo in a folder name cannot leave half a dataset in the bucket.
 
 A top-level `hardware_logs.csv` is split by the UTC day of each row's `timestamp` into
 `hardware_logs/dt=YYYY-MM-DD/hardware_logs.csv`, the header repeated in each. Its header must be the
-contract's. A row whose timestamp cannot be dated (empty, unparseable, missing its UTC offset, or a
+one of docs/contract.md. A row whose timestamp cannot be dated (empty, unparseable, missing its UTC offset, or a
 row too short to have one) is still raw data that the pipeline must count and quarantine as malformed,
 so it is neither dropped nor refused: it goes to the partition of the row before it in the file (the
 first dateable row's, for rows at the very top), which is where a producer writing its log in time

@@ -1,6 +1,6 @@
 """Assets the DAGs share (Airflow's data-aware scheduling).
 
-`DEVICE_DAY_ACTIVITY` is the warehouse table of device-days (contract section 4): the daily DAG's
+`DEVICE_DAY_ACTIVITY` is the warehouse table of device-days (docs/contract.md, section 4): the daily DAG's
 swap task updates it whenever a day is swapped in, and the report DAG is scheduled on it.
 """
 

@@ -41,7 +41,7 @@ def _format(local: datetime) -> str:
 
 @st.composite
 def _valid_timestamps(draw, now: datetime) -> str:
-    """Any timestamp within the rule (README, "Timestamps") for a server clock at `now`: UTC day from
+    """Any timestamp within the rule (docs/data.md, "Timestamps") for a server clock at `now`: UTC day from
     2015-01-01, at most a day ahead of `now`, any offset within +-18:00, a fraction of up to 9 digits."""
     instant = draw(st.datetimes(
         min_value=datetime(2015, 1, 1), max_value=(now + timedelta(days=1)).replace(tzinfo=None),

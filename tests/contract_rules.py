@@ -1,4 +1,5 @@
-"""Contract section 3 applied one row at a time with the standard library only.
+"""docs/contract.md, section 3, applied one row at a time with the standard library only: the tests'
+executable reading of the contract.
 
 The generator's expected outcomes and the sample data's documented outcomes are both checked against
 this independent reading of the rules.
@@ -21,8 +22,8 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2
 # ASCII digits, as the timestamp: int() and float() would also take other scripts' digits.
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
-# The warehouse's cpu_temp_celsius is a 32-bit `integer` (contract section 4): an integer it cannot
-# hold is not one the contract's column takes.
+# The warehouse's cpu_temp_celsius is a 32-bit `integer` (docs/contract.md, section 4): an integer it
+# cannot hold is not one that column of the contract takes.
 _INT32 = range(-(2**31), 2**31)
 
 
@@ -43,7 +44,7 @@ def utc(text: str) -> datetime | None:
         instant = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-    # The README's timestamp rule: offsets within +-18:00, a UTC day from 2015-01-01 to 9999-12-31
+    # The timestamp rule of docs/data.md: offsets within +-18:00, a UTC day from 2015-01-01 to 9999-12-31
     # (a later one has no YYYY-MM-DD day to be filed under). Aware datetimes compare without converting.
     if (
         abs(instant.utcoffset()) > timedelta(hours=18)
@@ -137,7 +138,7 @@ def day_counts(folder: Path, day: str) -> Counter:
     return counts
 
 
-# Alerts (README, "Alerts"): the records of one day's `alerts/dt=D/` go through the errors' steps but
+# Alerts (docs/data.md, "Alerts"): the records of one day's `alerts/dt=D/` go through the errors' steps but
 # the event type's, with the alert's own reading of malformed and duplicate.
 
 ALERT_FIELDS = ("device_id", "error_code", "details", "alert_timestamp")

@@ -1,6 +1,6 @@
-"""Helpers shared by the tests: the warehouse's columns and rows, expected rows by the contract, clients.
+"""Helpers shared by the tests: the warehouse's columns and rows, expected rows by docs/contract.md, clients.
 
-The expected values come from `tests/contract_rules.py` (the contract read with the standard library),
+The expected values come from `tests/contract_rules.py` (docs/contract.md read with the standard library),
 never from the Glue code under test.
 """
 
@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 from dev import commands
 from tests.contract_rules import RowOutcome, utc
 
-# pipeline_run_audit's counts, in the contract's order (input_rows first).
+# pipeline_run_audit's counts, in the order of docs/contract.md (input_rows first).
 AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
 # The ETL's quarantine reason for each quarantined outcome, by the audit's name of the outcome.
 QUARANTINE_REASONS = {
@@ -31,7 +31,7 @@ QUARANTINE_REASONS = {
     "unknown_customer": "unknown_customer",
 }
 _DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
-# hardware_error_analysis's columns (contract section 4), in order.
+# hardware_error_analysis's columns (docs/contract.md, section 4), in order.
 ROW_COLUMNS = (
     "log_id, device_id, cpu_temp_celsius, memory_usage_gb, sale_id, days_since_sale, customer_name,"
     " industry, customer_id, sale_date, error_timestamp, log_date"

@@ -1,6 +1,6 @@
-"""What a day of logs costs on AWS Glue, from the ETL's measured throughput (the README's cost table).
+"""What a day of logs costs on AWS Glue, from the ETL's measured throughput (docs/aws.md's cost table).
 
-Assumptions, stated in the README next to the table:
+Assumptions, stated in docs/aws.md next to the table:
 - G.1X workers: 1 DPU, 4 vCPUs each; one worker runs the Spark driver, the others run executors with
   4 cores each, and every core processes log rows at the rate measured by `make bench` on this
   machine's cores (`etl_rows_per_core_s`).

@@ -228,7 +228,7 @@ CONNECTIONS_PREFIX = "hardware-correlation/connections"
 AIRFLOW_ROLE_NAME = "hardware-correlation-airflow"
 
 
-# Airflow's secrets backend as a deployment sets it (README, "Running against real AWS"): connections
+# Airflow's secrets backend as a deployment sets it (docs/aws.md, "Steps", 3): connections
 # from Secrets Manager under the template's prefix; no variables or configuration from there. The
 # warehouse secret holds RDS's fields (engine, host, port, username, password, dbname): `dbname` is
 # the connection's schema (the database), the others are words the backend knows.

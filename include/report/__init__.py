@@ -1,4 +1,4 @@
-"""The answer to the pipeline's question (contract section 6), as a folder a person can open.
+"""The answer to the pipeline's question (docs/contract.md, section 6), as a folder a person can open.
 
 `build(connection, folder, first, last)` reads `device_day_activity` through a DB-API connection to
 the warehouse and writes `summary.json`, `report.html` and the pictures into `folder`. The report

@@ -1,4 +1,4 @@
-"""Contract section 6: error rates by industry and hardware age, a Poisson model with intervals that
+"""docs/contract.md, section 6: error rates by industry and hardware age, a Poisson model with intervals that
 allow for devices, and a rank correlation.
 
 Everything is computed from `device_day_activity`: the SQL in `include/sql/report/` aggregates in
@@ -324,7 +324,7 @@ def spearman(frequencies: pd.DataFrame) -> dict:
 
 
 def summary(connection, first: date | None = None, last: date | None = None) -> dict:
-    """Contract section 6 over [first, last] (default: every loaded day)."""
+    """docs/contract.md, section 6 over [first, last] (default: every loaded day)."""
     first, last = day_range(connection, first, last)
     parameters = {"first_day": first, "last_day": last}
     result: dict = {"first_day": first.isoformat(), "last_day": last.isoformat(), "device_days": 0, "errors": 0}

@@ -1,7 +1,7 @@
 """The synthetic generator: deterministic, laid out as the raw zone, and its expected outcomes right.
 
-The expected outcomes are checked against an independent, row-by-row reading of contract section 3
-(tests/contract_rules.py).
+The expected outcomes are checked against an independent, row-by-row reading of docs/contract.md,
+section 3 (tests/contract_rules.py).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_expected_outcomes_match_the_contract_read_row_by_row(tmp_path):
 
 def test_expected_outcomes_of_planted_effects_match_the_contract_read_row_by_row(tmp_path):
     # A planted effect draws errors its own way (industry, age and device factors; a flat last day),
-    # and with irregularities of every kind the outcomes must still be those of the contract.
+    # and with irregularities of every kind the outcomes must still be those of docs/contract.md.
     effect = datagen.ErrorEffect(
         base=0.05, per_year=1.2, industries={"Retail": 1.0, "Live Events": 2.0, "Hospitality": 1.4},
         device_spread=0.5,

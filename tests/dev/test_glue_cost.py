@@ -1,4 +1,4 @@
-"""The README's Glue cost table: billing rules applied to a measured throughput."""
+"""The Glue cost table of docs/aws.md: billing rules applied to a measured throughput."""
 
 from __future__ import annotations
 

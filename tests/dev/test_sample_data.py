@@ -1,4 +1,4 @@
-"""The sample data: what each row is documented to become is what the contract's rules make of it."""
+"""The sample data: what each row is documented to become is what the rules of docs/contract.md make of it."""
 
 from __future__ import annotations
 

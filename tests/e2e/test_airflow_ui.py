@@ -4,7 +4,7 @@ Debian's chromium, driven by Selenium through chromium-driver, logs in with the 
 printed, opens the DAG, triggers sample day 2025-10-01 from the UI's own Trigger form (logical date
 2025-10-01 00:00, the day itself) and waits until the grid shows the run green; a screenshot of
 the grid is saved as `.local/airflow-ui-grid.png`. The run's warehouse rows are then compared with
-the contract's rules applied to the raw files (tests/contract_rules.py), not with the UI.
+the rules of docs/contract.md applied to the raw files (tests/contract_rules.py), not with the UI.
 
 On the way it checks what else a user sees: the DAG's doc and tasks; a `make run` run (`airflow dags
 test`) with its real start and end; the scheduled run that unpausing starts for the latest day, which
@@ -336,7 +336,7 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         # Paused again, as the suite found it: later tests and `make airflow` start no scheduled runs.
         api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
 
-    # The warehouse holds what the contract's rules give for the day, independently of the UI.
+    # The warehouse holds what the rules of docs/contract.md give for the day, independently of the UI.
     expected_rows, expected_counts = expected_day(s3, env["RAW_BUCKET"], DAY)
     rows, audit = warehouse_day(env["WAREHOUSE_DSN"], DAY)
     assert rows == expected_rows

@@ -3,7 +3,7 @@
 The alerts go through the local stack's API (ALERTS_API_URL) into the raw zone next to the sample
 data, with a file from another producer that resends some of them; the real DAG runs day D under
 `airflow dags test`. The raw zone's alerts, customers and sales as the run read them go through the
-contract's rules (tests/contract_rules.py), and the warehouse's rows, audit counts and quarantine must
+rules of docs/contract.md (tests/contract_rules.py), and the warehouse's rows, audit counts and quarantine must
 be exactly what those give. A day without alerts succeeds with zero alert rows.
 """
 
@@ -151,8 +151,8 @@ def _stamp(moment: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def ran(env, s3, posted, resent, tmp_path_factory):
-    """Runs both days. The raw zone's alert records of DAY as (file key, record), the contract's
-    outcome of each, and a folder holding the customers and sales the run read."""
+    """Runs both days. The raw zone's alert records of DAY as (file key, record), the outcome
+    of each by docs/contract.md, and a folder holding the customers and sales the run read."""
     for _ in range(2):
         inputs = raw_inputs(s3, env["RAW_BUCKET"])
         results = {day: commands.run(day, env) for day in (DAY, DAY_WITHOUT_ALERTS)}
@@ -179,7 +179,7 @@ def test_posted_alerts_are_stored_under_their_utc_day(posted, env, s3):
 
 
 def test_the_alerts_were_chosen_for_each_rule(ran, posted, resent):
-    """The contract's outcomes of the posted and resent alerts are the cases they were written for."""
+    """The outcomes (docs/contract.md) of the posted and resent alerts are the cases they were written for."""
     by_file: dict[str, list[AlertOutcome]] = {}
     for (key, _), result in zip(ran["records"], ran["outcomes"], strict=True):
         by_file.setdefault(key, []).append(result)

@@ -122,7 +122,7 @@ def test_a_day_triggered_through_the_rest_api_goes_green_with_the_contract_rows(
     tasks = api.get(f"{path}/taskInstances")["task_instances"]
     assert {task["state"] for task in tasks} == {"success"}, [(t["task_id"], t["state"]) for t in tasks]
 
-    # The contract's rows for D, computed from the raw files as they landed in the compose stack's S3.
+    # The rows of docs/contract.md for D, computed from the raw files as they landed in the compose stack's S3.
     s3 = boto3.client(
         "s3", endpoint_url=f"http://127.0.0.1:{compose.ports['AWS_PORT']}", region_name="us-east-1",
         aws_access_key_id="local-stack-access-key", aws_secret_access_key="local-stack-secret-key",  # noqa: S106

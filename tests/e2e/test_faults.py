@@ -10,7 +10,7 @@ database.
 1. Day 2031-10-01, first run: the ETL job's first run fails (the stack's fail-next-run control) and
    the warehouse is down while the load job's first run connects to it (the stack holds the load job's
    runs in STARTING while the warehouse stops and starts again). Airflow's retries carry the day
-   through; its rows, audit row and quarantine are exactly what the contract's rules give.
+   through; its rows, audit row and quarantine are exactly what the rules of docs/contract.md give.
 2. The same day again, with one more error row in its partition that the warehouse refuses: the swap
    fails after its DELETE, and the day's previous rows and audit row are still there.
 3. Day 2031-10-02 with every try of the crawl failing (the stack's fail-next-crawl control): the run

@@ -77,7 +77,7 @@ def backfilled(env, s3, tmp_path_factory):
         customers=200, seed=SEED, effect=PLANTED, effect_free_days=1,
         effect_free_probability=EFFECT_FREE_PROBABILITY, alerts_per_day=5,
     )
-    # The generator's own expected outcomes are checked against the contract read row by row (the
+    # The generator's own expected outcomes are checked against docs/contract.md read row by row (the
     # independent oracle) for this planted configuration, before anything is compared with them.
     oracle = {outcome.day: day_counts(folder, outcome.day) for outcome in dataset.days}
     for outcome in dataset.days:

@@ -1,4 +1,4 @@
--- One row per loaded hardware error (contract section 4). Day D is replaced as a whole by
+-- One row per loaded hardware error (docs/contract.md, section 4). Day D is replaced as a whole by
 -- swap_day.sql, so (log_date, log_id) is the key.
 CREATE TABLE IF NOT EXISTS hardware_error_analysis (
     log_id text NOT NULL,

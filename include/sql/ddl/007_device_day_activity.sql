@@ -1,4 +1,4 @@
--- The exposure behind error rates (contract section 4): one row per device and day D on which the
+-- The exposure behind error rates (docs/contract.md, section 4): one row per device and day D on which the
 -- device logged well-formed, non-duplicate rows and had a sale in force with a known customer, with
 -- the owner at D and the hardware's age then. SUM(errors) over day D equals the day's loaded errors.
 -- Day D is replaced as a whole by swap_day.sql.

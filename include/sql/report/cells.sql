@@ -1,5 +1,5 @@
 -- Device-days, errors and the error rate per industry, per age bucket, per industry x age bucket
--- and overall (contract section 6), over the report's days. `age_bucket` is the bucket's index:
+-- and overall (docs/contract.md, section 6), over the report's days. `age_bucket` is the bucket's index:
 -- days_since_sale in [0, 180), [180, 365), [365, 730), [730, 1095), [1095, infinity).
 WITH bucketed AS (
     SELECT
