@@ -19,10 +19,11 @@ import pytest
 from pyspark.sql import DataFrame
 
 from dev import commands
+from include.run_audit import LOG_COUNTS
 from tests.contract_rules import RowOutcome, utc
 
-# pipeline_run_audit's counts, in the contract's order (input_rows first).
-AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+# pipeline_run_audit's counts of the day's log rows, in the contract's order (input_rows first).
+AUDIT_COLUMNS = LOG_COUNTS
 # The ETL's quarantine reason for each quarantined outcome, by the audit's name of the outcome.
 QUARANTINE_REASONS = {
     "malformed": "malformed",
