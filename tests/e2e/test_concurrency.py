@@ -1,8 +1,9 @@
-"""End to end: runs that start together, on a stack that has no crawler and no Glue jobs yet.
+"""End to end: runs that start together and share the crawler and the Glue jobs.
 
 One scenario serves every test of the module, on the sample data moved to October 2021 and in a corner
 of the stack of its own (raw and processed buckets, catalog database, crawler, Glue jobs), which starts
-empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) then run, all at once:
+empty but for the crawler and the jobs, defined as the template defines the stack's own. Airflow's own
+services (scheduler, triggerer, ...) then run, all at once:
 
 - a backfill of days D1 and D2, both days at once, and
 - a manual run of D2, as the UI's Trigger makes it with its default logical date (now) on the day
@@ -10,8 +11,8 @@ empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) t
   same data interval: the latest complete day), queued before the backfill so that all three start
   together;
 
-while another deployment, with scripts of another version, keeps moving the two Glue jobs to its
-own script and package (UpdateJob), as its runs would between their UpdateJob and StartJobRun.
+while another deployment, with scripts of another version, keeps moving the two Glue jobs' definitions
+to its own script and package (UpdateJob), as a redeployment of the template could meanwhile.
 
 Every run must succeed at once (no task needs a retry); day D2 must hold exactly the rows and the
 audit row of one of its two runs, whose Glue runs the audit row names; every Glue run must have
@@ -35,7 +36,7 @@ import pytest
 
 from dev import commands, local_airflow
 from dev.raw_zone import upload_raw_zone
-from include import glue_deploy
+from include import glue_deploy, settings
 from include.run_scope import run_key
 from tests import support
 from tests.contract_rules import classify, read_reference
@@ -56,8 +57,8 @@ ISOLATED = {
     "LOAD_JOB_NAME": "hardware-correlation-concurrency-load",
 }
 JOBS = (ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"])
-# Set-up and Glue tasks: with the fix none of them needs a second try.
-FIRST_TRY_TASKS = ("create_or_update_crawler", "run_crawler", "run_etl_job", "run_load_job", "collect_run_audit",
+# Glue tasks and the swap: none of them needs a second try.
+FIRST_TRY_TASKS = ("run_crawler", "run_etl_job", "run_load_job", "collect_run_audit",
                    "swap_day_into_warehouse")
 RUN_TIMEOUT = 2400
 ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
@@ -76,16 +77,18 @@ print(trigger_dag(sys.argv[1], triggered_by=DagRunTriggeredByType.UI, run_after=
 """
 
 
+# A Glue job's definition as GetJob answers it and CreateJob/UpdateJob take it.
+JOB_FIELDS = ("Role", "Command", "DefaultArguments", "ExecutionProperty", "Connections", "GlueVersion",
+              "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "LogUri", "Description")
+
+
 # -- the other deployment -------------------------------------------------------------------------
 
 
 class OtherDeployment(threading.Thread):
-    """Moves both Glue jobs to another scripts version again and again while the runs go, as the
-    UpdateJob of another version's runs would; counts the moves made while a run of the job was
+    """Moves both Glue jobs to another scripts version again and again while the runs go, as a
+    redeployment's UpdateJob would; counts the moves made while a run of the job was
     starting or running."""
-
-    FIELDS = ("Role", "Command", "DefaultArguments", "ExecutionProperty", "Connections", "GlueVersion",
-              "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "LogUri", "Description")
 
     def __init__(self, glue, artifacts: glue_deploy.GlueArtifacts) -> None:
         super().__init__(daemon=True)
@@ -96,7 +99,7 @@ class OtherDeployment(threading.Thread):
 
     def _move(self, job_name: str, script: str) -> None:
         job = self.glue.get_job(JobName=job_name)["Job"]
-        update = {key: job[key] for key in self.FIELDS if job.get(key) is not None}
+        update = {key: job[key] for key in JOB_FIELDS if job.get(key) is not None}
         update["Command"] = {**job["Command"], "ScriptLocation": script}
         update["DefaultArguments"] = {
             **job.get("DefaultArguments", {}), "--extra-py-files": self.artifacts.extra_py_files
@@ -111,10 +114,7 @@ class OtherDeployment(threading.Thread):
         try:
             while not self.done.wait(0.5):
                 for job_name, script in scripts.items():
-                    try:
-                        self._move(job_name, script)
-                    except self.glue.exceptions.EntityNotFoundException:
-                        pass  # not created yet
+                    self._move(job_name, script)
         except BaseException as error:  # reported by the tests
             self.error = error
 
@@ -185,6 +185,29 @@ def _empty_corner(env: dict[str, str], aws) -> None:
     connection.close()
 
 
+def _define_corner_glue_resources(env: dict[str, str], aws) -> None:
+    """The corner's crawler and jobs: the stack's own, as CloudFormation deployed them from
+    infrastructure/template.yaml, under the corner's names and over the corner's raw bucket and catalog
+    database, as a deployment of the template with the corner's names as parameters would define them."""
+    glue = aws("glue")
+    stack = settings.load(commands.stack_env())
+    crawler = glue.get_crawler(Name=stack.CRAWLER_NAME)["Crawler"]
+    stack_raw, corner_raw = f"s3://{stack.RAW_BUCKET}/", f"s3://{env['RAW_BUCKET']}/"
+    assert all(t["Path"].startswith(stack_raw) for t in crawler["Targets"]["S3Targets"])
+    glue.create_crawler(
+        Name=env["CRAWLER_NAME"],
+        Role=crawler["Role"],
+        DatabaseName=env["GLUE_DATABASE"],
+        Targets={"S3Targets": [{"Path": t["Path"].replace(stack_raw, corner_raw, 1)}
+                               for t in crawler["Targets"]["S3Targets"]]},
+        SchemaChangePolicy=crawler["SchemaChangePolicy"],
+    )
+    for stack_job, corner_job in ((stack.ETL_JOB_NAME, env["ETL_JOB_NAME"]),
+                                  (stack.LOAD_JOB_NAME, env["LOAD_JOB_NAME"])):
+        job = glue.get_job(JobName=stack_job)["Job"]
+        glue.create_job(Name=corner_job, **{key: job[key] for key in JOB_FIELDS if job.get(key) is not None})
+
+
 @pytest.fixture(scope="module")
 def raw_zone(tmp_path_factory) -> Path:
     return support.shifted_sample(tmp_path_factory.mktemp("concurrency-raw-zone"), SHIFT)
@@ -199,11 +222,7 @@ def env(stack) -> dict[str, str]:
 def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     s3, glue = aws("s3"), aws("glue")
     _empty_corner(env, aws)
-    with pytest.raises(glue.exceptions.EntityNotFoundException):
-        glue.get_crawler(Name=env["CRAWLER_NAME"])
-    for job in JOBS:
-        with pytest.raises(glue.exceptions.EntityNotFoundException):
-            glue.get_job(JobName=job)
+    _define_corner_glue_resources(env, aws)
     upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
 
     # The other deployment's scripts: the same code, one comment apart, so another content version.
@@ -305,7 +324,7 @@ def _glue_runs_of(scenario: Scenario, job: str, run_id: str) -> list[dict]:
 # -- the tests ------------------------------------------------------------------------------------
 
 
-def test_runs_starting_together_on_an_empty_stack_all_succeed_first_time(scenario, aws, env):
+def test_runs_starting_together_all_succeed_first_time(scenario, aws, env):
     assert [(result.day, result.state) for result in scenario.backfill] == [(D1, "success"), (D2, "success")]
     assert scenario.manual_state == "success"
     assert sorted(day for day, _, _ in scenario.runs.values()) == [D1, D2, D2]
@@ -317,7 +336,7 @@ def test_runs_starting_together_on_an_empty_stack_all_succeed_first_time(scenari
     assert {task_id for _, task_id, _, state in scenario.tries if state != "success"} == set()
     glue = aws("glue")
     assert glue.get_crawler(Name=env["CRAWLER_NAME"])["Crawler"]["LastCrawl"]["Status"] == "SUCCEEDED"
-    # Each job was created once and holds every run: one ETL and one load run per DAG run.
+    # Each job holds every run: one ETL and one load run per DAG run.
     for job in JOBS:
         assert len(scenario.glue_runs[job]) == 3, job
         assert {run["JobRunState"] for run in scenario.glue_runs[job]} == {"SUCCEEDED"}
