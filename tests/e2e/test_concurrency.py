@@ -36,7 +36,7 @@ import pytest
 
 from dev import commands, local_airflow
 from dev.raw_zone import upload_raw_zone
-from include import glue_deploy, settings
+from include import glue_deploy
 from include.run_scope import run_key
 from tests import support
 from tests.contract_rules import classify, read_reference
@@ -77,11 +77,6 @@ print(trigger_dag(sys.argv[1], triggered_by=DagRunTriggeredByType.UI, run_after=
 """
 
 
-# A Glue job's definition as GetJob answers it and CreateJob/UpdateJob take it.
-JOB_FIELDS = ("Role", "Command", "DefaultArguments", "ExecutionProperty", "Connections", "GlueVersion",
-              "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "LogUri", "Description")
-
-
 # -- the other deployment -------------------------------------------------------------------------
 
 
@@ -99,7 +94,7 @@ class OtherDeployment(threading.Thread):
 
     def _move(self, job_name: str, script: str) -> None:
         job = self.glue.get_job(JobName=job_name)["Job"]
-        update = {key: job[key] for key in JOB_FIELDS if job.get(key) is not None}
+        update = {key: job[key] for key in support.JOB_FIELDS if job.get(key) is not None}
         update["Command"] = {**job["Command"], "ScriptLocation": script}
         update["DefaultArguments"] = {
             **job.get("DefaultArguments", {}), "--extra-py-files": self.artifacts.extra_py_files
@@ -168,44 +163,18 @@ def _empty_corner(env: dict[str, str], aws) -> None:
                 keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
                 if keys:
                     s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    for delete in (
-        lambda: glue.delete_crawler(Name=env["CRAWLER_NAME"]),
-        lambda: glue.delete_database(Name=env["GLUE_DATABASE"]),
-        *(lambda name=name: glue.delete_job(JobName=name) for name in JOBS),
-    ):
-        try:
-            delete()
-        except glue.exceptions.EntityNotFoundException:
-            pass
+    try:
+        glue.delete_database(Name=env["GLUE_DATABASE"])
+    except glue.exceptions.EntityNotFoundException:
+        pass
+    # The crawler and the jobs as the template defines them, without an earlier session's runs.
+    support.define_corner_glue_resources(glue, env)
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
         for table in ("hardware_error_analysis", "hardware_alerts", "pipeline_run_audit"):
             cursor.execute(f"SELECT to_regclass('{table}') IS NOT NULL")
             if cursor.fetchone()[0]:
                 cursor.execute(f"DELETE FROM {table} WHERE log_date IN (%s, %s)", (D1, D2))
     connection.close()
-
-
-def _define_corner_glue_resources(env: dict[str, str], aws) -> None:
-    """The corner's crawler and jobs: the stack's own, as CloudFormation deployed them from
-    infrastructure/template.yaml, under the corner's names and over the corner's raw bucket and catalog
-    database, as a deployment of the template with the corner's names as parameters would define them."""
-    glue = aws("glue")
-    stack = settings.load(commands.stack_env())
-    crawler = glue.get_crawler(Name=stack.CRAWLER_NAME)["Crawler"]
-    stack_raw, corner_raw = f"s3://{stack.RAW_BUCKET}/", f"s3://{env['RAW_BUCKET']}/"
-    assert all(t["Path"].startswith(stack_raw) for t in crawler["Targets"]["S3Targets"])
-    glue.create_crawler(
-        Name=env["CRAWLER_NAME"],
-        Role=crawler["Role"],
-        DatabaseName=env["GLUE_DATABASE"],
-        Targets={"S3Targets": [{"Path": t["Path"].replace(stack_raw, corner_raw, 1)}
-                               for t in crawler["Targets"]["S3Targets"]]},
-        SchemaChangePolicy=crawler["SchemaChangePolicy"],
-    )
-    for stack_job, corner_job in ((stack.ETL_JOB_NAME, env["ETL_JOB_NAME"]),
-                                  (stack.LOAD_JOB_NAME, env["LOAD_JOB_NAME"])):
-        job = glue.get_job(JobName=stack_job)["Job"]
-        glue.create_job(Name=corner_job, **{key: job[key] for key in JOB_FIELDS if job.get(key) is not None})
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +191,6 @@ def env(stack) -> dict[str, str]:
 def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     s3, glue = aws("s3"), aws("glue")
     _empty_corner(env, aws)
-    _define_corner_glue_resources(env, aws)
     upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
 
     # The other deployment's scripts: the same code, one comment apart, so another content version.
