@@ -11,7 +11,10 @@ import hashlib
 import io
 import zipfile
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
+
+from airflow.sdk import task
 
 GLUE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "glue_scripts"
 TRANSFORM_PACKAGE = "hardware_correlation"
@@ -87,3 +90,15 @@ def deploy(s3_client, bucket: str, prefix: str = "glue-scripts", scripts_dir: Pa
         load_script=f"s3://{bucket}/{base}/load_job.py",
         extra_py_files=f"s3://{bucket}/{base}/{TRANSFORM_PACKAGE}.zip",
     )
+
+
+@task(execution_timeout=timedelta(minutes=10))
+def deploy_glue_scripts() -> dict[str, str]:
+    """This DAG run's scripts version in the artifacts bucket: its script and package locations."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from include import settings as pipeline_settings
+
+    settings = pipeline_settings.load()
+    s3 = S3Hook(aws_conn_id=settings.AWS_CONN_ID).get_conn()
+    return deploy(s3, settings.ARTIFACTS_BUCKET).as_dict()

@@ -22,18 +22,18 @@ class Settings:
     GLUE_DATABASE: str = "hardware_correlation_raw"
     CRAWLER_NAME: str = "hardware-correlation-raw"
 
-    # Glue jobs.
+    # Glue jobs. They, the crawler and their settings (workers, timeout, concurrency) are defined in
+    # infrastructure/template.yaml; the DAG only runs them.
     ETL_JOB_NAME: str = "hardware-correlation-etl"
     LOAD_JOB_NAME: str = "hardware-correlation-load"
     # IAM roles Glue runs as, one per principal (infrastructure/template.yaml grants each its own).
     CRAWLER_ROLE_NAME: str = "hardware-correlation-crawler"
     ETL_ROLE_NAME: str = "hardware-correlation-etl"
     LOAD_ROLE_NAME: str = "hardware-correlation-load"
-    GLUE_VERSION: str = "5.0"
-    GLUE_WORKER_TYPE: str = "G.1X"
-    GLUE_NUMBER_OF_WORKERS: str = "2"
+    # The template's GlueJobTimeoutMinutes: how long Airflow waits for a job run (plus a margin).
     GLUE_JOB_TIMEOUT_MINUTES: str = "30"
-    # Runs of each Glue job at once; also the number of days a backfill processes at once.
+    # The template's GlueMaxConcurrentRuns: Airflow starts no more runs of a job at once, so Glue never
+    # refuses one (ConcurrentRunsExceeded); also the number of days a backfill processes at once.
     GLUE_MAX_CONCURRENT_RUNS: str = "3"
     # Seconds between status checks of Glue job runs and crawls.
     GLUE_POLL_SECONDS: str = "30"

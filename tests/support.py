@@ -19,10 +19,11 @@ import pytest
 from pyspark.sql import DataFrame
 
 from dev import commands
+from include.run_audit import LOG_COUNTS
 from tests.contract_rules import RowOutcome, utc
 
-# pipeline_run_audit's counts, in the order of docs/contract.md (input_rows first).
-AUDIT_COLUMNS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
+# pipeline_run_audit's counts of the day's log rows, in the order of docs/contract.md (input_rows first).
+AUDIT_COLUMNS = LOG_COUNTS
 # The ETL's quarantine reason for each quarantined outcome, by the audit's name of the outcome.
 QUARANTINE_REASONS = {
     "malformed": "malformed",
@@ -143,3 +144,47 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float =
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout:.0f} s")
         time.sleep(every)
+
+
+# A Glue job's definition as GetJob answers it and CreateJob/UpdateJob take it.
+JOB_FIELDS = ("Role", "Command", "DefaultArguments", "ExecutionProperty", "Connections", "GlueVersion",
+              "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "LogUri", "Description")
+
+
+def define_corner_glue_resources(glue, env: dict[str, str]) -> None:
+    """A test corner's crawler and Glue jobs (the names in `env`), fresh: the stack's own, as
+    CloudFormation deployed them from infrastructure/template.yaml, under the corner's names and over its
+    raw bucket, catalog database and warehouse Connection, as a deployment of the template with those
+    names as parameters defines them. The DAG only runs them; those of an earlier session are replaced."""
+    from include import settings
+
+    stack, corner = settings.load(commands.stack_env()), settings.load(env)
+    for delete in (
+        lambda: glue.delete_crawler(Name=corner.CRAWLER_NAME),
+        lambda: glue.delete_job(JobName=corner.ETL_JOB_NAME),
+        lambda: glue.delete_job(JobName=corner.LOAD_JOB_NAME),
+    ):
+        try:
+            delete()
+        except glue.exceptions.EntityNotFoundException:
+            pass
+    crawler = glue.get_crawler(Name=stack.CRAWLER_NAME)["Crawler"]
+    stack_raw, corner_raw = f"s3://{stack.RAW_BUCKET}/", f"s3://{corner.RAW_BUCKET}/"
+    targets = crawler["Targets"]["S3Targets"]
+    assert all(target["Path"].startswith(stack_raw) for target in targets), targets
+    glue.create_crawler(
+        Name=corner.CRAWLER_NAME,
+        Role=crawler["Role"],
+        DatabaseName=corner.GLUE_DATABASE,
+        Targets={"S3Targets": [{"Path": target["Path"].replace(stack_raw, corner_raw, 1)} for target in targets]},
+        SchemaChangePolicy=crawler["SchemaChangePolicy"],
+    )
+    for stack_job, corner_job in ((stack.ETL_JOB_NAME, corner.ETL_JOB_NAME), (stack.LOAD_JOB_NAME, corner.LOAD_JOB_NAME)):
+        job = glue.get_job(JobName=stack_job)["Job"]
+        definition = {key: job[key] for key in JOB_FIELDS if job.get(key) is not None}
+        if "Connections" in definition:
+            names = definition["Connections"]["Connections"]
+            definition["Connections"] = {"Connections": [
+                corner.GLUE_WAREHOUSE_CONNECTION if name == stack.GLUE_WAREHOUSE_CONNECTION else name for name in names
+            ]}
+        glue.create_job(Name=corner_job, **definition)

@@ -2,7 +2,7 @@
 
 moto's CloudFormation creates a resource through the moto model whose `cloudformation_type()` names
 its type, and skips every other type with a warning while the stack still reports CREATE_COMPLETE.
-The template uses ten such types; each class below creates its resource through the stack's own
+The template uses twelve such types; each class below creates its resource through the stack's own
 public API (a loopback client with the stack's credentials), as CloudFormation calls the service's
 API, so the result is what the API itself would hold. `{{resolve:secretsmanager:...}}` dynamic
 references are resolved too (moto would pass them on as text).
@@ -118,6 +118,35 @@ class GlueConnection(_Registered, CloudFormationModel):
         connection_input = properties["ConnectionInput"]
         _client("glue", region).create_connection(ConnectionInput=connection_input)
         return cls(connection_input["Name"])
+
+
+class GlueCrawler(_Registered, CloudFormationModel):
+    TYPE = "AWS::Glue::Crawler"
+
+    @classmethod
+    def create(cls, properties: dict[str, Any], region: str) -> _Registered:
+        # The resource's properties are CreateCrawler's parameters, under the same names.
+        _client("glue", region).create_crawler(**properties)
+        return cls(properties["Name"])
+
+
+class GlueJob(_Registered, CloudFormationModel):
+    TYPE = "AWS::Glue::Job"
+    # CloudFormation hands every parameter over as text; CreateJob wants these as numbers.
+    _NUMBERS = ("NumberOfWorkers", "Timeout", "MaxRetries", "AllocatedCapacity")
+
+    @classmethod
+    def create(cls, properties: dict[str, Any], region: str) -> _Registered:
+        job = dict(properties)
+        for key in cls._NUMBERS:
+            if key in job:
+                job[key] = int(job[key])
+        if "MaxCapacity" in job:
+            job["MaxCapacity"] = float(job["MaxCapacity"])
+        if "ExecutionProperty" in job:
+            job["ExecutionProperty"] = {key: int(value) for key, value in job["ExecutionProperty"].items()}
+        _client("glue", region).create_job(**job)
+        return cls(job["Name"])
 
 
 class Secret(_Registered, CloudFormationModel):

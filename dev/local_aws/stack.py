@@ -273,6 +273,9 @@ def template_parameters(settings: Any, network: dict[str, Any]) -> dict[str, str
         "EtlRoleName": settings.ETL_ROLE_NAME,
         "LoadRoleName": settings.LOAD_ROLE_NAME,
         "WarehouseConnectionName": settings.GLUE_WAREHOUSE_CONNECTION,
+        # What Airflow assumes of the jobs, so that both agree also when the environment changes it.
+        "GlueJobTimeoutMinutes": settings.GLUE_JOB_TIMEOUT_MINUTES,
+        "GlueMaxConcurrentRuns": settings.GLUE_MAX_CONCURRENT_RUNS,
         "ConnectionsSecretPrefix": CONNECTIONS_PREFIX,
         **network,
     }

@@ -176,17 +176,26 @@ def test_every_task_has_retries_backoff_and_timeout(dagbag, dag_id):
         assert task.on_failure_callback, task.task_id
 
 
-def test_glue_jobs_are_sized_and_versioned(dag):
-    for task_id in ("run_etl_job", "run_load_job"):
+def test_glue_jobs_are_the_templates_and_each_run_names_its_own_scripts(dag):
+    """The jobs' definitions (workers, timeout, ...) are infrastructure/template.yaml's: the operators
+    neither create nor update them, and every run names the scripts version its DAG run deployed."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    from dags.hardware_correlation import GLUE_MAX_CONCURRENT_RUNS
+
+    for task_id, script in (("run_etl_job", "etl_script"), ("run_load_job", "load_script")):
         task = dag.get_task(task_id)
-        kwargs = task.create_job_kwargs
-        assert kwargs["GlueVersion"] == "5.0"
-        assert kwargs["WorkerType"] and kwargs["NumberOfWorkers"] >= 1
-        assert kwargs["Timeout"] > 0
-        assert task.update_config and task.verbose and task.stop_job_run_on_kill
+        assert not task.update_config and task.create_job_kwargs is None
+        assert task.iam_role_name is None and task.iam_role_arn is None and task.script_location is None
+        assert task.verbose and task.stop_job_run_on_kill
+        assert task.max_active_tis_per_dag == GLUE_MAX_CONCURRENT_RUNS
         assert task.script_args["--log_date"] == "{{ data_interval_start | ds }}"
+        for argument, key in (("--scriptLocation", script), ("--extra-py-files", "extra_py_files")):
+            pinned = task.script_args[argument]
+            assert isinstance(pinned, XComArg), argument
+            assert (pinned.operator.task_id, pinned.key) == ("deploy_glue_scripts", key)
         # No credentials travel in job arguments.
-        flat = repr(task.script_args) + repr(kwargs)
+        flat = repr(task.script_args)
         assert "password" not in flat.lower() and "secret" not in flat.lower()
 
 
@@ -213,7 +222,7 @@ def test_day_d_checks_that_the_exposure_holds_the_loaded_errors(dag):
     etl, load = dag.get_task("run_etl_job"), dag.get_task("run_load_job")
     assert etl.script_args["--activity_path"] == load.script_args["--activity_path"]
     assert load.script_args["--activity_staging_table"] == (
-        "staging.device_day_activity_{{ data_interval_start | ds_nodash }}_{{ run_id | run_key }}"
+        "{{ staging_table('device_day_activity', data_interval_start, run_id) }}"
     )
 
 
@@ -229,8 +238,11 @@ def test_two_runs_of_one_day_write_apart_and_swap_in_turn(dag):
     etl, load, swap = (dag.get_task(t) for t in ("run_etl_job", "run_load_job", "swap_day_into_warehouse"))
     rendered = [
         {
-            **etl.render_template(etl.script_args, context),
-            **{f"load{key}": value for key, value in load.render_template(load.script_args, context).items()},
+            **etl.render_template(_without_xcom(etl.script_args), context),
+            **{
+                f"load{key}": value
+                for key, value in load.render_template(_without_xcom(load.script_args), context).items()
+            },
         }
         for context in contexts
     ]
@@ -247,3 +259,58 @@ def test_two_runs_of_one_day_write_apart_and_swap_in_turn(dag):
     statements = [line for line in swap_sql[0].splitlines() if line and not line.startswith("--")]
     assert statements[0].startswith("SELECT pg_advisory_xact_lock(")
     assert first["load--staging_table"] in swap_sql[0] and second["load--staging_table"] in swap_sql[1]
+
+
+def _without_xcom(arguments: dict) -> dict:
+    """The arguments that render from the run's context alone (the scripts' locations are deploy's output)."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    return {key: value for key, value in arguments.items() if not isinstance(value, XComArg)}
+
+
+def test_staging_tables_are_named_in_one_place_and_the_check_binds_the_runs_audit(dag):
+    """The load job's arguments, check_staging and the swap name the same tables, all by
+    include/run_scope.py's staging_table; the check reads the audit from its own parameters."""
+    from datetime import datetime, timezone
+
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    from include.run_scope import STAGED_TABLES, staging_table
+
+    day, run_id = datetime(2025, 10, 1, tzinfo=timezone.utc), "manual__2025-10-01T00:00:00+00:00"
+    context = {"run_id": run_id, "data_interval_start": day}
+    load, check, swap = (dag.get_task(t) for t in ("run_load_job", "check_staging", "swap_day_into_warehouse"))
+    arguments = load.render_template(_without_xcom(load.script_args), context)
+    named = {name: staging_table(name, day, run_id) for name in STAGED_TABLES}
+    assert {arguments["--staging_table"], arguments["--alerts_staging_table"],
+            arguments["--activity_staging_table"]} == set(named.values())
+    check_sql = check.render_template(check.sql, context)
+    swap_sql = swap.render_template(swap.sql, context)
+    for table in named.values():
+        assert table in check_sql and f"DROP TABLE {table};" in swap_sql
+    for path in ("check_staging.sql", "swap_day.sql"):
+        source = (DAGS_DIR.parent / "include" / "sql" / path).read_text()
+        assert "staging." not in source and "xcom_pull" not in source, path
+    for task in (check, swap):
+        assert isinstance(task.parameters, XComArg) and task.parameters.operator.task_id == "collect_run_audit"
+    for count in ("loaded", "alert_loaded", "device_days", "log_date"):
+        assert f"%({count})s" in check_sql, count
+
+
+def test_the_swap_writes_every_audit_column_of_the_one_list(dag):
+    import re
+    from datetime import datetime, timezone
+
+    from include.run_audit import AUDIT_COLUMNS
+
+    context = {"run_id": "manual__2025-10-01T00:00:00+00:00",
+               "data_interval_start": datetime(2025, 10, 1, tzinfo=timezone.utc)}
+    swap = dag.get_task("swap_day_into_warehouse")
+    sql = swap.render_template(swap.sql, context)
+    insert = re.search(r"INSERT INTO pipeline_run_audit \(([^)]*)\)\s*VALUES \((.*?)\)\s*ON CONFLICT", sql, re.DOTALL)
+    assert insert, sql
+    columns = [c.strip() for c in insert.group(1).split(",")]
+    assert columns == [*AUDIT_COLUMNS, "finished_at"]
+    assert [v.strip() for v in insert.group(2).split(",")] == [f"%({c})s" for c in AUDIT_COLUMNS] + ["now()"]
+    updated = re.findall(r"^\s+(\w+) = EXCLUDED\.(\w+)[,;]$", sql, flags=re.MULTILINE)
+    assert updated == [(c, c) for c in [*AUDIT_COLUMNS[1:], "finished_at"]]

@@ -692,6 +692,18 @@ def test_provisioning_creates_what_the_pipeline_expects(stack, aws, s3, glue):
     for role in (settings.CRAWLER_ROLE_NAME, settings.ETL_ROLE_NAME, settings.LOAD_ROLE_NAME):
         assert aws("iam").list_role_policies(RoleName=role)["PolicyNames"], role
     glue.get_database(Name=settings.GLUE_DATABASE)
+    # The crawler and the jobs are the template's, deployed with Airflow's timeout and concurrency.
+    assert resources["RawZoneCrawler"] == settings.CRAWLER_NAME
+    crawler = glue.get_crawler(Name=settings.CRAWLER_NAME)["Crawler"]
+    assert crawler["DatabaseName"] == settings.GLUE_DATABASE and crawler["Role"].endswith(f"/{settings.CRAWLER_ROLE_NAME}")
+    for logical, name, role in (("EtlJob", settings.ETL_JOB_NAME, settings.ETL_ROLE_NAME),
+                                ("LoadJob", settings.LOAD_JOB_NAME, settings.LOAD_ROLE_NAME)):
+        assert resources[logical] == name
+        job = glue.get_job(JobName=name)["Job"]
+        assert job["Role"].endswith(f"/{role}") and job["GlueVersion"] == "5.0"
+        assert (job["WorkerType"], job["NumberOfWorkers"]) == ("G.1X", 2)
+        assert job["Timeout"] == settings.number("GLUE_JOB_TIMEOUT_MINUTES")
+        assert job["ExecutionProperty"]["MaxConcurrentRuns"] == settings.number("GLUE_MAX_CONCURRENT_RUNS")
 
     properties = glue.get_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION)["Connection"]["ConnectionProperties"]
     secret = json.loads(aws("secretsmanager").get_secret_value(SecretId=properties["SECRET_ID"])["SecretString"])

@@ -1,8 +1,9 @@
-"""End to end: runs that start together, on a stack that has no crawler and no Glue jobs yet.
+"""End to end: runs that start together and share the crawler and the Glue jobs.
 
 One scenario serves every test of the module, on the sample data moved to October 2021 and in a corner
 of the stack of its own (raw and processed buckets, catalog database, crawler, Glue jobs), which starts
-empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) then run, all at once:
+empty but for the crawler and the jobs, defined as the template defines the stack's own. Airflow's own
+services (scheduler, triggerer, ...) then run, all at once:
 
 - a backfill of days D1 and D2, both days at once, and
 - a manual run of D2, as the UI's Trigger makes it with its default logical date (now) on the day
@@ -10,8 +11,8 @@ empty: no crawler, no jobs. Airflow's own services (scheduler, triggerer, ...) t
   same data interval: the latest complete day), queued before the backfill so that all three start
   together;
 
-while another deployment, with scripts of another version, keeps moving the two Glue jobs to its
-own script and package (UpdateJob), as its runs would between their UpdateJob and StartJobRun.
+while another deployment, with scripts of another version, keeps moving the two Glue jobs' definitions
+to its own script and package (UpdateJob), as a redeployment of the template could meanwhile.
 
 Every run must succeed at once (no task needs a retry); day D2 must hold exactly the rows and the
 audit row of one of its two runs, whose Glue runs the audit row names; every Glue run must have
@@ -56,8 +57,8 @@ ISOLATED = {
     "LOAD_JOB_NAME": "hardware-correlation-concurrency-load",
 }
 JOBS = (ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"])
-# Set-up and Glue tasks: with the fix none of them needs a second try.
-FIRST_TRY_TASKS = ("create_or_update_crawler", "run_crawler", "run_etl_job", "run_load_job", "collect_run_audit",
+# Glue tasks and the swap: none of them needs a second try.
+FIRST_TRY_TASKS = ("run_crawler", "run_etl_job", "run_load_job", "collect_run_audit",
                    "swap_day_into_warehouse")
 RUN_TIMEOUT = 2400
 ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
@@ -80,12 +81,9 @@ print(trigger_dag(sys.argv[1], triggered_by=DagRunTriggeredByType.UI, run_after=
 
 
 class OtherDeployment(threading.Thread):
-    """Moves both Glue jobs to another scripts version again and again while the runs go, as the
-    UpdateJob of another version's runs would; counts the moves made while a run of the job was
+    """Moves both Glue jobs to another scripts version again and again while the runs go, as a
+    redeployment's UpdateJob would; counts the moves made while a run of the job was
     starting or running."""
-
-    FIELDS = ("Role", "Command", "DefaultArguments", "ExecutionProperty", "Connections", "GlueVersion",
-              "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "LogUri", "Description")
 
     def __init__(self, glue, artifacts: glue_deploy.GlueArtifacts) -> None:
         super().__init__(daemon=True)
@@ -96,7 +94,7 @@ class OtherDeployment(threading.Thread):
 
     def _move(self, job_name: str, script: str) -> None:
         job = self.glue.get_job(JobName=job_name)["Job"]
-        update = {key: job[key] for key in self.FIELDS if job.get(key) is not None}
+        update = {key: job[key] for key in support.JOB_FIELDS if job.get(key) is not None}
         update["Command"] = {**job["Command"], "ScriptLocation": script}
         update["DefaultArguments"] = {
             **job.get("DefaultArguments", {}), "--extra-py-files": self.artifacts.extra_py_files
@@ -111,10 +109,7 @@ class OtherDeployment(threading.Thread):
         try:
             while not self.done.wait(0.5):
                 for job_name, script in scripts.items():
-                    try:
-                        self._move(job_name, script)
-                    except self.glue.exceptions.EntityNotFoundException:
-                        pass  # not created yet
+                    self._move(job_name, script)
         except BaseException as error:  # reported by the tests
             self.error = error
 
@@ -168,15 +163,12 @@ def _empty_corner(env: dict[str, str], aws) -> None:
                 keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
                 if keys:
                     s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    for delete in (
-        lambda: glue.delete_crawler(Name=env["CRAWLER_NAME"]),
-        lambda: glue.delete_database(Name=env["GLUE_DATABASE"]),
-        *(lambda name=name: glue.delete_job(JobName=name) for name in JOBS),
-    ):
-        try:
-            delete()
-        except glue.exceptions.EntityNotFoundException:
-            pass
+    try:
+        glue.delete_database(Name=env["GLUE_DATABASE"])
+    except glue.exceptions.EntityNotFoundException:
+        pass
+    # The crawler and the jobs as the template defines them, without an earlier session's runs.
+    support.define_corner_glue_resources(glue, env)
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
         for table in ("hardware_error_analysis", "hardware_alerts", "pipeline_run_audit"):
             cursor.execute(f"SELECT to_regclass('{table}') IS NOT NULL")
@@ -199,11 +191,6 @@ def env(stack) -> dict[str, str]:
 def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     s3, glue = aws("s3"), aws("glue")
     _empty_corner(env, aws)
-    with pytest.raises(glue.exceptions.EntityNotFoundException):
-        glue.get_crawler(Name=env["CRAWLER_NAME"])
-    for job in JOBS:
-        with pytest.raises(glue.exceptions.EntityNotFoundException):
-            glue.get_job(JobName=job)
     upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
 
     # The other deployment's scripts: the same code, one comment apart, so another content version.
@@ -305,7 +292,7 @@ def _glue_runs_of(scenario: Scenario, job: str, run_id: str) -> list[dict]:
 # -- the tests ------------------------------------------------------------------------------------
 
 
-def test_runs_starting_together_on_an_empty_stack_all_succeed_first_time(scenario, aws, env):
+def test_runs_starting_together_all_succeed_first_time(scenario, aws, env):
     assert [(result.day, result.state) for result in scenario.backfill] == [(D1, "success"), (D2, "success")]
     assert scenario.manual_state == "success"
     assert sorted(day for day, _, _ in scenario.runs.values()) == [D1, D2, D2]
@@ -317,7 +304,7 @@ def test_runs_starting_together_on_an_empty_stack_all_succeed_first_time(scenari
     assert {task_id for _, task_id, _, state in scenario.tries if state != "success"} == set()
     glue = aws("glue")
     assert glue.get_crawler(Name=env["CRAWLER_NAME"])["Crawler"]["LastCrawl"]["Status"] == "SUCCEEDED"
-    # Each job was created once and holds every run: one ETL and one load run per DAG run.
+    # Each job holds every run: one ETL and one load run per DAG run.
     for job in JOBS:
         assert len(scenario.glue_runs[job]) == 3, job
         assert {run["JobRunState"] for run in scenario.glue_runs[job]} == {"SUCCEEDED"}

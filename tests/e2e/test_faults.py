@@ -369,13 +369,10 @@ def env(stack, aws, s3, glue, warehouse, reference) -> dict[str, str]:
 
     # A catalog left by an earlier session would hold partitions of files that are gone.
     try:
-        glue.delete_crawler(Name=ISOLATED["CRAWLER_NAME"])
-    except glue.exceptions.EntityNotFoundException:
-        pass
-    try:
         glue.delete_database(Name=ISOLATED["GLUE_DATABASE"])
     except glue.exceptions.EntityNotFoundException:
         pass
+    support.define_corner_glue_resources(glue, env)
 
     upload_raw_zone(reference, env["RAW_BUCKET"], s3)
     return env

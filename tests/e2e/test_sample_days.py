@@ -197,6 +197,10 @@ def test_every_aws_call_of_the_days_is_one_the_template_allows(backfilled, aws):
     }
     assert len(calls) > 100
     assert policy.denied(calls, aws("iam")) == []
+    # Airflow ran the template's crawler and jobs, and neither defined nor changed them.
+    airflow = {call["action"] for call in calls if call["role"].endswith(f"/{local_stack.AIRFLOW_ROLE_NAME}")}
+    assert {"glue:StartCrawler", "glue:GetCrawler", "glue:StartJobRun", "glue:GetJobRun"} <= airflow
+    assert not {action for action in airflow if action.startswith(("glue:Create", "glue:Update", "iam:"))}
 
 
 def test_the_warehouse_connection_came_from_secrets_manager(backfilled, env, deployed_env):

@@ -27,7 +27,7 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 NO_RESOURCE_LEVEL = {
     "ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcAttribute",
-    "glue:CreateCrawler", "glue:GetCrawlerMetrics",
+    "glue:GetCrawlerMetrics",
 }
 
 
@@ -61,6 +61,12 @@ def _physical(template: dict[str, Any], name: str, attribute: str | None = None)
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{resolve(template, properties['LogGroupName'])}:*"
     if kind == "AWS::EC2::SecurityGroup":
         return "sg-0123456789abcdef0"
+    if kind in ("AWS::Glue::Crawler", "AWS::Glue::Job"):
+        return resolve(template, properties["Name"])
+    if kind == "AWS::Glue::Database":
+        return resolve(template, properties["DatabaseInput"]["Name"])
+    if kind == "AWS::Glue::Connection":
+        return resolve(template, properties["ConnectionInput"]["Name"])
     return f"{name}-physical-id"
 
 
@@ -171,15 +177,27 @@ def test_no_aws_managed_policy_is_attached(template):
         assert "ManagedPolicyArns" not in role["Properties"], name
 
 
-def test_pass_role_is_for_the_glue_roles_and_glue_only(template):
+def test_airflow_runs_the_crawler_and_the_jobs_and_may_change_neither(template):
+    """The crawler and the jobs are the template's: Airflow's policy starts, watches and stops their runs
+    only. No Create/Update/Delete of Glue resources, and no iam:PassRole or role reads (a role is handed
+    to Glue only when a crawler or job is defined, which the template does)."""
     airflow = policies(template)["AirflowPolicy"]
-    passing = [s for s in airflow["Statement"] if "iam:PassRole" in _listed(s["Action"])]
-    assert len(passing) == 1
-    assert sorted(passing[0]["Resource"]) == sorted(
-        f"arn:aws:iam::{ACCOUNT}:role/{template['Parameters'][p]['Default']}"
-        for p in ("CrawlerRoleName", "EtlRoleName", "LoadRoleName")
-    )
-    assert passing[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}}
+    actions = {action for s in airflow["Statement"] for action in _listed(s["Action"])}
+    glue = {action for action in actions if action.startswith("glue:")}
+    assert glue == {
+        "glue:GetCrawler", "glue:StartCrawler", "glue:GetCrawlerMetrics",
+        "glue:GetJob", "glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun",
+    }
+    assert not {action for action in actions if action.startswith("iam:")}
+    crawler = f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/{template['Parameters']['CrawlerName']['Default']}"
+    jobs = {f"arn:aws:glue:{REGION}:{ACCOUNT}:job/{template['Parameters'][p]['Default']}"
+            for p in ("EtlJobName", "LoadJobName")}
+    for statement in airflow["Statement"]:
+        statement_actions = set(_listed(statement["Action"]))
+        if statement_actions & {"glue:StartCrawler", "glue:GetCrawler"}:
+            assert _listed(statement["Resource"]) == [crawler]
+        if statement_actions & {"glue:StartJobRun", "glue:GetJob"}:
+            assert set(_listed(statement["Resource"])) == jobs
 
 
 def test_alerts_function_may_only_put_alerts(template):
@@ -232,6 +250,44 @@ def test_alerts_route_needs_iam_auth_and_is_throttled(template):
     assert throttling["ThrottlingBurstLimit"] > 0 and throttling["ThrottlingRateLimit"] > 0
 
 
+def test_the_crawler_catalogs_the_raw_zone_into_the_database(template):
+    crawler = resolve(template, template["Resources"]["RawZoneCrawler"]["Properties"])
+    parameters = {name: p.get("Default") for name, p in template["Parameters"].items()}
+    assert crawler["Name"] == parameters["CrawlerName"]
+    assert crawler["Role"] == f"arn:aws:iam::{ACCOUNT}:role/{parameters['CrawlerRoleName']}"
+    assert crawler["DatabaseName"] == parameters["GlueDatabaseName"]
+    raw = parameters["RawBucketName"]
+    # The raw zone's four folders (docs/contract.md, section 2), each a table.
+    assert [t["Path"] for t in crawler["Targets"]["S3Targets"]] == [
+        f"s3://{raw}/{folder}/" for folder in ("customers", "sales", "hardware_logs", "alerts")
+    ]
+    assert crawler["SchemaChangePolicy"] == {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"}
+
+
+@pytest.mark.parametrize(("job", "role", "connections"), [
+    ("EtlJob", "EtlRoleName", None),
+    ("LoadJob", "LoadRoleName", {"Connections": ["hardware-correlation-warehouse"]}),
+])
+def test_the_glue_jobs_settings_are_the_parameters(template, job, role, connections):
+    raw = template["Resources"][job]["Properties"]
+    properties = resolve(template, raw)
+    parameters = {name: p.get("Default") for name, p in template["Parameters"].items()}
+    assert properties["Role"] == f"arn:aws:iam::{ACCOUNT}:role/{parameters[role]}"
+    assert properties["GlueVersion"] == "5.0"  # Spark 3.5, Python 3.11: what glue_scripts/ is tested on
+    assert properties["Command"]["Name"] == "glueetl" and properties["Command"]["PythonVersion"] == "3"
+    # What a user tunes is a parameter, with the defaults that the local stack runs.
+    assert raw["WorkerType"] == {"Ref": "GlueWorkerType"} and parameters["GlueWorkerType"] == "G.1X"
+    assert raw["NumberOfWorkers"] == {"Ref": "GlueNumberOfWorkers"} and parameters["GlueNumberOfWorkers"] == 2
+    assert raw["Timeout"] == {"Ref": "GlueJobTimeoutMinutes"} and parameters["GlueJobTimeoutMinutes"] == 30
+    assert raw["ExecutionProperty"] == {"MaxConcurrentRuns": {"Ref": "GlueMaxConcurrentRuns"}}
+    assert parameters["GlueMaxConcurrentRuns"] == 3
+    assert properties.get("Connections") == connections
+    # Each run names its scripts version; the definition holds no version, and no credentials.
+    arguments = properties["DefaultArguments"]
+    assert arguments == {"--job-language": "python", "--enable-continuous-cloudwatch-log": "true"}
+    assert "password" not in json.dumps(properties).lower()
+
+
 # -- names: what AWS will hold is what the DAG and the Glue jobs use --------------------------------
 
 PARAMETER_OF_SETTING = {
@@ -246,23 +302,27 @@ PARAMETER_OF_SETTING = {
     "ETL_ROLE_NAME": "EtlRoleName",
     "LOAD_ROLE_NAME": "LoadRoleName",
     "GLUE_WAREHOUSE_CONNECTION": "WarehouseConnectionName",
+    # Airflow's copies of the jobs' settings it waits and limits by; the local stack deploys the
+    # template with the settings' values, so both agree there also when the environment changes them.
+    "GLUE_JOB_TIMEOUT_MINUTES": "GlueJobTimeoutMinutes",
+    "GLUE_MAX_CONCURRENT_RUNS": "GlueMaxConcurrentRuns",
 }
 
 
 def test_parameter_defaults_are_the_settings_defaults(template):
     defaults = {f.name: f.default for f in fields(pipeline_settings.Settings)}
     for setting, parameter in PARAMETER_OF_SETTING.items():
-        assert template["Parameters"][parameter]["Default"] == defaults[setting], setting
+        assert str(template["Parameters"][parameter]["Default"]) == defaults[setting], setting
 
 
-def test_the_dag_uses_the_template_roles_and_paths():
+def test_the_dag_runs_the_templates_crawler_and_jobs_and_writes_where_the_etl_may(template):
     dag = dag_module.hardware_correlation()
-    parameters = {p: v.get("Default") for p, v in json.loads(json.dumps(decode(str(TEMPLATE))[0], default=str))[
-        "Parameters"].items()}
-    assert dag_module.CRAWLER_CONFIG["Role"] == parameters["CrawlerRoleName"]
-    assert dag.get_task("run_etl_job").iam_role_name == parameters["EtlRoleName"]
-    assert dag.get_task("run_load_job").iam_role_name == parameters["LoadRoleName"]
+    names = {name: resolve(template, template["Resources"][name]["Properties"]["Name"])
+             for name in ("RawZoneCrawler", "EtlJob", "LoadJob")}
+    assert dag.get_task("run_crawler").crawler_name == names["RawZoneCrawler"]
+    assert dag.get_task("run_etl_job").job_name == names["EtlJob"]
+    assert dag.get_task("run_load_job").job_name == names["LoadJob"]
     # The ETL writes only under the prefixes its role may write.
-    processed = f"s3://{parameters['ProcessedBucketName']}/"
+    processed = f"s3://{template['Parameters']['ProcessedBucketName']['Default']}/"
     prefixes = {v.removeprefix(processed).split("/")[0] for v in dag_module.ETL_ARGS.values() if v.startswith(processed)}
     assert prefixes == {"hardware_error_analysis", "quarantine", "audit", "hardware_alerts", "device_day_activity"}

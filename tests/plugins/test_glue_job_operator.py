@@ -1,24 +1,18 @@
-"""FailFastGlueJobOperator: a Glue run that failed on its input ends the task without retries, and the
-job that many runs share is set up safely however many of them start at once."""
+"""FailFastGlueJobOperator: a Glue run that failed on its input ends the task without retries; any other
+failure is left to the provider and the task's retries."""
 
 from __future__ import annotations
-
-import threading
-import uuid
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from plugins import glue_job_operator
-from include.settings import load
-from plugins.glue_job_operator import FailFastGlueJobOperator, SharedGlueJobHook
-
-RUNS_AT_ONCE = 6
+from plugins.glue_job_operator import FailFastGlueJobOperator
 
 
 @pytest.fixture
 def operator():
-    return FailFastGlueJobOperator(task_id="run_etl_job", job_name="etl", script_location="s3://b/etl.py")
+    return FailFastGlueJobOperator(task_id="run_etl_job", job_name="etl")
 
 
 def failed_run(message: str) -> dict:
@@ -59,57 +53,3 @@ def test_a_failed_get_job_run_is_logged_and_left_to_the_retries(operator, monkey
     (line,) = [line for line in output.splitlines() if "could not read Glue job" in line]
     assert "warning" in line.lower() and "Glue job etl's run" in line
     assert "ConnectionError: Glue endpoint unreachable" in output
-
-
-@pytest.fixture
-def airflow_env(stack, monkeypatch):
-    """The stack's Airflow connections and AWS settings, for hooks made in this process."""
-    for name, value in stack.items():
-        if name.startswith(("AIRFLOW_CONN_", "AWS_")):
-            monkeypatch.setenv(name, value)
-    return stack
-
-
-def _hook(job_name: str, script: str) -> SharedGlueJobHook:
-    settings = load()
-    return SharedGlueJobHook(
-        job_name=job_name,
-        desc="shared by every run",
-        script_location=script,
-        iam_role_name=settings.ETL_ROLE_NAME,
-        update_config=True,
-        create_job_kwargs={
-            "GlueVersion": "5.0", "WorkerType": "G.1X", "NumberOfWorkers": 2,
-            "DefaultArguments": {"--extra-py-files": script.replace(".py", ".zip")},
-        },
-        aws_conn_id=settings.AWS_CONN_ID,
-    )
-
-
-def test_runs_setting_up_a_new_job_at_once_all_succeed(airflow_env, aws):
-    """Every run finds no job and creates it; those that lose the race update it instead."""
-    job_name = f"shared-job-{uuid.uuid4().hex[:10]}"
-    hooks = [_hook(job_name, f"s3://artifacts/glue-scripts/v{index}/etl_job.py") for index in range(RUNS_AT_ONCE)]
-    for hook in hooks:
-        _ = hook.conn  # clients made before the race: it is about the API calls, not client start-up
-    start = threading.Barrier(RUNS_AT_ONCE)
-    outcomes: list[object] = [None] * RUNS_AT_ONCE
-
-    def set_up(index: int) -> None:
-        start.wait()
-        try:
-            outcomes[index] = hooks[index].create_or_update_glue_job()
-        except Exception as error:  # reported below, with the others'
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=set_up, args=(index,)) for index in range(RUNS_AT_ONCE)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert outcomes == [job_name] * RUNS_AT_ONCE
-    job = aws("glue").get_job(JobName=job_name)["Job"]
-    # The definition is the last writer's, whichever it was: runs do not depend on it.
-    scripts = {f"s3://artifacts/glue-scripts/v{index}/etl_job.py" for index in range(RUNS_AT_ONCE)}
-    assert job["Command"]["ScriptLocation"] in scripts
