@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class Settings:
-    # S3: raw zone (contract section 2), processed zone (Parquet, quarantine, audit), Glue artifacts.
+    # S3: raw zone (docs/contract.md, section 2), processed zone (Parquet, quarantine, audit), Glue artifacts.
     RAW_BUCKET: str = "hardware-correlation-raw"
     PROCESSED_BUCKET: str = "hardware-correlation-processed"
     ARTIFACTS_BUCKET: str = "hardware-correlation-artifacts"

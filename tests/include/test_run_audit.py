@@ -1,5 +1,5 @@
 """The audit's columns are one list on the Airflow side (include/run_audit.py); the warehouse's DDL,
-the Glue ETL's audit records and the contract's outcomes must name the same ones. Stack-free."""
+the Glue ETL's audit records and the outcomes of docs/contract.md (section 3, as tests/contract_rules.py reads them) must name the same ones. Stack-free."""
 
 from __future__ import annotations
 
