@@ -32,7 +32,7 @@ from typing import Any
 from moto.glue.exceptions import ConcurrentRunsExceededException, JobRunNotFoundException
 from moto.glue.models import FakeJob, FakeJobRun
 
-from dev.local_aws import config
+from dev.local_aws import config, warm_spark
 from dev.local_aws.loopback import Loopback, LogWriter, RoleNotAssumable
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,13 @@ class JobRunner:
         self.controls = JobControls()
         self._lock = threading.Lock()
         self._runs: dict[str, LocalJobRun] = {}
+        self.warm = warm_spark.WarmPool(
+            warm_spark.POOL_SIZE,
+            _base_env(),
+            sorted(str(p) for p in config.JARS.glob("*.jar")),
+            config.SPARK_CONF_DIR / "spark-defaults.conf",
+            endpoint_url,
+        )
 
     def register(self, run: LocalJobRun) -> None:
         with self._lock:
@@ -150,6 +157,7 @@ class JobRunner:
             return [run for run in self._runs.values() if run.status in ACTIVE_STATES]
 
     def stop_all(self) -> None:
+        self.warm.close()
         for run in self.active_runs():
             run.request_stop()
         deadline = time.monotonic() + STOP_GRACE_SECONDS + 2
@@ -179,6 +187,7 @@ class LocalJobRun(FakeJobRun):
         self._stop_requested = False
         self._timed_out = False
         self._process: subprocess.Popen[bytes] | None = None
+        self._warm: warm_spark.WarmDriver | None = None
         self._requested_at = time.monotonic()
         self._running_since: float | None = None
         self._exited_at: float | None = None
@@ -301,7 +310,14 @@ class LocalJobRun(FakeJobRun):
                 _terminate_group(self._process)
             self._finish("FAILED", f"The local stack could not run the job: {exc}")
         finally:
+            self._release_warm_driver()
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _release_warm_driver(self) -> None:
+        with self._lock:
+            driver, self._warm = self._warm, None
+        if driver is not None:
+            self._runner.warm.done(driver)
 
     def _wait_while_held(self) -> None:
         if self._gate is None:
@@ -389,20 +405,39 @@ class LocalJobRun(FakeJobRun):
             argv += [str(launcher), str(python_stderr), str(script), *script_args]
         else:
             argv = [sys.executable, "-u", str(script), *script_args]
+        env = self._child_env(py_files)
+        warm = None
+        if kind in SPARK_COMMANDS:
+            warm = self._warm_driver(arguments, env, script, py_files, script_args, python_stderr)
 
         with self._lock:
             if self._stop_requested:
+                if warm is not None:
+                    warm[0].kill()
                 self._finish("STOPPED")
                 return
-            self._process = subprocess.Popen(
-                argv,
-                cwd=self.workdir,
-                env=self._child_env(py_files),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            if warm is not None:
+                driver, spec = warm
+                try:
+                    driver.send(spec)
+                    self._warm = driver
+                except OSError as exc:
+                    log.warning("job %s run %s: warm Spark driver %s gone (%s): starting cold",
+                                self.job_name, self.job_run_id, driver.pid, exc)
+                    driver.kill()
+                    self._runner.warm.done(driver)
+            if self._warm is not None:
+                self._process = self._warm.process
+            else:
+                self._process = subprocess.Popen(
+                    argv,
+                    cwd=self.workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
             (self.workdir / "pid").write_text(str(self._process.pid))
             self._running_since = time.monotonic()
             self._set_state("RUNNING")
@@ -437,6 +472,7 @@ class LocalJobRun(FakeJobRun):
         self._exited_at = time.monotonic()
         # The script may leave children (Spark's python workers) holding the pipes open.
         _kill_group(process.pid, signal.SIGKILL)
+        self._release_warm_driver()
         exited.set()
         for reader in readers:
             reader.join(timeout=5)
@@ -452,6 +488,46 @@ class LocalJobRun(FakeJobRun):
             self._finish("SUCCEEDED")
         else:
             self._finish("FAILED", error_message_from_stderr(list(python_tail) or list(stderr_tail), returncode))
+
+    def _warm_driver(
+        self,
+        arguments: dict[str, str],
+        env: dict[str, str],
+        script: Path,
+        py_files: list[Path],
+        script_args: list[str],
+        python_stderr: Path,
+    ) -> tuple[warm_spark.WarmDriver, dict[str, Any]] | None:
+        """A warm driver and the spec of this run for it, or None: the run starts cold."""
+        pool = self._runner.warm
+        conf = warm_spark.read_spark_defaults(Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf")
+        if pool.size <= 0:
+            reason: str | None = "warm starts are off"
+        else:
+            reason = warm_spark.cold_start_reason(arguments, conf, pool.launched)
+        driver = pool.take() if reason is None else None
+        if driver is None:
+            log.info("job %s run %s starts cold: %s", self.job_name, self.job_run_id, reason or "no warm Spark driver")
+            return None
+        # What spark-submit would set: the application's name, its py-files (which PySpark ships to
+        # the Python workers), and the workers' environment, inherited from the JVM in a cold run.
+        conf["spark.app.name"] = script.name
+        if py_files:
+            conf["spark.submit.pyFiles"] = conf["spark.files"] = ",".join(str(p) for p in py_files)
+        launch_env = pool.launch_env
+        conf.update({f"spark.executorEnv.{k}": v for k, v in env.items() if launch_env.get(k) != v})
+        spec = {
+            "cwd": str(self.workdir),
+            "script": str(script),
+            "argv": script_args,
+            "env": env,
+            "conf": conf,
+            "stderr": str(python_stderr),
+            # spark-submit puts a .py file's folder on the driver's path, a zip itself.
+            "python_path": [str(p.parent if p.suffix == ".py" else p) for p in py_files],
+        }
+        log.info("job %s run %s starts warm: Spark driver %s", self.job_name, self.job_run_id, driver.pid)
+        return driver, spec
 
     def _download(self, uri: str, what: str, directory: Path) -> Path:
         match = re.fullmatch(r"s3a?://([^/]+)/(.*[^/])", uri.strip())
@@ -498,10 +574,7 @@ class LocalJobRun(FakeJobRun):
 
     def _child_env(self, py_files: list[Path]) -> dict[str, str]:
         credentials = self._role.credentials
-        # Built from scratch so that nothing of the caller's environment (Airflow settings, the
-        # repository on PYTHONPATH) leaks into the script: it sees what a Glue worker would.
-        inherited = ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER")
-        env = {key: os.environ[key] for key in inherited if key in os.environ}
+        env = _base_env()
         env.update(
             {
                 "AWS_ENDPOINT_URL": self._runner.endpoint_url,
@@ -510,18 +583,33 @@ class LocalJobRun(FakeJobRun):
                 "AWS_SESSION_TOKEN": credentials["aws_session_token"],
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
-                "TZ": "UTC",
-                "PYTHONUNBUFFERED": "1",
-                "SPARK_LOCAL_IP": config.HOST,
-                "SPARK_HOME": str(_PYSPARK_HOME),
                 "SPARK_CONF_DIR": str(self._spark_conf_dir(credentials)),
-                "PYSPARK_PYTHON": sys.executable,
-                "PYSPARK_DRIVER_PYTHON": sys.executable,
             }
         )
         if py_files:
             env["PYTHONPATH"] = os.pathsep.join(str(p) for p in py_files)
         return env
+
+
+def _base_env() -> dict[str, str]:
+    """A run's environment without the run: what a warm driver's JVM is launched with.
+
+    Built from scratch so that nothing of the caller's environment (Airflow settings, the repository
+    on PYTHONPATH) leaks into the script: it sees what a Glue worker would.
+    """
+    inherited = ("PATH", "HOME", "LANG", "LC_ALL", "JAVA_HOME", "TMPDIR", "USER")
+    env = {key: os.environ[key] for key in inherited if key in os.environ}
+    env.update(
+        {
+            "TZ": "UTC",
+            "PYTHONUNBUFFERED": "1",
+            "SPARK_LOCAL_IP": config.HOST,
+            "SPARK_HOME": str(_PYSPARK_HOME),
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+        }
+    )
+    return env
 
 
 def start_job_run(runner: JobRunner, job: FakeJob, **kwargs: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import uuid
 import zipfile
@@ -404,6 +405,170 @@ def test_spark_job_failure_reports_the_scripts_exception(glue, spark_job):
     run = _wait_run(glue, job, run_id)
     assert run["JobRunState"] == "FAILED"
     assert run["ErrorMessage"] == f"RuntimeError: refusing to process s3://{bucket}/input/"
+
+
+# -- warm Spark drivers (dev/local_aws/warm_spark.py) ----------------------------------------
+
+PROBE_SCRIPT = """\
+import json, os, sys
+from pyspark.sql import SparkSession
+import probe_helpers
+
+spark = SparkSession.builder.appName("probe").getOrCreate()
+sc = spark.sparkContext
+loader = sc._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+print(json.dumps({
+    "argv": sys.argv[1:],
+    "cwd": os.getcwd(),
+    "access_key": os.environ["AWS_ACCESS_KEY_ID"],
+    "s3a_key": sc._jsc.hadoopConfiguration().get("fs.s3a.access.key"),
+    "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+    "app": sc.appName,
+    "tags": sc.parallelize(range(3), 2).map(probe_helpers.tag).collect(),
+    "worker_keys": sc.parallelize([0], 1).map(lambda _: os.environ.get("AWS_ACCESS_KEY_ID")).collect(),
+    "jar_marker": loader.getResource("warm-test-marker.txt") is not None,
+}))
+spark.stop()
+if "--fail" in sys.argv:
+    raise ValueError("probe failed as asked")
+"""
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def _how_started(run_id: str) -> str:
+    """"warm" or "cold", as the server's log says; skips the test when warm starts are off."""
+    lines = [line for line in config.SERVER_LOG.read_text(errors="replace").splitlines() if f"run {run_id} starts" in line]
+    assert lines, f"the server's log does not say how {run_id} started"
+    if "warm starts are off" in lines[-1]:
+        pytest.skip("warm starts are off on this stack (LOCAL_AWS_WARM_SPARK=0)")
+    return "warm" if "starts warm" in lines[-1] else "cold"
+
+
+@pytest.fixture(scope="module")
+def probe_job(s3, glue):
+    bucket = _name("test-local-aws-warm")
+    s3.create_bucket(Bucket=bucket)
+    _put(s3, bucket, "scripts/probe.py", PROBE_SCRIPT)
+    _put(s3, bucket, "scripts/probe_helpers.zip", _zip({"probe_helpers.py": "def tag(x):\n    return f'v1-{x}'\n"}))
+    _put(s3, bucket, "jars/marker.jar", _zip({"warm-test-marker.txt": "marker"}))
+    job = _name("probe")
+    glue.create_job(
+        Name=job,
+        Role="glue-role",
+        Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/probe.py", "PythonVersion": "3"},
+        DefaultArguments={"--extra-py-files": f"s3://{bucket}/scripts/probe_helpers.zip", "--level": "job"},
+        ExecutionProperty={"MaxConcurrentRuns": 2},
+    )
+    return bucket, job
+
+
+def _probe(glue, logs, job: str, **start) -> tuple[str, dict, dict]:
+    run_id = glue.start_job_run(JobName=job, **start)["JobRunId"]
+    run = _wait_run(glue, job, run_id)
+    said = [json.loads(m) for m in _log_messages(logs, "/aws-glue/jobs/output", run_id) if m.startswith("{")]
+    return run_id, run, said[0] if said else {}
+
+
+def test_a_warm_run_gets_its_arguments_conf_credentials_and_py_files_on_the_workers(glue, logs, probe_job):
+    _, job = probe_job
+    run_id, run, said = _probe(glue, logs, job, Arguments={"--level": "run", "--log_date": "2025-10-01"})
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    assert _how_started(run_id) == "warm"
+    assert said["argv"][:4] == ["--extra-py-files", said["argv"][1], "--level", "run"]
+    assert said["argv"][-6:] == ["--log_date", "2025-10-01", "--JOB_NAME", job, "--JOB_RUN_ID", run_id]
+    assert said["cwd"] == str(config.GLUE_RUNS / run_id)
+    # The job role's session signs boto3, S3A and the Python workers' calls alike.
+    assert said["access_key"] != config.ACCESS_KEY_ID
+    assert said["s3a_key"] == said["access_key"]
+    assert said["worker_keys"] == [said["access_key"]]
+    assert said["shuffle_partitions"] == "4" and said["app"] == "probe"
+    # The Python workers import the run's --extra-py-files.
+    assert said["tags"] == ["v1-0", "v1-1", "v1-2"]
+    assert not said["jar_marker"]
+
+
+def test_jars_and_credentials_of_one_run_are_not_visible_to_the_next(s3, glue, logs, aws, probe_job):
+    bucket, job = probe_job
+    iam = aws("iam")
+    try:
+        iam.get_role(RoleName="glue-role-2")
+    except iam.exceptions.NoSuchEntityException:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName="glue-role-2", AssumeRolePolicyDocument=json.dumps(trust))
+    # A run that needs a JVM of its own (--extra-jars) starts cold, and sees its jar.
+    first_id, first, with_jar = _probe(glue, logs, job, Arguments={"--extra-jars": f"s3://{bucket}/jars/marker.jar"})
+    assert first["JobRunState"] == "SUCCEEDED", first.get("ErrorMessage")
+    assert _how_started(first_id) == "cold" and with_jar["jar_marker"]
+
+    other = _name("probe-other-role")
+    definition = glue.get_job(JobName=job)["Job"]
+    glue.create_job(Name=other, Role="glue-role-2", Command=definition["Command"],
+                    DefaultArguments=definition["DefaultArguments"])
+    runs = [_probe(glue, logs, name) for name in (other, job)]
+    for run_id, run, _ in runs:
+        assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+        assert _how_started(run_id) == "warm"
+    keys = [said["access_key"] for _, _, said in runs]
+    assert keys[0] != keys[1] and keys[1] == with_jar["access_key"]
+    for _, _, said in runs:
+        assert not said["jar_marker"]
+        assert said["s3a_key"] == said["access_key"] and said["worker_keys"] == [said["access_key"]]
+
+
+def test_a_failed_warm_run_reports_the_scripts_exception(glue, logs, probe_job):
+    _, job = probe_job
+    run_id, run, said = _probe(glue, logs, job, Arguments={"--fail": "yes"})
+    assert _how_started(run_id) == "warm"
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == "ValueError: probe failed as asked"
+    assert said["tags"] == ["v1-0", "v1-1", "v1-2"]
+    assert "ValueError: probe failed as asked" in _log_messages(logs, "/aws-glue/jobs/error", run_id)
+
+
+def test_stop_kills_a_warm_run_with_its_jvm(s3, glue, bucket):
+    job = _name("sleeper")
+    script = "import time\nfrom pyspark.sql import SparkSession\nSparkSession.builder.getOrCreate()\ntime.sleep(300)\n"
+    _put(s3, bucket, "scripts/sleeper.py", script)
+    glue.create_job(Name=job, Role="glue-role",
+                    Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/sleeper.py"})
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    _wait_state(glue, job, run_id, "RUNNING", timeout=120)
+    assert _how_started(run_id) == "warm"
+    pid = int((config.GLUE_RUNS / run_id / "pid").read_text())
+    os.killpg(pid, 0)
+    glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id])
+    assert _wait_run(glue, job, run_id, timeout=60)["JobRunState"] == "STOPPED"
+    # The driver's process group, its JVM with it, is gone (once the killed JVM has been reaped).
+    deadline = time.monotonic() + 20
+    with pytest.raises(ProcessLookupError):
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "conf", "reason"),
+    [
+        ({"--extra-jars": "s3://b/x.jar"}, {}, "--extra-jars"),
+        ({"--conf": "spark.driver.memory=4g --conf spark.sql.shuffle.partitions=8"}, {}, "--conf spark.driver.memory"),
+        ({"--conf": "spark.sql.shuffle.partitions=8"}, {}, None),
+        ({}, {"spark.driver.extraJavaOptions": "-Xss4m"}, "Spark setting spark.driver.extraJavaOptions"),
+        ({}, {"spark.driver.extraJavaOptions": "-Duser.timezone=UTC", "spark.sql.shuffle.partitions": "8"}, None),
+    ],
+)
+def test_what_a_warm_driver_cannot_serve_starts_cold(arguments, conf, reason):
+    from dev.local_aws import warm_spark
+
+    launched = {"spark.driver.extraJavaOptions": "-Duser.timezone=UTC", "spark.master": "local[2]"}
+    assert warm_spark.cold_start_reason(arguments, conf, launched) == reason
 
 
 def test_python_job_gets_merged_arguments_and_logs_both_streams(s3, glue, logs, bucket):

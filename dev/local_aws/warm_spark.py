@@ -1,0 +1,400 @@
+"""Warm Spark drivers for Glue job runs: a JVM, its py4j gateway and PySpark started ahead of need.
+
+A cold `spark-submit` spends 10-15 s starting a JVM, importing PySpark and loading and compiling
+Spark SQL's classes before a script's first query returns. The pool keeps `POOL_SIZE` driver
+processes that have done all of that (the gateway JVM with the stack's jars, a throwaway local
+SparkContext that ran a few queries, then stopped) and wait for a run spec on stdin.
+
+One process serves exactly one run, then exits. The run sends its spec (working directory, script,
+py-files, argv, environment, Spark conf); the process takes the run's environment, puts the run's
+conf where spark-submit puts spark-defaults.conf (the JVM's system properties, which SparkConf
+reads), and runs the script with runpy as __main__: the script's own SparkSession.builder creates
+the run's SparkContext, as under spark-submit. Nothing of the throwaway context is left: it ran on
+local data with no credentials, its Python workers ended with it and Hadoop's FileSystem cache is
+emptied.
+
+Warm starts are on by default; `LOCAL_AWS_WARM_SPARK=0` in the environment of `make up` (after
+`make down`) switches them off, a number sets how many drivers are kept ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dev.local_aws import config
+
+log = logging.getLogger(__name__)
+
+# Drivers kept ready: a pipeline day runs two Spark jobs one after the other.
+POOL_SIZE = int(os.environ.get("LOCAL_AWS_WARM_SPARK", "2") or 0)
+# A run that finds no driver ready waits this long for one being started, then starts cold.
+WAIT_FOR_STARTING_SECONDS = 90.0
+# A ready driver is replaced only once no warm run has ended for this long: a day's second job
+# starts a few seconds after its first, and should not share the CPU with a warm-up.
+REFILL_DELAY_SECONDS = 15.0
+# After this many drivers in a row die before they are ready, the pool gives up (runs start cold).
+MAX_FAILED_STARTS = 3
+WARM_DIR = config.LOCAL / "warm-spark"
+# Run arguments that only a JVM launch can honour.
+COLD_ARGUMENTS = ("--extra-jars", "--user-jars-first")
+# Spark settings that take effect only when the driver's JVM is launched.
+JVM_LAUNCH_KEYS = (
+    "spark.driver.",
+    "spark.jars",
+    "spark.executor.extraClassPath",
+    "spark.executor.extraJavaOptions",
+    "spark.executor.extraLibraryPath",
+)
+
+DRIVER = r'''
+import json
+import os
+import runpy
+import shutil
+import sys
+import tempfile
+
+ready_fd = int(sys.argv[1])
+
+# Libraries a Glue script imports, imported ahead of the run (the script's own modules are not).
+import boto3  # noqa: F401
+import botocore.session  # noqa: F401
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+SparkContext._ensure_initialized()
+jvm = SparkContext._jvm
+system = jvm.java.lang.System
+# The shell's progress bar, which spark-submit turns on for pyspark-shell only, not for a script.
+system.clearProperty("spark.ui.showConsoleProgress")
+launched = {key: system.getProperty(key) for key in system.getProperties().stringPropertyNames()
+            if key.startswith("spark.")}
+
+
+def warm_up():
+    """Queries like a Glue script's, on local data, so that Spark SQL's classes are loaded and compiled."""
+    scratch = tempfile.mkdtemp(prefix="warm-up-", dir=os.getcwd())
+    try:
+        with open(sys.argv[2]) as handle:
+            settings = json.load(handle)
+        spark = SparkSession(SparkContext(conf=SparkConf().setAll(settings.items()).setAppName("warm-up")))
+        with open(os.path.join(scratch, "in.csv"), "w") as handle:
+            handle.write("id,device,ts,value\n1,a,2025-10-01T01:00:00Z,1.5\n2,b,2025-10-01T02:00:00Z,x\n")
+        schema = T.StructType([T.StructField("id", T.StringType()), T.StructField("device", T.StringType()),
+                               T.StructField("ts", T.StringType()), T.StructField("value", T.StringType())])
+        frame = spark.read.csv(os.path.join(scratch, "in.csv"), header=True, schema=schema)
+        frame = frame.select(F.col("id").cast("int").alias("id"), "device",
+                             F.to_timestamp("ts").alias("ts"), F.col("value").cast("double").alias("value"))
+        ranked = frame.withColumn("n", F.row_number().over(Window.partitionBy("device").orderBy("ts")))
+        other = spark.createDataFrame([("a", "x"), ("c", "y")], "device string, owner string")
+        joined = ranked.join(other, on="device", how="left").withColumn("day", F.to_date("ts"))
+        joined.groupBy("day", "owner").agg(F.count("*").alias("n"), F.sum("value").alias("v")).collect()
+        joined.write.mode("overwrite").partitionBy("day").parquet(os.path.join(scratch, "out"))
+        spark.read.parquet(os.path.join(scratch, "out")).filter(F.col("n") > 0).count()
+        spark.read.json(spark.sparkContext.parallelize(['{"a": 1, "b": {"c": "d"}}'])).collect()
+        spark.sparkContext.parallelize(range(4), 2).map(lambda x: x + 1).sum()
+        spark.stop()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    jvm.org.apache.hadoop.fs.FileSystem.closeAll()
+
+
+warm_up()
+os.write(ready_fd, b"ready\n")
+os.close(ready_fd)
+raw = sys.stdin.buffer.read()
+if not raw:
+    sys.exit(0)
+spec = json.loads(raw)
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+os.environ.clear()
+os.environ.update(spec["env"])
+os.chdir(spec["cwd"])
+# As the cold launcher: the script's stderr goes to a file of its own, the JVM's stays on the pipe.
+sys.stderr.flush()
+descriptor = os.open(spec["stderr"], os.O_WRONLY | os.O_APPEND)
+os.dup2(descriptor, 2)
+os.close(descriptor)
+sys.stderr = open(2, "w", buffering=1, closefd=False)
+for key in system.getProperties().stringPropertyNames():
+    if key.startswith("spark.") and key not in launched:
+        system.clearProperty(key)
+for key, value in {**launched, **spec["conf"]}.items():
+    system.setProperty(key, value)
+sys.path[0] = spec["cwd"]
+sys.path[1:1] = spec["python_path"]
+sys.argv = [spec["script"], *spec["argv"]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+def cold_start_reason(arguments: dict[str, str], run_conf: dict[str, str], launched: dict[str, str]) -> str | None:
+    """Why a run needs a JVM of its own, or None when a warm driver can serve it."""
+    for name in COLD_ARGUMENTS:
+        if arguments.get(name):
+            return name
+    for setting in shlex.split(arguments.get("--conf") or ""):
+        key = setting.split("=", 1)[0]
+        if key.startswith(JVM_LAUNCH_KEYS):
+            return f"--conf {key}"
+    for key, value in run_conf.items():
+        if key.startswith(JVM_LAUNCH_KEYS) and launched.get(key) != value:
+            return f"Spark setting {key}"
+    return None
+
+
+def read_spark_defaults(path: Path) -> dict[str, str]:
+    conf: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if parts and not parts[0].startswith("#"):
+            conf[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return conf
+
+
+class WarmDriver:
+    """A started driver process; `ready` once its warm-up is done."""
+
+    def __init__(self, process: subprocess.Popen[bytes], ready_fd: int, directory: Path) -> None:
+        self.process = process
+        self.directory = directory
+        self.ready = False
+        self._ready_fd = ready_fd
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self) -> bool:
+        try:
+            with os.fdopen(self._ready_fd, "rb") as handle:
+                said = handle.readline()
+        except OSError:
+            said = b""
+        self.ready = said.strip() == b"ready" and self.process.poll() is None
+        return self.ready
+
+    def send(self, spec: dict[str, Any]) -> None:
+        """Hand the driver its run; the run then owns the process and its output pipes."""
+        stdin = self.process.stdin
+        if stdin is None:
+            raise OSError("the driver has no stdin")
+        stdin.write(json.dumps(spec).encode())
+        stdin.close()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        self.process.wait()
+
+
+class WarmPool:
+    """Keeps up to `size` warm drivers, starting one at a time in the background.
+
+    A replacement is started when a run has taken the last ready driver, or once no run holds one:
+    the warm-up then does not compete for the CPU with a day's second job when a driver is ready.
+    """
+
+    def __init__(
+        self, size: int, launch_env: dict[str, str], jars: list[str], spark_defaults: Path, endpoint_url: str
+    ) -> None:
+        self.size = size
+        self._launch_env = launch_env
+        self._jars = jars
+        self._spark_defaults = spark_defaults
+        self._lock = threading.Condition()
+        self._ready: list[WarmDriver] = []
+        self._starting: WarmDriver | None = None
+        self._waiting = 0
+        self._in_use = 0
+        self._failed_starts = 0
+        self._last_done = float("-inf")
+        self._closed = False
+        self.launched: dict[str, str] = {}
+        self._begun = False
+        if size > 0:
+            threading.Thread(target=self._begin, args=(endpoint_url,), daemon=True).start()
+
+    def _begin(self, endpoint_url: str) -> None:
+        # The server writes its Spark configuration just after creating the job runner.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if endpoint_url in self._spark_defaults.read_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            log.warning("no Spark configuration for %s: job runs start cold", endpoint_url)
+            return
+        _remove(WARM_DIR)
+        WARM_DIR.mkdir(parents=True, exist_ok=True)
+        self._write_driver()
+        with self._lock:
+            self._begun = True
+            self._fill()
+
+    @property
+    def launch_env(self) -> dict[str, str]:
+        return dict(self._launch_env)
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0 and self._begun and not self._closed and self._failed_starts < MAX_FAILED_STARTS
+
+    def _write_driver(self) -> None:
+        conf_dir = WARM_DIR / "spark-conf"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        (conf_dir / "log4j2.properties").write_text((config.SPARK_CONF_DIR / "log4j2.properties").read_text())
+        # Only what the JVM launch needs: everything else is the run's, set when its spec comes.
+        defaults = read_spark_defaults(self._spark_defaults)
+        self.launched = {
+            key: value for key, value in defaults.items()
+            if key.startswith(JVM_LAUNCH_KEYS) or key == "spark.master"
+        }
+        (conf_dir / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in self.launched.items()))
+        # The warm-up runs with the runs' SQL settings, so that their code paths are the ones compiled.
+        warm_up = {key: value for key, value in defaults.items() if key.startswith("spark.sql.")}
+        warm_up["spark.ui.enabled"] = "false"
+        (WARM_DIR / "warm-up.json").write_text(json.dumps(warm_up))
+        (WARM_DIR / "driver.py").write_text(DRIVER)
+
+    def _fill(self) -> None:
+        """Start a driver if one is missing and none is starting. Called with the lock held."""
+        if not self.enabled or self._starting is not None or len(self._ready) >= self.size:
+            return
+        if self._ready:
+            # Warming up costs a core for 10-20 s: not while a warm run goes on, nor between a day's jobs.
+            idle = time.monotonic() - self._last_done
+            if self._in_use:
+                return
+            if idle < REFILL_DELAY_SECONDS:
+                timer = threading.Timer(REFILL_DELAY_SECONDS - idle + 0.1, self._fill_later)
+                timer.daemon = True
+                timer.start()
+                return
+        self._starting = self._start()
+        threading.Thread(target=self._await_ready, args=(self._starting,), daemon=True).start()
+
+    def _start(self) -> WarmDriver:
+        directory = WARM_DIR / f"driver-{time.time_ns()}"
+        directory.mkdir(parents=True)
+        read_end, write_end = os.pipe()
+        env = {
+            **self._launch_env,
+            "SPARK_CONF_DIR": str(WARM_DIR / "spark-conf"),
+            "PYSPARK_SUBMIT_ARGS": f"--master local[2] --jars {','.join(self._jars)} pyspark-shell"
+            if self._jars else "--master local[2] pyspark-shell",
+        }
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-u", str(WARM_DIR / "driver.py"), str(write_end), str(WARM_DIR / "warm-up.json")],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
+        return WarmDriver(process, read_end, directory)
+
+    def _await_ready(self, driver: WarmDriver) -> None:
+        started = time.monotonic()
+        ready = driver.wait_ready()
+        with self._lock:
+            self._starting = None
+            if ready and not self._closed:
+                self._failed_starts = 0
+                self._ready.append(driver)
+                log.info("warm Spark driver %s ready in %.1f s", driver.pid, time.monotonic() - started)
+            else:
+                if not self._closed:
+                    self._failed_starts += 1
+                    log.warning("warm Spark driver %s did not start (exit code %s)%s", driver.pid,
+                                driver.process.poll(),
+                                "; giving up on warm starts" if not self.enabled else "")
+                threading.Thread(target=self._discard, args=(driver,), daemon=True).start()
+            self._fill()
+            self._lock.notify_all()
+
+    def _fill_later(self) -> None:
+        with self._lock:
+            self._fill()
+
+    def _discard(self, driver: WarmDriver) -> None:
+        driver.kill()
+        _remove(driver.directory)
+
+    def take(self, wait_seconds: float = WAIT_FOR_STARTING_SECONDS) -> WarmDriver | None:
+        """A ready driver, or None (the run starts cold). With no driver ready, waits for one being
+        started, unless other runs already wait for it."""
+        deadline = time.monotonic() + wait_seconds
+        with self._lock:
+            self._waiting += 1
+            try:
+                while self.enabled:
+                    while self._ready:
+                        driver = self._ready.pop(0)
+                        if driver.process.poll() is None:
+                            self._in_use += 1
+                            self._fill()
+                            return driver
+                        threading.Thread(target=self._discard, args=(driver,), daemon=True).start()
+                    self._fill()
+                    remaining = deadline - time.monotonic()
+                    if self._starting is None or self._waiting > 1 or remaining <= 0:
+                        return None
+                    self._lock.wait(remaining)
+                return None
+            finally:
+                self._waiting -= 1
+
+    def done(self, driver: WarmDriver) -> None:
+        """The run of `driver` has ended: its process is gone."""
+        _remove(driver.directory)
+        with self._lock:
+            self._in_use -= 1
+            self._last_done = time.monotonic()
+            self._fill()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            drivers, self._ready = self._ready, []
+            if self._starting is not None:
+                drivers.append(self._starting)
+            self._lock.notify_all()
+        for driver in drivers:
+            self._discard(driver)
+
+
+def _remove(directory: Path) -> None:
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
