@@ -69,6 +69,7 @@ PARSE_TIMEOUT = 240
 STOP_TIMEOUT = 45
 LOCK_TIMEOUT = 1800
 
+
 # -- settings shared by the services ---------------------------------------------------------
 
 
