@@ -6,6 +6,7 @@ Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD [BRIEF] | backfill FROM
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
-from dev import day_progress, local_airflow
+from dev import airflow_runs, airflow_services, day_progress
+from dev.airflow_api import LocalAirflowError, RestApi
+from dev.airflow_runs import DayResult
 from include import settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,29 +96,38 @@ def run(day_text: str, env: dict[str, str] | None = None, log: Path | None = Non
 
     With `log`, Airflow's own output is appended to that file, and what is printed is a line per task as
     it finishes and one for the day, with the failed tasks' errors (day_progress); without, all of it.
-    While `make airflow` runs, its scheduler runs the day instead (see local_airflow.run_day): it
+    While `make airflow` runs, its scheduler runs the day instead (see airflow_runs.run_day): it
     would otherwise also pick up the tasks of the `dags test` run.
     """
     return 0 if run_day(day_text, env, log).ok else 1
 
 
-def run_day(day_text: str, env: dict[str, str] | None = None, log: Path | None = None) -> local_airflow.DayResult:
-    """`run`, with the day's outcome; a day run with its full output knows only whether it failed."""
+def run_day(
+    day_text: str, env: dict[str, str] | None = None, log: Path | None = None, api: RestApi | None = None
+) -> DayResult:
+    """`run`, with the day's outcome; a day run with its full output knows only whether it failed.
+
+    With `log`, the day's tasks are read from `api` (an api-server of `airflow_services.api_server`),
+    or from an api-server started for the day.
+    """
     if not day_text:
         raise UsageError("Say which day to run: `make run DATE=2025-10-01`.")
     day = parse_day(day_text)
     env = env or stack_env()
-    with local_airflow.no_backfill_running(say=_say, stack_env=env) as shared:
+    with airflow_services.no_backfill_running(say=_say, stack_env=env) as shared:
         if shared is not None:
             if log is not None:
                 return day_progress.on_scheduler(shared, DAG_ID, day, say=_say)
-            result = local_airflow.run_day(shared, DAG_ID, day, say=_say)
+            result = airflow_runs.run_day(shared, DAG_ID, day, say=_say)
             print(result.line())
             return result
+        command = airflow_runs.dags_test_command(DAG_ID, day)
         if log is not None:
-            return day_progress.dags_test(dags_test_command(day), env, DAG_ID, day, log, say=_say)
-        status = subprocess.call(dags_test_command(day), env=env, cwd=REPO)
-        return local_airflow.DayResult(day, "success" if status == 0 else "failed")
+            with contextlib.ExitStack() as started:
+                api = api or started.enter_context(airflow_services.api_server(env, say=_say))
+                return day_progress.dags_test(command, env, api, DAG_ID, day, log, say=_say)
+        status = subprocess.call(command, env=env, cwd=REPO)
+        return DayResult(day, "success" if status == 0 else "failed")
 
 
 def run_command(day_text: str = "", brief: str = "") -> int:
@@ -126,12 +138,6 @@ def run_command(day_text: str = "", brief: str = "") -> int:
     log.unlink(missing_ok=True)
     print(f"Airflow's log lines: {day_progress.shown_path(log)}", flush=True)
     return run(day_text, log=log)
-
-
-def dags_test_command(day: date) -> list[str]:
-    """`airflow dags test` for log day D, at logical date D (its data interval is [D, D + 1)). It runs
-    through local_airflow's `dags-test`, which records the run's real start time."""
-    return [sys.executable, "-m", "dev.local_airflow", "dags-test", DAG_ID, day.isoformat()]
 
 
 def days_between(first: date, last: date) -> list[date]:
@@ -164,8 +170,8 @@ def backfill(first_text: str, last_text: str, parallel_text: str = "", env: dict
     env = env or stack_env()
     parallel = parse_parallel(parallel_text, settings.load(env).number("GLUE_MAX_CONCURRENT_RUNS"))
     try:
-        results = local_airflow.run_backfill(env, first, last, min(parallel, len(days)), dag_id=DAG_ID, say=_say)
-    except local_airflow.LocalAirflowError as error:
+        results = airflow_runs.run_backfill(env, first, last, min(parallel, len(days)), dag_id=DAG_ID, say=_say)
+    except LocalAirflowError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -245,7 +251,12 @@ def demo() -> int:
     DEMO_LOG.parent.mkdir(parents=True, exist_ok=True)
     DEMO_LOG.unlink(missing_ok=True)
     print(f"Running {', '.join(SAMPLE_DAYS)}; Airflow's log lines: {day_progress.shown_path(DEMO_LOG)}", flush=True)
-    results = [run_day(day, env, DEMO_LOG) for day in SAMPLE_DAYS]
+    # One api-server for the three days' task lines, unless `make airflow` runs them on its scheduler.
+    with contextlib.ExitStack() as started:
+        api = None
+        if airflow_services.shared_services(env) is None:
+            api = started.enter_context(airflow_services.api_server(env, say=_say))
+        results = [run_day(day, env, DEMO_LOG, api) for day in SAMPLE_DAYS]
     print_warehouse(env)
     failed = [result for result in results if not result.ok]
     if failed:
@@ -254,7 +265,7 @@ def demo() -> int:
     return report(SAMPLE_DAYS[0], SAMPLE_DAYS[-1])
 
 
-def demo_failure(failed: list[local_airflow.DayResult], log: Path) -> str:
+def demo_failure(failed: list[DayResult], log: Path) -> str:
     days = ", ".join(
         f"{result.day} ({', '.join(result.failed_tasks)})" if result.failed_tasks else str(result.day)
         for result in failed
@@ -268,7 +279,7 @@ def airflow() -> int:
 
     started = time.monotonic()
     env = stack_env()
-    login = local_airflow.start_ui(env, DAG_ID, f"{DAG_ID}.py", say=_say)
+    login = airflow_services.start_ui(env, DAG_ID, f"{DAG_ID}.py", say=_say)
     verb = "already running" if login.reused else f"started in {time.monotonic() - started:.0f} s"
     print(
         f"Airflow UI {verb}: {login.url}\n"
@@ -284,7 +295,7 @@ def down() -> int:
     """`make down`: the Airflow services of `make airflow` (and any left behind), then the stack."""
     from dev.local_aws import stack
 
-    if local_airflow.stop_services(say=_say):
+    if airflow_services.stop_services(say=_say):
         print("stopped Airflow", flush=True)
     try:
         stack.down(say=lambda message: print(f"stack: {message}", flush=True))
@@ -307,7 +318,7 @@ def main(argv: list[str]) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except local_airflow.LocalAirflowError as error:
+    except LocalAirflowError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

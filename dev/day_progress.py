@@ -1,27 +1,33 @@
 """One day's run as a person follows it (`make demo`, `make run DATE=D BRIEF=1`).
 
 A line per task as it finishes (and per try that ends in a retry), then one for the day; Airflow's own
-log lines go to a file instead of the terminal. The task lines come from the `task_instance` rows of
-the day's run in Airflow's metadata database, polled while `airflow dags test` runs. When the day
-fails, the failed tasks' error lines are picked out of the log file and printed with their line
+log lines go to a file instead of the terminal. The task lines come from the day's run's task
+instances as Airflow's REST API gives them, polled while `airflow dags test` runs (with an api-server
+of its own, dev/airflow_services.py's `api_server`) or while the scheduler of `make airflow` runs the
+day. When the day fails, the failed tasks' error lines are picked out of the log file and printed with their line
 numbers, so that the rest of the story is one `less +N` away.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import subprocess
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from dev import local_airflow
-from dev.local_airflow import DayResult, LocalAirflowError, Say
+from dev.airflow_api import LocalAirflowError, RestApi, Say, when
+from dev.airflow_runs import DayResult, dags_test_run, run_day, run_seconds
+from dev.airflow_services import Services
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 2
+# How long the API may fail to answer (a restarted database server, say) before the task lines stop.
+RECONNECT_TIMEOUT = 120
 # States after which a task does not run again in this run; a try that ends in a retry is shown too.
 FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
 SHOWN = (*FINISHED, "up_for_retry")
@@ -47,7 +53,7 @@ def shown_path(path: Path) -> str:
 
 @dataclass(frozen=True)
 class TaskRow:
-    """A task instance of the run, as in the metadata database."""
+    """A task instance of the run, as Airflow's API gives it."""
 
     task_id: str
     map_index: int
@@ -90,14 +96,29 @@ def day_line(result: DayResult) -> str:
 
 
 class TaskLines:
-    """Says a line for each task of one run once it has finished, and for each try that ended in a retry."""
+    """Says a line for each task of one run once it has finished, and for each try that ended in a retry.
+
+    A sensor in reschedule mode starts anew at each poke: its seconds count from the earliest start
+    seen of its try, which polls every few seconds see at its first poke.
+    """
 
     def __init__(self, day: date, say: Say) -> None:
         self.day = day
         self.say = say
         self._shown: dict[tuple[str, int], tuple[int, str]] = {}
+        self._first_start: dict[tuple[str, int, int], datetime] = {}
+
+    def _from_first_start(self, rows: Iterable[TaskRow]) -> list[TaskRow]:
+        out = []
+        for row in rows:
+            key = (row.task_id, row.map_index, row.try_number)
+            if row.start is not None:
+                self._first_start[key] = min(self._first_start.get(key, row.start), row.start)
+            out.append(dataclasses.replace(row, start=self._first_start.get(key)))
+        return out
 
     def show(self, rows: Iterable[TaskRow]) -> None:
+        rows = self._from_first_start(rows)
         new = [
             row for row in rows
             if row.state in SHOWN and self._shown.get((row.task_id, row.map_index)) != (row.try_number, row.state)
@@ -114,8 +135,40 @@ class TaskLines:
                 self.say(task_line(self.day, row.label, row.state or "not run", None))
 
 
-def task_rows(metadata: local_airflow.Metadata, dag_id: str, run_id: str) -> list[TaskRow]:
-    return [TaskRow(*row) for row in metadata.task_instances(dag_id, run_id)]
+def task_rows(api: RestApi, dag_id: str, run_id: str) -> list[TaskRow]:
+    return [
+        TaskRow(
+            task["task_id"], task["map_index"], task["try_number"], task["state"], when(task["start_date"]),
+            when(task["end_date"]), task["duration"],
+        )
+        for task in api.task_instances(dag_id, run_id)
+    ]
+
+
+class Watch:
+    """Polls the API for the day's task lines; an API that stops answering for RECONNECT_TIMEOUT ends the
+    lines (the run goes on), with a note that says so."""
+
+    def __init__(self, lines: TaskLines, say: Say, where: str) -> None:
+        self.lines = lines
+        self.say = say
+        self.where = where
+        self.watching = True
+        self._answered = time.monotonic()
+
+    def poll(self, read: Callable[[], Iterable[TaskRow] | None]) -> None:
+        if not self.watching:
+            return
+        try:
+            rows = read()
+        except LocalAirflowError as error:
+            if time.monotonic() - self._answered > RECONNECT_TIMEOUT:
+                self.watching = False
+                self.say(f"  (no task lines: {error}; the run goes on{self.where})")
+            return
+        self._answered = time.monotonic()
+        if rows is not None:
+            self.lines.show(rows)
 
 
 # -- the failed tasks' error lines -------------------------------------------------------------
@@ -203,9 +256,12 @@ def _line_count(path: Path) -> int:
         return 0
 
 
-def dags_test(command: list[str], env: dict[str, str], dag_id: str, day: date, log: Path, say: Say) -> DayResult:
+def dags_test(
+    command: list[str], env: dict[str, str], api: RestApi, dag_id: str, day: date, log: Path, say: Say
+) -> DayResult:
     """Run `command` (`airflow dags test` of day D) with its output appended to `log`, saying a line per
-    task as it finishes and one for the day; returns the day's outcome (failed when the command failed)."""
+    task as it finishes and one for the day; returns the day's outcome (failed when the command failed).
+    `api`: an api-server on the same metadata database, which the tasks are read from."""
     log.parent.mkdir(parents=True, exist_ok=True)
     first = _line_count(log) + 1
     started = datetime.now(timezone.utc)
@@ -213,64 +269,50 @@ def dags_test(command: list[str], env: dict[str, str], dag_id: str, day: date, l
         # On one line: the failure lines count lines from it.
         shown_command = shlex.join([Path(command[0]).name, *command[1:]]).replace("\n", " ")
         handle.write(f"==== log day {day}, started {started.isoformat(timespec='seconds')}: {shown_command} ====\n")
-    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    metadata = local_airflow.Metadata(env)
     lines = TaskLines(day, say)
+    watch = Watch(lines, say, f", its output is in {shown_path(log)}")
     run_id: str | None = None
-    watching = True
 
-    def poll() -> None:
-        nonlocal run_id, watching
-        if not watching:
-            return
+    def read() -> list[TaskRow] | None:
+        nonlocal run_id
+        if run_id is None:
+            run = dags_test_run(api, dag_id, day, started - timedelta(seconds=1))
+            run_id = run["dag_run_id"] if run else None
+        return task_rows(api, dag_id, run_id) if run_id is not None else None
+
+    with open(log, "ab") as output, subprocess.Popen(
+        command, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+    ) as process:
         try:
-            if run_id is None:
-                run_id = metadata.dags_test_run(dag_id, logical, started - timedelta(seconds=1))
-            if run_id is not None:
-                lines.show(task_rows(metadata, dag_id, run_id))
-        except LocalAirflowError as error:
-            watching = False
-            say(f"  (no task lines: {error}; the run goes on, its output is in {shown_path(log)})")
-
-    try:
-        with open(log, "ab") as output, subprocess.Popen(
-            command, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
-        ) as process:
-            try:
-                while True:
-                    try:
-                        process.wait(POLL_SECONDS)
-                        break
-                    except subprocess.TimeoutExpired:
-                        poll()
-            except BaseException:
-                process.kill()
-                raise
-        poll()
-        return _outcome(metadata, dag_id, day, run_id, watching, process.returncode, lines, log, first, say)
-    finally:
-        metadata.close()
+            while True:
+                try:
+                    process.wait(POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    watch.poll(read)
+        except BaseException:
+            process.kill()
+            raise
+    watch.poll(read)
+    return _outcome(api, dag_id, day, run_id, watch.watching, process.returncode, lines, log, first, say)
 
 
 def _outcome(
-    metadata: local_airflow.Metadata, dag_id: str, day: date, run_id: str | None, watching: bool,
+    api: RestApi, dag_id: str, day: date, run_id: str | None, watching: bool,
     status: int, lines: TaskLines, log: Path, first: int, say: Say,
 ) -> DayResult:
     """The day's outcome: the run's state and duration, and its failed tasks; the exit status decides."""
     state, seconds, failed, note = ("success" if status == 0 else "failed"), None, [], ""
-    found = None
     if run_id is not None and watching:
         try:
-            lines.show_unfinished(task_rows(metadata, dag_id, run_id))
-            found = metadata.run_state(dag_id, run_id)
-            failed = metadata.failed_tasks(dag_id, run_id)
+            lines.show_unfinished(task_rows(api, dag_id, run_id))
+            run = api.run(dag_id, run_id)
+            failed = api.failed_tasks(dag_id, run_id)
+            seconds = run_seconds(run)
+            if run["state"] != state:
+                note = f"airflow dags test exited {status}, its run is {run['state']}"
         except LocalAirflowError as error:
             note = f"its tasks are unknown: {error}"
-    if found is not None:
-        run_state, run_start, run_end = found
-        seconds = (run_end - run_start).total_seconds() if run_start and run_end else None
-        if run_state != state:
-            note = f"airflow dags test exited {status}, its run is {run_state}"
     elif run_id is None and watching:
         note = f"airflow dags test exited {status} without recording a run"
     result = DayResult(day, state, seconds, failed, note)
@@ -281,26 +323,13 @@ def _outcome(
     return result
 
 
-def on_scheduler(services: local_airflow.Services, dag_id: str, day: date, say: Say) -> DayResult:
-    """Day D on the scheduler of `make airflow` (see local_airflow.run_day), with a line per task; its
+def on_scheduler(services: Services, dag_id: str, day: date, say: Say) -> DayResult:
+    """Day D on the scheduler of `make airflow` (see airflow_runs.run_day), with a line per task; its
     task logs are in the UI, at the run's address that run_day prints."""
-    metadata = local_airflow.Metadata(services.env)
     lines = TaskLines(day, say)
-    watching = True
-
-    def watch(run_id: str) -> None:
-        nonlocal watching
-        if not watching:
-            return
-        try:
-            lines.show(task_rows(metadata, dag_id, run_id))
-        except LocalAirflowError as error:
-            watching = False
-            say(f"  (no task lines: {error}; the run goes on)")
-
-    try:
-        result = local_airflow.run_day(services, dag_id, day, say=say, watch=watch)
-    finally:
-        metadata.close()
+    watch = Watch(lines, say, "")
+    result = run_day(
+        services, dag_id, day, say=say, watch=lambda api, run_id: watch.poll(lambda: task_rows(api, dag_id, run_id))
+    )
     say(day_line(result))
     return result

@@ -7,7 +7,9 @@ never from the Glue code under test.
 from __future__ import annotations
 
 import csv
+import json
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -19,6 +21,7 @@ import pytest
 from pyspark.sql import DataFrame
 
 from dev import commands
+from dev.airflow_services import AIRFLOW
 from include.run_audit import LOG_COUNTS
 from tests.contract_rules import RowOutcome, utc
 
@@ -188,3 +191,19 @@ def define_corner_glue_resources(glue, env: dict[str, str]) -> None:
                 corner.GLUE_WAREHOUSE_CONNECTION if name == stack.GLUE_WAREHOUSE_CONNECTION else name for name in names
             ]}
         glue.create_job(Name=corner_job, **definition)
+
+
+def airflow_json(env: dict[str, str], *args: str) -> Any:
+    """What an `airflow` CLI command prints with `-o json`, run in `env` (the stack's): Airflow's records
+    read through its CLI when no api-server runs."""
+    result = subprocess.run(
+        [str(AIRFLOW), *args, "-o", "json"], env=env, cwd=commands.REPO, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stderr[-2000:]}"
+    # The JSON is the last line: Airflow may warn before it.
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def task_states(env: dict[str, str], dag_id: str, run: str) -> dict[str, str]:
+    """Task id -> state of the DAG's run `run` (its run id or logical date), from Airflow's CLI."""
+    return {task["task_id"]: task["state"] for task in airflow_json(env, "tasks", "states-for-dag-run", dag_id, run)}

@@ -108,7 +108,7 @@ def run(
     say: Callable[[str], None] = _progress,
 ) -> dict[str, float]:
     """Run the section; returns its figures by name. Progress goes to stderr, apart from the figures."""
-    from dev import commands, local_airflow
+    from dev import airflow_runs, commands
     from include.settings import load
 
     env = {**(env or commands.stack_env()), **BENCH_NAMES}
@@ -130,12 +130,12 @@ def run(
 
     # What a first run creates (Glue jobs, crawler, catalog tables, warehouse tables, deployed
     # scripts) is made by a warm-up run of the first day alone, outside the timing.
-    warm_up = local_airflow.run_backfill(env, first, first, 1, say=lambda message: say(f"bench: warm-up: {message}"))
+    warm_up = airflow_runs.run_backfill(env, first, first, 1, say=lambda message: say(f"bench: warm-up: {message}"))
     if not all(result.ok for result in warm_up):
         raise BenchError(f"the warm-up run of {first} failed")
 
     started = time.monotonic()
-    results = local_airflow.run_backfill(env, first, last, parallel, say=note)
+    results = airflow_runs.run_backfill(env, first, last, parallel, say=note)
     failed = [str(result.day) for result in results if not result.ok]
     if failed:
         raise BenchError(f"the bench backfill failed for {', '.join(failed)}")

@@ -487,47 +487,36 @@ def airflow_credentials(iam: Any, sts: Any, policy_arn: str) -> dict[str, str]:
 # -- Airflow's metadata database --------------------------------------------------------------
 
 
-def _alembic_revision(dsn: str) -> str | None:
-    import psycopg2
-
+def _airflow_db(env: dict[str, str], *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    airflow = Path(sys.executable).parent / "airflow"
     try:
-        with contextlib.closing(psycopg2.connect(dsn, connect_timeout=5)) as connection:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT version_num FROM alembic_version")
-                row = cursor.fetchone()
-                return row[0] if row else None
-    except psycopg2.Error:
-        return None
+        return subprocess.run(
+            [str(airflow), "db", *args], env={**os.environ, **env}, capture_output=True, text=True,
+            timeout=timeout, start_new_session=True,
+        )
+    except subprocess.TimeoutExpired:
+        raise StackError(f"airflow db {args[0]} did not finish within {timeout} s.") from None
 
 
 def migrate_airflow(env: dict[str, str], say: Any) -> None:
-    """Run `airflow db migrate` unless this Airflow version already migrated this database."""
-    dsn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
+    """Run `airflow db migrate` unless this Airflow version already migrated this database.
+
+    The marker names the version that migrated last; `airflow db check-migrations` confirms that the
+    database (which `make down` may have removed since) is at that version's revision.
+    """
     version = metadata.version("apache-airflow-core")
-    revision = _alembic_revision(dsn)
-    if revision and MIGRATED_MARKER.exists() and MIGRATED_MARKER.read_text().split() == [version, revision]:
-        return
+    if MIGRATED_MARKER.exists() and MIGRATED_MARKER.read_text().split() == [version]:
+        check = _airflow_db(env, "check-migrations", "--migration-wait-timeout", "0", timeout=MIGRATE_TIMEOUT)
+        if check.returncode == 0:
+            return
     say("migrating Airflow's metadata database (first start only)...")
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    airflow = Path(sys.executable).parent / "airflow"
-    try:
-        result = subprocess.run(
-            [str(airflow), "db", "migrate"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=MIGRATE_TIMEOUT,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
-        raise StackError(f"airflow db migrate did not finish within {MIGRATE_TIMEOUT} s.") from None
+    result = _airflow_db(env, "migrate", timeout=MIGRATE_TIMEOUT)
     if result.returncode != 0:
         log = config.LOGS / "airflow-db-migrate.log"
         log.write_text(result.stdout + result.stderr)
         raise StackError(f"airflow db migrate failed (exit {result.returncode}); see {log}.")
-    revision = _alembic_revision(dsn)
-    if revision:
-        MIGRATED_MARKER.write_text(f"{version} {revision}\n")
+    MIGRATED_MARKER.write_text(f"{version}\n")
 
 
 # -- entry points -----------------------------------------------------------------------------

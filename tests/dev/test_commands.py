@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from dev import commands
-from dev.local_airflow import DayResult
+from dev.airflow_runs import DayResult
 
 
 @pytest.mark.parametrize("brief", ["", "1"])

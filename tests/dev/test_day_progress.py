@@ -1,5 +1,5 @@
 """The brief output of a day's run: its task and day lines, the failed tasks' errors picked out of
-Airflow's log, and the following of a run while its command runs (against a stand-in metadata database)."""
+Airflow's log, and the following of a run while its command runs (against a stand-in of Airflow's REST API)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from dev import day_progress
-from dev.local_airflow import DayResult
+from dev.airflow_runs import DayResult
+from dev.airflow_services import Services
 
 DAY = date(2025, 10, 1)
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=timezone.utc)
@@ -147,43 +148,54 @@ def test_the_failure_lines_point_into_the_log(tmp_path):
     ]
 
 
-class StandInMetadata:
-    """Airflow's metadata database as `airflow dags test` fills it: the run appears, then its tasks finish."""
+def _iso(moment):
+    return moment.isoformat() if moment else None
+
+
+class StandInApi:
+    """Airflow's REST API as `airflow dags test` fills its records: the run appears, then its tasks finish.
+
+    Its run is recorded as started at its logical date, and created (run_after) when it really started.
+    """
 
     polls = [
         [row("deploy", "running", at(0))],
         [row("deploy", "success", at(0), at(1)), row("etl", "running", at(1))],
         [row("deploy", "success", at(0), at(1)), row("etl", "failed", at(1), at(4)), row("verify", None)],
     ]
+    run_record = {
+        "dag_run_id": "manual__run", "state": "failed", "start_date": "2025-10-01T00:00:00+00:00",
+        "run_after": _iso(at(0)), "end_date": _iso(at(5.25)),
+    }
+    failed = ["etl"]
 
-    def __init__(self, env):
-        self.env = env
+    def __init__(self):
         self.calls = 0
-        self.closed = False
 
-    def dags_test_run(self, dag_id, logical_date, since):
-        assert (dag_id, logical_date) == ("dag", datetime(2025, 10, 1, tzinfo=timezone.utc))
-        return "manual__run"
+    def runs_at(self, dag_id, first, last=None, **query):
+        assert (dag_id, first, last) == ("dag", datetime(2025, 10, 1, tzinfo=timezone.utc), None)
+        assert set(query) == {"run_after_gte"}
+        return [self.run_record]
 
     def task_instances(self, dag_id, run_id):
         assert run_id == "manual__run"
         rows = self.polls[min(self.calls, len(self.polls) - 1)]
         self.calls += 1
-        return [(r.task_id, r.map_index, r.try_number, r.state, r.start, r.end, r.duration) for r in rows]
+        return [
+            {"task_id": r.task_id, "map_index": r.map_index, "try_number": r.try_number, "state": r.state,
+             "start_date": _iso(r.start), "end_date": _iso(r.end), "duration": r.duration}
+            for r in rows
+        ]
 
-    def run_state(self, dag_id, run_id):
-        return ("failed", at(0), at(5.25))
+    def run(self, dag_id, run_id):
+        return self.run_record
 
     def failed_tasks(self, dag_id, run_id):
-        return ["etl"]
-
-    def close(self):
-        self.closed = True
+        return self.failed
 
 
 def test_a_day_is_followed_while_its_command_runs_and_its_output_goes_to_the_log(tmp_path, monkeypatch):
     monkeypatch.setattr(day_progress, "POLL_SECONDS", 0.05)
-    monkeypatch.setattr(day_progress.local_airflow, "Metadata", StandInMetadata)
     output = dags_test_output("etl", *FAILED_TRY)
     script = f"import sys, time\nprint({chr(10).join(output)!r})\ntime.sleep(0.5)\nsys.exit(1)\n"
     log = tmp_path / "logs" / "demo.log"
@@ -191,7 +203,7 @@ def test_a_day_is_followed_while_its_command_runs_and_its_output_goes_to_the_log
     log.write_text("an earlier day\n")
     said: list[str] = []
 
-    result = day_progress.dags_test([sys.executable, "-c", script], {}, "dag", DAY, log, said.append)
+    result = day_progress.dags_test([sys.executable, "-c", script], {}, StandInApi(), "dag", DAY, log, said.append)
 
     assert result == DayResult(DAY, "failed", 5.25, ["etl"])
     assert said == [
@@ -210,56 +222,63 @@ def test_a_day_is_followed_while_its_command_runs_and_its_output_goes_to_the_log
 
 
 def test_a_command_that_records_no_run_fails_the_day_with_the_end_of_its_output(tmp_path, monkeypatch):
-    class NoRun(StandInMetadata):
-        def dags_test_run(self, dag_id, logical_date, since):
-            return None
+    class NoRun(StandInApi):
+        def runs_at(self, dag_id, first, last=None, **query):
+            return []
 
     monkeypatch.setattr(day_progress, "POLL_SECONDS", 0.05)
-    monkeypatch.setattr(day_progress.local_airflow, "Metadata", NoRun)
     script = "import sys\nprint('ImportError: the DAG file does not import')\nsys.exit(1)\n"
     said: list[str] = []
-    result = day_progress.dags_test([sys.executable, "-c", script], {}, "dag", DAY, tmp_path / "run.log", said.append)
+    result = day_progress.dags_test(
+        [sys.executable, "-c", script], {}, NoRun(), "dag", DAY, tmp_path / "run.log", said.append
+    )
     assert not result.ok
     assert said[0] == "2025-10-01: failed (airflow dags test exited 1 without recording a run)"
     assert said[-1] == "    ImportError: the DAG file does not import"
 
 
 @pytest.mark.parametrize("status, state", [(0, "success"), (1, "failed")])
-def test_the_exit_status_decides_the_day(tmp_path, monkeypatch, status, state):
-    class Succeeded(StandInMetadata):
+def test_the_exit_status_decides_the_day(tmp_path, status, state):
+    class Succeeded(StandInApi):
         polls = [[row("deploy", "success", at(0), at(1))]]
+        run_record = {**StandInApi.run_record, "state": "success", "end_date": _iso(at(1))}
+        failed = []
 
-        def run_state(self, dag_id, run_id):
-            return ("success", at(0), at(1))
-
-        def failed_tasks(self, dag_id, run_id):
-            return []
-
-    monkeypatch.setattr(day_progress.local_airflow, "Metadata", Succeeded)
     said: list[str] = []
     script = f"import sys\nsys.exit({status})\n"
-    result = day_progress.dags_test([sys.executable, "-c", script], {}, "dag", DAY, tmp_path / "run.log", said.append)
+    result = day_progress.dags_test(
+        [sys.executable, "-c", script], {}, Succeeded(), "dag", DAY, tmp_path / "run.log", said.append
+    )
     assert result.state == state
+    assert result.seconds == 1.0
     if status:
         assert "airflow dags test exited 1, its run is success" in said[1]
 
 
-def test_a_day_on_the_scheduler_of_make_airflow_says_its_tasks_as_run_day_polls(monkeypatch):
-    metadata = []
+def test_a_sensor_counts_from_its_first_poke_and_an_api_outage_is_waited_out(monkeypatch):
+    lines: list[str] = []
+    watch = day_progress.Watch(day_progress.TaskLines(DAY, lines.append), lines.append, "")
+    watch.poll(lambda: [row("wait", "up_for_reschedule", at(0))])
+    watch.poll(lambda: (_ for _ in ()).throw(day_progress.LocalAirflowError("the API does not answer")))
+    watch.poll(lambda: [row("wait", "success", at(10), at(11))])
+    assert lines == [day_progress.task_line(DAY, "wait", "success", 11.0)]
+    monkeypatch.setattr(day_progress, "RECONNECT_TIMEOUT", -1)
+    watch.poll(lambda: (_ for _ in ()).throw(day_progress.LocalAirflowError("the API does not answer")))
+    assert lines[-1] == "  (no task lines: the API does not answer; the run goes on)"
+    assert not watch.watching
 
-    def stand_in_metadata(env):
-        metadata.append(StandInMetadata(env))
-        return metadata[-1]
+
+def test_a_day_on_the_scheduler_of_make_airflow_says_its_tasks_as_run_day_polls(monkeypatch):
+    api = StandInApi()
 
     def run_day(services, dag_id, day, say, watch):
-        for _ in StandInMetadata.polls:
-            watch("manual__run")
+        for _ in StandInApi.polls:
+            watch(api, "manual__run")
         return DayResult(day, "failed", 5.25, ["etl"])
 
-    monkeypatch.setattr(day_progress.local_airflow, "Metadata", stand_in_metadata)
-    monkeypatch.setattr(day_progress.local_airflow, "run_day", run_day)
+    monkeypatch.setattr(day_progress, "run_day", run_day)
     said: list[str] = []
-    services = day_progress.local_airflow.Services(env={}, port=1, started_at=T0, shared=True)
+    services = Services(env={}, port=1, started_at=T0, shared=True)
     result = day_progress.on_scheduler(services, "dag", DAY, said.append)
     assert result == DayResult(DAY, "failed", 5.25, ["etl"])
     assert said == [
@@ -267,4 +286,3 @@ def test_a_day_on_the_scheduler_of_make_airflow_says_its_tasks_as_run_day_polls(
         day_progress.task_line(DAY, "etl", "failed", 3.0),
         "2025-10-01: failed, 5.2 s; failed tasks: etl",
     ]
-    assert metadata[0].closed

@@ -10,10 +10,10 @@ import uuid
 from datetime import datetime, timezone
 
 import boto3
-import psycopg2
 import pytest
 
 from include.settings import load as load_settings
+from tests.support import task_states
 from tests.dev.test_local_aws_dag import DAG_FOLDER, _run_dags_test
 
 pytestmark = pytest.mark.stack
@@ -41,15 +41,7 @@ def test_the_providers_example_glue_dag_runs_against_the_stack(stack):
     logical_date = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     result = _run_dags_test(env, logical_date, DAG_ID)
 
-    with psycopg2.connect(stack["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT ti.task_id, ti.state FROM task_instance ti JOIN dag_run dr"
-                " ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id"
-                " WHERE ti.dag_id = %s AND dr.logical_date = %s",
-                (DAG_ID, logical_date),
-            )
-            states = dict(cursor.fetchall())
+    states = task_states(env, DAG_ID, logical_date)
     assert states == dict.fromkeys(TASKS, "success"), result.stdout[-8000:]
     # The crawl found the partition (the sensor waited for it), the job read the three rows.
     assert "There are 3 items in the table" in result.stdout

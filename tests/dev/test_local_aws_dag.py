@@ -1,7 +1,7 @@
 """The provider's Glue crawler and job operators, sync and deferrable, under `airflow dags test`.
 
 Runs tests/dev/dags/local_aws_operators.py against the local stack and reads the results back
-from the stack (catalog, S3, job runs) and from Airflow's metadata database.
+from the stack (catalog, S3, job runs) and from Airflow's records of the run (its CLI).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
-import psycopg2
 import pytest
+
+from tests.support import task_states
 
 pytestmark = pytest.mark.stack
 
@@ -85,15 +86,7 @@ def test_provider_crawler_and_job_operators_run_against_the_stack(stack):
     logical_date = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     result = _run_dags_test(env, logical_date)
 
-    with psycopg2.connect(stack["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT ti.task_id, ti.state FROM task_instance ti JOIN dag_run dr"
-                " ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id"
-                " WHERE ti.dag_id = %s AND dr.logical_date = %s",
-                (DAG_ID, logical_date),
-            )
-            states = dict(cursor.fetchall())
+    states = task_states(env, DAG_ID, logical_date)
     tasks = ("create_crawler", "update_crawler", "crawl", "crawl_deferred", "job", "job_deferred")
     expected = {name: "success" for name in tasks}
     assert states == expected, result.stdout[-8000:]

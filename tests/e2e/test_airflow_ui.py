@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from dev import commands, local_airflow
+from dev import airflow_services, commands
+from dev.airflow_api import LocalAirflowError, RestApi
 from dev.local_aws.stack import read_env_file
 from dev.raw_zone import upload_raw_zone
 from tests.e2e.test_sample_days import expected_day, warehouse_day
@@ -104,7 +105,7 @@ def _click(driver, by: str, selector: str, what: str) -> None:
     wait_for(f"clicking {what}", clicked, UI_TIMEOUT, 0.5)
 
 
-def _runs(api: local_airflow.RestApi, **query: str) -> list[dict]:
+def _runs(api: RestApi, **query: str) -> list[dict]:
     return api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?{urllib.parse.urlencode(query)}")["dag_runs"]
 
 
@@ -116,14 +117,14 @@ def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def _task_log(api: local_airflow.RestApi, run_id: str, task: dict) -> str:
+def _task_log(api: RestApi, run_id: str, task: dict) -> str:
     """The logs of the task instance's tries, as the UI shows them (a try failed before it ran has none)."""
     path = f"{_run_path(run_id)}/taskInstances/{task['task_id']}/logs"
     logs = []
     for number in range(1, task["try_number"] + 1):
         try:
             logs.append(json.dumps(api.get(f"{path}/{number}?full_content=true")["content"]))
-        except local_airflow.LocalAirflowError:
+        except LocalAirflowError:
             pass
     return "\n".join(logs)
 
@@ -131,14 +132,14 @@ def _task_log(api: local_airflow.RestApi, run_id: str, task: dict) -> str:
 @pytest.fixture
 def no_airflow_left_behind():
     """Whatever happens, the services are stopped as `make down` stops them; none may be left."""
-    local_airflow.stop_services(say=print)
+    airflow_services.stop_services(say=print)
     yield
-    state = local_airflow._state()
+    state = airflow_services._state()
     pids = [int(pid) for pid in state.get("pids", {}).values()] + ([int(state["owner"])] if state.get("owner") else [])
-    local_airflow.stop_services(say=print)
-    left = [pid for pid in pids if local_airflow.process_alive(pid)]
+    airflow_services.stop_services(say=print)
+    left = [pid for pid in pids if airflow_services.process_alive(pid)]
     assert not left, f"Airflow processes left after stopping the services: {left}"
-    assert not set(local_airflow.UI_ENV_KEYS) & set(read_env_file()), "stack.env still names the stopped UI"
+    assert not set(airflow_services.UI_ENV_KEYS) & set(read_env_file()), "stack.env still names the stopped UI"
 
 
 def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
@@ -172,7 +173,7 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
     )
     assert stat.S_IMODE(os.stat(commands.STACK_ENV).st_mode) == 0o600
 
-    api = local_airflow.RestApi(url)
+    api = RestApi(url, airflow_services.ui_password())
     # As a new user finds it: the DAG paused (the Trigger form then offers to unpause it), and no run
     # at the form's logical date (a manual run can only be triggered where there is none; `airflow
     # dags test` would replace it).
@@ -293,16 +294,18 @@ def test_a_day_triggered_in_the_airflow_ui_goes_green_with_the_contract_rows(
         ]
         assert len(dags_test_run) == 1
         assert dags_test_run[0]["state"] == "failed"
-        assert before_dags_test <= _when(dags_test_run[0]["start_date"]) <= _when(dags_test_run[0]["end_date"])
-        assert _when(dags_test_run[0]["end_date"]) - _when(dags_test_run[0]["start_date"]) < timedelta(minutes=30)
+        # `airflow dags test` records its run as started at its logical date (no flag or setting of it
+        # changes that); when it really started is when it was created, its run_after.
+        assert before_dags_test <= _when(dags_test_run[0]["run_after"]) <= _when(dags_test_run[0]["end_date"])
+        assert _when(dags_test_run[0]["end_date"]) - _when(dags_test_run[0]["run_after"]) < timedelta(minutes=30)
         triggered = runs[run_id]
         assert triggered_at - timedelta(minutes=1) <= _when(triggered["start_date"]) < _when(triggered["end_date"])
         driver.get(f"{url}/dags/{DAG_ID}/runs")
         for shown in (run_id, dags_test_run[0]["dag_run_id"], scheduled["dag_run_id"]):
             wait_for(f"run {shown} in the list of runs", lambda r=shown: r in _page_text(driver), UI_TIMEOUT, 1)
-        # The list shows the `make run` run's real start, not its logical date.
+        # The list shows when the `make run` run really started (its Run After), not only its logical date.
         row = driver.find_element(By.XPATH, f"//tr[contains(., '{dags_test_run[0]['dag_run_id']}')]").text
-        assert _when(dags_test_run[0]["start_date"]).strftime("%Y-%m-%d %H:%M") in row, row
+        assert _when(dags_test_run[0]["run_after"]).strftime("%Y-%m-%d %H:%M") in row, row
 
         # A scheduled run has no data: it fails at its sensor, which pokes for the run's own day. It is
         # waited for by its state, not timed: when it fails depends on how busy the scheduler is (at the

@@ -18,8 +18,8 @@ import uuid
 import boto3
 import pytest
 
-from dev import commands, local_airflow
-from dev.local_airflow import LocalAirflowError, RestApi
+from dev import airflow_services, commands
+from dev.airflow_api import LocalAirflowError, RestApi
 from tests.e2e.test_sample_days import expected_day, warehouse_day
 from tests.support import wait_for
 
@@ -52,7 +52,7 @@ class Compose:
 
     def __init__(self) -> None:
         self.project = f"hc-test-{uuid.uuid4().hex[:8]}"
-        self.ports = {name: local_airflow.free_port() for name in ("AIRFLOW_PORT", "AWS_PORT", "ALERTS_API_PORT", "POSTGRES_PORT")}
+        self.ports = {name: airflow_services.free_port() for name in ("AIRFLOW_PORT", "AWS_PORT", "ALERTS_API_PORT", "POSTGRES_PORT")}
         # An image tag of its own: another checkout's run cannot swap the image under this one. Its
         # layers are shared with any earlier build of the same files (`.ci/run` builds one early).
         self.image = f"hardware-correlation:{self.project}"

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from dev import commands, local_airflow
+from dev import airflow_runs, commands
+from dev.airflow_api import TERMINAL, RestApi, midnight, when
+from dev.airflow_services import Services, running_services
 from dev.raw_zone import upload_raw_zone
 from include import glue_deploy
 from include.run_scope import run_key
@@ -62,19 +62,6 @@ FIRST_TRY_TASKS = ("run_crawler", "run_etl_job", "run_load_job", "collect_run_au
                    "swap_day_into_warehouse")
 RUN_TIMEOUT = 2400
 ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
-# Airflow's own trigger, run in the services' environment: a manual run made at `moment`, as the
-# UI's Trigger button makes it then with its default logical date (its data interval is the latest day
-# complete at `moment`).
-TRIGGER = """
-import sys
-from datetime import datetime
-
-from airflow.api.common.trigger_dag import trigger_dag
-from airflow.utils.types import DagRunTriggeredByType
-
-moment = datetime.fromisoformat(sys.argv[2])
-print(trigger_dag(sys.argv[1], triggered_by=DagRunTriggeredByType.UI, run_after=moment, logical_date=moment).run_id)
-"""
 
 
 # -- the other deployment -------------------------------------------------------------------------
@@ -119,7 +106,7 @@ class OtherDeployment(threading.Thread):
 
 @dataclass
 class Scenario:
-    backfill: list[local_airflow.DayResult]
+    backfill: list[airflow_runs.DayResult]
     manual_run_id: str
     manual_state: str
     runs: dict[str, tuple[date, datetime, datetime]]  # run_id -> (day, start, end)
@@ -130,27 +117,23 @@ class Scenario:
     other_version: str = ""
 
 
-def _wait_for_run(services: local_airflow.Services, metadata: local_airflow.Metadata, run_id: str) -> str:
+def _wait_for_run(services: Services, api: RestApi, run_id: str) -> str:
     deadline = time.monotonic() + RUN_TIMEOUT
     while True:
         services.check()
-        (state,) = metadata.rows("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)[0]
-        if state in local_airflow.TERMINAL:
+        state = api.run(DAG_ID, run_id)["state"]
+        if state in TERMINAL:
             return state
         assert time.monotonic() < deadline, f"run {run_id} still {state} after {RUN_TIMEOUT} s"
-        time.sleep(local_airflow.POLL_SECONDS)
+        time.sleep(airflow_runs.POLL_SECONDS)
 
 
-def _forget_runs_of_the_days(services, metadata) -> None:
-    """Airflow's records of earlier sessions' runs of D1 and D2: the runs below must be new."""
-    found = metadata.rows(
-        "SELECT run_id FROM dag_run WHERE dag_id = %s AND data_interval_start >= %s AND data_interval_start <= %s",
-        DAG_ID, datetime(D1.year, D1.month, D1.day, tzinfo=timezone.utc),
-        datetime(D2.year, D2.month, D2.day, tzinfo=timezone.utc),
-    )
-    if found:
-        result = local_airflow._internal(services, "delete-runs", DAG_ID, *(row[0] for row in found))
-        assert result.returncode == 0, result.stderr
+def _forget_runs_of_the_days(api: RestApi) -> None:
+    """Airflow's records of earlier sessions' runs of D1 and D2: the runs below must be new. A run of a
+    day is at a logical date from its midnight to the next day's (a scheduled or manual run)."""
+    for run in api.runs_at(DAG_ID, midnight(D1), midnight(D2 + timedelta(days=2))):
+        if D1 <= when(run["data_interval_start"]).date() <= D2:
+            api.delete(api.run_path(DAG_ID, run["dag_run_id"]))
 
 
 def _empty_corner(env: dict[str, str], aws) -> None:
@@ -204,53 +187,48 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     mover = OtherDeployment(glue, other)
 
     manual_moment = f"{D2 + timedelta(days=1)}T06:00:00+00:00"
-    with local_airflow.running_services(env, parallel=3) as services:
+    with running_services(env, parallel=3) as services:
         if services.env.get("CRAWLER_NAME") != env["CRAWLER_NAME"]:
             # `make airflow`'s services: they run the DAG with the stack's own names, not this corner's.
             pytest.skip("`make airflow` is running; stop it (make down) to run this scenario in its own corner")
-        metadata = local_airflow.Metadata(services.env)
         try:
-            was_paused = local_airflow._wait_until_parsed(services, metadata, DAG_ID, "hardware_correlation.py", print)
-            _forget_runs_of_the_days(services, metadata)
+            was_paused = services.wait_until_parsed(DAG_ID, "hardware_correlation.py", print)
+            api = services.api()
+            _forget_runs_of_the_days(api)
             if not was_paused:
-                local_airflow._set_paused(services, DAG_ID, True)
-            # Queued while the DAG is paused: it starts with the backfill's runs once it is unpaused.
-            triggered = subprocess.run(
-                [sys.executable, "-c", TRIGGER, DAG_ID, manual_moment], env=services.env, cwd=commands.REPO,
-                capture_output=True, text=True, timeout=local_airflow.CLI_TIMEOUT,
+                api.set_paused(DAG_ID, True)
+            # Queued while the DAG is paused: it starts with the backfill's runs once it is unpaused. A
+            # manual run made at `manual_moment`, as the UI's Trigger makes it then with its default
+            # logical date (its data interval is the latest day complete at that moment).
+            manual = api.post(
+                f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": manual_moment, "run_after": manual_moment}
             )
-            assert triggered.returncode == 0, triggered.stderr
-            manual_run_id = triggered.stdout.strip().splitlines()[-1]
-            (interval,) = metadata.rows(
-                "SELECT data_interval_start FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, manual_run_id
-            )[0]
-            assert interval.date() == D2
-            before = datetime.now(timezone.utc) - timedelta(seconds=1)
-            backfill_id = local_airflow._create_backfill(services, metadata, DAG_ID, D1, D2, 2, before)
+            manual_run_id = manual["dag_run_id"]
+            assert when(manual["data_interval_start"]).date() == D2
+            backfill = airflow_runs._create_backfill(api, DAG_ID, D1, D2, 2)
             mover.start()
-            local_airflow._set_paused(services, DAG_ID, False)
-            results = local_airflow._follow(services, metadata, DAG_ID, backfill_id, 2, print)
-            manual_state = _wait_for_run(services, metadata, manual_run_id)
-            local_airflow._wait_until_completed(services, metadata, backfill_id, print)
+            api.set_paused(DAG_ID, False)
+            results = airflow_runs._follow(services, api, DAG_ID, backfill, D1, D2, 2, print)
+            manual_state = _wait_for_run(services, api, manual_run_id)
+            airflow_runs._wait_until_completed(services, api, backfill["id"], print)
             if was_paused:
-                local_airflow._set_paused(services, DAG_ID, True)
-            run_ids = [manual_run_id, *(row[2] for row in metadata.backfill_days(backfill_id))]
+                api.set_paused(DAG_ID, True)
+            records = [
+                api.run(DAG_ID, manual_run_id),
+                *(run for run in api.runs_at(DAG_ID, midnight(D1), midnight(D2)) if airflow_runs._is_of(backfill, run)),
+            ]
             runs = {
-                run_id: (start_of.date(), started, ended)
-                for run_id, start_of, started, ended in metadata.rows(
-                    "SELECT run_id, data_interval_start, start_date, end_date FROM dag_run"
-                    " WHERE dag_id = %s AND run_id = ANY(%s)", DAG_ID, run_ids,
-                )
+                run["dag_run_id"]: (when(run["data_interval_start"]).date(), when(run["start_date"]), when(run["end_date"]))
+                for run in records
             }
-            tries = metadata.rows(
-                "SELECT run_id, task_id, try_number, state FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s)",
-                DAG_ID, run_ids,
-            )
+            tries = [
+                (run_id, task["task_id"], task["try_number"], task["state"])
+                for run_id in runs for task in api.task_instances(DAG_ID, run_id)
+            ]
         finally:
             mover.done.set()
             if mover.is_alive():
                 mover.join(timeout=30)
-            metadata.close()
     assert mover.error is None, f"the other deployment's updates failed: {mover.error!r}"
     glue_runs = {job: glue.get_job_runs(JobName=job)["JobRuns"] for job in JOBS}
     return Scenario(results, manual_run_id, manual_state, runs, tries, glue_runs, mover.moves_while_running,

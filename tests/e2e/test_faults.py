@@ -41,7 +41,7 @@ import duckdb
 import psycopg2
 import pytest
 
-from dev import commands, local_airflow
+from dev import airflow_runs, airflow_services, commands
 from dev.local_aws import faults
 from dev.local_aws import postgres as stack_postgres
 from dev.raw_zone import upload_raw_zone
@@ -231,10 +231,10 @@ class DagRunResult:
 def run_day(env: dict[str, str], glue, day: str, **overrides: str) -> DagRunResult:
     """`make run DATE=day` in the module's corner of the stack, with the Glue runs it started."""
     before = {job: {run["Id"] for run in job_runs(glue, job)} for job in (ETL_JOB, LOAD_JOB)}
-    with local_airflow.no_backfill_running():
+    with airflow_services.no_backfill_running():
         started = time.monotonic()
         result = subprocess.run(
-            commands.dags_test_command(date.fromisoformat(day)),
+            airflow_runs.dags_test_command(commands.DAG_ID, date.fromisoformat(day)),
             env={**env, **overrides}, cwd=commands.REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
         )
     output = result.stdout + result.stderr

@@ -20,13 +20,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from dev import commands
+from dev import airflow_services, commands
+from dev.airflow_api import iso, when
 from dev.datagen import ErrorEffect, write_dataset
 from dev.raw_zone import upload_raw_zone
 from include.assets import DEVICE_DAY_ACTIVITY
@@ -203,18 +205,19 @@ def test_the_report_opens_in_a_browser_by_itself(reports, tmp_path):
 def test_the_swap_updated_the_report_asset_once_per_day(backfilled, env):
     """This module's own backfill runs, each day's once: events of other modules' runs, or of an earlier
     run of this module on the same stack, do not count."""
-    dsn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT r.data_interval_start::date::text, e.source_task_id, COUNT(*)"
-            " FROM asset_event e JOIN asset a ON a.id = e.asset_id"
-            " JOIN dag_run r ON r.dag_id = e.source_dag_id AND r.run_id = e.source_run_id"
-            " WHERE a.uri = %s AND e.source_dag_id = 'hardware_correlation' AND r.run_type = 'backfill'"
-            " AND r.data_interval_start::date IN (%s, %s) AND e.timestamp >= %s"
-            " GROUP BY 1, 2 ORDER BY 1",
-            (DEVICE_DAY_ACTIVITY.uri, PLANTED_DAY, EFFECT_FREE_DAY, backfilled["started_at"]),
-        )
-        events = cursor.fetchall()
+    # The backfill's api-server has stopped: one of its own reads the events and their runs.
+    with airflow_services.api_server(env) as api:
+        found = api.get(
+            "/api/v2/assets/events", source_dag_id=commands.DAG_ID, timestamp_gte=iso(backfilled["started_at"]),
+            limit=100,
+        )["asset_events"]
+        mine = [event for event in found if event["uri"] == DEVICE_DAY_ACTIVITY.uri]
+        runs = {run_id: api.run(commands.DAG_ID, run_id) for run_id in {event["source_run_id"] for event in mine}}
+    counted = Counter(
+        (when(runs[event["source_run_id"]]["data_interval_start"]).date().isoformat(), event["source_task_id"])
+        for event in mine if runs[event["source_run_id"]]["run_type"] == "backfill"
+    )
+    events = sorted((day, task, count) for (day, task), count in counted.items() if day in (PLANTED_DAY, EFFECT_FREE_DAY))
     assert events == [(PLANTED_DAY, "swap_day_into_warehouse", 1), (EFFECT_FREE_DAY, "swap_day_into_warehouse", 1)]
 
 

@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime, time, timezone
+from datetime import datetime, timezone
 
 import duckdb
 import psycopg2
@@ -31,7 +31,8 @@ from dev.raw_zone import plan_upload, upload_raw_zone
 from include.run_scope import run_key
 from include.settings import load as load_settings
 from tests.contract_rules import OUTCOMES, classify, read_reference
-from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_day_lines, warehouse_rows
+from dev.airflow_api import when
+from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, airflow_json, expected_rows, raw_day_lines, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
@@ -74,10 +75,6 @@ def audit_rows(dsn: str) -> dict[str, dict]:
     return {day: rows[0] for day, rows in found.items()}
 
 
-def metadata_dsn(env: dict[str, str]) -> str:
-    return env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://", 1)
-
-
 @pytest.fixture(scope="module")
 def deployed_env(env):
     """Airflow as deployed: connections through the secrets backend, the Airflow role's session."""
@@ -106,26 +103,25 @@ def backfilled(env, deployed_env, s3):
     upload_raw_zone(commands.SAMPLE_DATA, env["RAW_BUCKET"], s3)
     offset = policy.call_log_size()
     printed = io.StringIO()
+    started = datetime.now(timezone.utc)
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         status = commands.backfill(DAYS[0], DAYS[-1], "2", env=deployed_env)
     output = printed.getvalue()
     print(output)
     assert status == 0, f"make backfill failed:\n{output}"
-    return {"output": output, "calls": policy.read_calls(offset=offset)}
+    return {"output": output, "calls": policy.read_calls(offset=offset), "started": started}
 
 
-def backfill_runs(env, output: str) -> list[tuple]:
-    """(start, end) of each run of the backfill whose id the output names, from Airflow's records."""
-    backfill_id = int(re.search(r"^backfill (\d+):", output, re.MULTILINE).group(1))
-    with psycopg2.connect(metadata_dsn(env)) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT r.start_date, r.end_date FROM backfill_dag_run b JOIN dag_run r ON r.id = b.dag_run_id"
-            " WHERE b.backfill_id = %s",
-            (backfill_id,),
-        )
-        runs = cursor.fetchall()
-    connection.close()
-    return runs
+def backfill_runs(env, started: datetime) -> list[tuple]:
+    """(start, end) of each run of the sample days that started after `started` (the backfill's), from
+    Airflow's records (its CLI: the backfill's api-server has stopped)."""
+    runs = airflow_json(env, "dags", "list-runs", commands.DAG_ID, "--start-date", DAYS[0], "--end-date", DAYS[-1])
+    return [
+        (when(run["start_date"]), when(run["end_date"]))
+        for run in runs
+        if when(run["logical_date"]).date().isoformat() in DAYS and run["start_date"]
+        and when(run["start_date"]) >= started
+    ]
 
 
 def test_backfill_prints_one_line_per_day(backfilled):
@@ -137,7 +133,7 @@ def test_backfill_prints_one_line_per_day(backfilled):
 
 
 def test_days_ran_two_at_once(backfilled, env):
-    runs = backfill_runs(env, backfilled["output"])
+    runs = backfill_runs(env, backfilled["started"])
     assert len(runs) == len(DAYS)
     events = sorted([(start, 1) for start, _ in runs] + [(end, -1) for _, end in runs])
     at_once = peak = 0
@@ -212,11 +208,8 @@ def test_the_warehouse_connection_came_from_secrets_manager(backfilled, env, dep
         for resource in call["resources"]
     }
     assert env["WAREHOUSE_SECRET_ARN"] in airflow_reads
-    # Nor was it in Airflow's metadata database.
-    with psycopg2.connect(metadata_dsn(env)) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM connection WHERE conn_id = 'warehouse'")
-        assert cursor.fetchone() == (0,)
-    connection.close()
+    # Nor was it in Airflow's metadata database, whose connections `airflow connections list` lists.
+    assert "warehouse" not in {connection["conn_id"] for connection in airflow_json(env, "connections", "list")}
 
 
 def test_seed_errors_are_aged_at_the_error_day(backfilled, env):
@@ -273,17 +266,9 @@ def test_a_day_without_logs_fails_at_its_sensor_and_says_why(backfilled, env, tm
 
 
 def run_tasks(env: dict[str, str], day: str) -> set[str]:
-    """The tasks of the day's latest `airflow dags test` run, from Airflow's metadata database."""
-    logical = date.fromisoformat(day)
-    with psycopg2.connect(metadata_dsn(env)) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT ti.task_id FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id"
-            " WHERE r.dag_id = %s AND r.logical_date = %s",
-            (commands.DAG_ID, datetime.combine(logical, time(), timezone.utc)),
-        )
-        tasks = {task_id for (task_id,) in cursor.fetchall()}
-    connection.close()
-    return tasks
+    """The tasks of the day's latest `airflow dags test` run (the run at logical date D), from Airflow's CLI."""
+    found = airflow_json(env, "tasks", "states-for-dag-run", commands.DAG_ID, f"{day}T00:00:00+00:00")
+    return {task["task_id"] for task in found}
 
 
 def test_reprocessing_a_day_runs_new_glue_jobs_leaves_identical_rows_and_says_a_line_per_task(
