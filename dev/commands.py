@@ -1,4 +1,5 @@
-"""The `make seed / run / backfill / report / demo / airflow / down` commands (contract section 5) on the local stack.
+"""The `make seed / run / backfill / report / demo / airflow / down` commands on the local stack
+(docs/contract.md, section 5).
 
 Usage: python -m dev.commands {seed DIR | run YYYY-MM-DD [BRIEF] | backfill FROM TO [PARALLEL] | report [FROM [TO]]
                                | demo | airflow | down}
@@ -215,7 +216,7 @@ def print_warehouse(env: dict[str, str]) -> None:
 
 
 def report(first_text: str = "", last_text: str = "") -> int:
-    """Contract section 6 over FROM..TO (default: every loaded day) into `.local/reports/latest/`."""
+    """docs/contract.md, section 6, over FROM..TO (default: every loaded day) into `.local/reports/latest/`."""
     import shutil
 
     import psycopg2

@@ -239,7 +239,7 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
 
 
 def _expected(s3, env: dict[str, str], raw_zone: Path, day: date) -> set[tuple]:
-    """The day's warehouse rows by the contract's rules, from the raw files as they are in S3."""
+    """The day's warehouse rows by the rules of docs/contract.md (tests/contract_rules.py), from the raw files as they are in S3."""
     customers, sales = read_reference(raw_zone)
     outcomes = classify(raw_day_lines(s3, env["RAW_BUCKET"], str(day)), customers, sales)
     return expected_rows(outcomes, raw_zone, str(day))

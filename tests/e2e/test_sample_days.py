@@ -4,7 +4,7 @@ The three sample days are backfilled once, two at a time, as `make backfill` run
 Airflow as deployed (connections through the secrets backend, the Airflow role's session as the
 ambient credentials), so that every AWS call of Airflow, the crawler and both Glue jobs is checked
 against the template's policies. The expected warehouse rows, counts and quarantine are computed
-here, independently of the Glue code, from the raw files and the rules of the contract (section 3,
+here, independently of the Glue code, from the raw files and the rules of docs/contract.md (section 3,
 tests/contract_rules.py). Reprocessing a day with `airflow dags test` (`make run`) must start new
 Glue job runs (the provider's `durable` reattachment must not hand back the previous run) and leave
 identical rows; a day without logs fails at its sensor and says why.
@@ -43,7 +43,7 @@ REPROCESSED_DAY = DAYS[-1]
 
 
 def expected_day(s3, bucket: str, day: str) -> tuple[set[tuple], dict[str, int]]:
-    """The contract's rules applied row by row to day D's partition as it landed in S3."""
+    """The rules of docs/contract.md (tests/contract_rules.py) applied row by row to day D's partition as it landed in S3."""
     customer_ids, sales = read_reference(commands.SAMPLE_DATA)
     outcomes = classify(raw_day_lines(s3, bucket, day), customer_ids, sales)
     counts = {"input_rows": len(outcomes), **{name: sum(o.outcome == name for o in outcomes) for name in OUTCOMES}}
@@ -83,7 +83,7 @@ def deployed_env(env):
 
 @pytest.fixture(scope="module")
 def expected():
-    """Each sample day's rows, classified by the contract's rules, as the upload splits them into partitions."""
+    """Each sample day's rows, classified by the rules of docs/contract.md, as the upload splits them into partitions."""
     customers, sales = read_reference(commands.SAMPLE_DATA)
     partitions = {
         re.fullmatch(r"hardware_logs/dt=(.*)/[^/]+\.csv", key).group(1): content.decode().splitlines()[1:]
@@ -155,7 +155,7 @@ def test_sample_day_gives_exactly_the_expected_rows_and_counts(backfilled, env, 
     assert audit["input_rows"] == len(expected[day])
     assert {name: audit[name] for name in AUDIT_COLUMNS[1:]} == {name: outcomes[name] for name in AUDIT_COLUMNS[1:]}
     assert rows == expected_rows(expected[day], commands.SAMPLE_DATA, day)
-    # The contract's equation: nothing dropped silently.
+    # The audit equation of docs/contract.md, section 4: nothing dropped silently.
     assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
 
 
