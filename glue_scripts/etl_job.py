@@ -4,7 +4,7 @@ Arguments (Glue's `--name value` form): --log_date YYYY-MM-DD, --database (the c
 database), --processed_path, --quarantine_path, --audit_path, and optionally --logs_table,
 --customers_table, --sales_table, --reference_quarantine_path (sales and customers rows that
 cannot take part in the match, with their reasons) and --activity_path (root of the device-days'
-Parquet, contract section 4's `device_day_activity`). With --alerts_path (root of the alerts' Parquet) and
+Parquet, `device_day_activity` of docs/contract.md, section 4). With --alerts_path (root of the alerts' Parquet) and
 --alerts_quarantine_path, the day's partition of --alerts_table (default alerts) is processed too,
 its counts written to `alerts.json` next to `audit.json`; a day without alerts gives zero counts.
 Glue adds --JOB_NAME, --JOB_RUN_ID and options of its own, which are ignored here.

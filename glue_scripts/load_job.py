@@ -81,7 +81,7 @@ def warehouse_jdbc(connection_name: str) -> tuple[str, dict[str, str]]:
 
 
 def staging_rows(day_rows: DataFrame) -> DataFrame:
-    """The staging table's columns: contract section 4, instants and days as ISO-8601 text."""
+    """The staging table's columns (docs/contract.md, section 4), instants and days as ISO-8601 text."""
     return day_rows.select(
         "log_id",
         "device_id",

@@ -1,18 +1,19 @@
-"""One table of timestamps, run against the three places that parse them (README, "Timestamps").
+"""One table of timestamps, run against the two copies of the timestamp rule and the jobs that use it.
 
-The alerts API's handler (standard library), the log parse (transforms) and the alerts ETL (alerts)
-cannot share code: each writes the rule's constants itself, and this table proves they agree.
+The Glue package writes the rule once (`hardware_correlation.timestamp_rule`), for the log parse
+(transforms) and the alerts ETL (alerts); the alerts API's handler runs in Lambda without that
+package and writes its own copy (standard library). This table proves the copies agree.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pyspark.sql import functions as F
 
-from hardware_correlation import alerts, transforms
+from hardware_correlation import alerts, timestamp_rule, transforms
 from infrastructure.alerts_api import handler
 
 # The server's clock for the API; the alerts' received_at for the ETL.
@@ -68,13 +69,14 @@ def _utc_day(stamp: str) -> str:
     return datetime.fromisoformat(stamp).astimezone(timezone.utc).date().isoformat()
 
 
-def test_the_three_places_write_the_same_constants():
+def test_both_copies_write_the_same_constants():
     from dags import hardware_correlation as dag_module
 
     start_date = dag_module.hardware_correlation().start_date
-    assert handler.EARLIEST_DAY == transforms.EARLIEST_DAY == alerts.EARLIEST_DAY == start_date.date()
-    assert handler.LATEST_DAY == transforms.LATEST_DAY == alerts.LATEST_DAY
-    assert handler.MAX_CLOCK_AHEAD.total_seconds() == alerts.MAX_CLOCK_AHEAD_SECONDS
+    assert handler.EARLIEST_DAY == timestamp_rule.EARLIEST_DAY == start_date.date()
+    assert handler.LATEST_DAY == timestamp_rule.LATEST_DAY
+    assert handler.MAX_CLOCK_AHEAD.total_seconds() == timestamp_rule.MAX_CLOCK_AHEAD_SECONDS
+    assert handler.MAX_UTC_OFFSET == timedelta(hours=int(timestamp_rule.MAX_OFFSET[:2]))
 
 
 @pytest.mark.parametrize(("stamp", "expected"), CASES, ids=IDS)
@@ -99,7 +101,7 @@ def test_the_log_parse(spark):
         "line string, source_file string",
     )
     rows = lines.transform(transforms.parse_log_lines).transform(transforms.type_log_fields).select(
-        "log_id", "malformed_detail", transforms.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
+        "log_id", "malformed_detail", timestamp_rule.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
     ).collect()
     found = {row["log_id"]: row for row in rows}
     for index, (stamp, expected) in enumerate(CASES):
@@ -124,7 +126,7 @@ def test_the_alerts_etl(spark):
         "source_file string, record_number int, raw_record string",
     )
     rows = records.transform(alerts.parse_alerts).select(
-        "alert_id", "malformed_detail", transforms.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
+        "alert_id", "malformed_detail", timestamp_rule.utc_date(F.col("parsed_timestamp")).cast("string").alias("day")
     ).collect()
     found = {row["alert_id"]: row for row in rows}
     for index, (stamp, expected) in enumerate(CASES):

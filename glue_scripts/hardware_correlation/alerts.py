@@ -2,14 +2,15 @@
 
 A stored alert carries the contract's four fields (device_id, error_code, details, alert_timestamp)
 and, when the alerts API wrote it, an `alert_id` and a `received_at`. A file holds one JSON object
-(on one line or spread over several) or JSON lines. The rules follow those of the errors (contract
-section 3), in this order:
+(on one line or spread over several) or JSON lines. The rules follow those of the errors
+(docs/contract.md, section 3), in this order:
 
-1. **Malformed**: not one JSON object, a missing or empty contract field, an unparseable
-   alert_timestamp or one outside the timestamp rule (EARLIEST_DAY to LATEST_DAY, more than a day
-   after received_at), or a received_at that is present but unparseable.
+1. **Malformed**: not one JSON object, a missing or empty contract field, an alert_timestamp that
+   breaks the timestamp rule (`timestamp_rule`) or is more than a day after received_at, or a
+   received_at that is present but unparseable.
 2. **Duplicate**: another well-formed alert of the partition has the same alert_id; the one received
-   first is kept (received_at, then file and record order).
+   first is kept: by received_at, alerts without one after those with one, then by file and by
+   record within the file.
 3. **No sale**: the device has no sale with `sale_date <= date_utc(alert_timestamp)`; otherwise the
    sale in force is the one `transforms.sales_in_force` gives for that day.
 4. **Unknown customer**: the sale's customer_id is not in customers.
@@ -34,24 +35,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from hardware_correlation import schemas
-from hardware_correlation.transforms import blank, match_owner, utc_date
+from hardware_correlation import schemas, storage, timestamp_rule
+from hardware_correlation.timestamp_rule import utc_date
+from hardware_correlation.transforms import blank, match_owner
 
 ALERT_FIELDS = ("device_id", "error_code", "details", "alert_timestamp")
 STORED_FIELDS = ("alert_id", *ALERT_FIELDS, "received_at")
 DERIVED_ID_PREFIX = "sha256:"
-# Contract section 2: ISO-8601 with seconds and an explicit zone, as for the logs' timestamp.
-_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
-_BOM = "\ufeff"
-# The timestamp rule (README, "Timestamps"), written the same in the alerts API's handler and the log
-# parse (transforms.py); one test table checks all three. The cast to TIMESTAMP takes offsets within
-# +-18:00 only (Java's ZoneOffset). No UTC day before the DAG's start date, nor after the last day
-# written YYYY-MM-DD, as partitions and log_date are; and, as the API refuses them, no
-# alert_timestamp more than a day after the alert was received.
-EARLIEST_DAY = date(2015, 1, 1)
-LATEST_DAY = date(9999, 12, 31)
-MAX_CLOCK_AHEAD_SECONDS = 86_400
-
 # A record is parsed wrapped in [ ]: a valid array of exactly one object is one JSON object and
 # nothing else, where a plain parse would take the first object of `{...} {...}` and ignore the rest.
 RAW_ALERT = T.ArrayType(T.StructType([T.StructField(name, T.StringType(), True) for name in STORED_FIELDS]))
@@ -130,7 +120,7 @@ def split_records(files: DataFrame) -> DataFrame:
     A file that as a whole is one JSON object (however many lines it spans) is one record; any other
     file is JSON lines, each non-blank line a record, numbered from 1 by line.
     """
-    content = F.regexp_replace(F.col("content"), f"^{_BOM}", "")
+    content = storage.without_bom(F.col("content"))
     whole_is_object, _ = _one_json_object(content)
     records = F.when(whole_is_object, F.array(content)).otherwise(F.split(content, r"\r?\n", -1))
     return (
@@ -138,12 +128,6 @@ def split_records(files: DataFrame) -> DataFrame:
         .filter(F.trim(F.col("raw_record")) != "")
         .select("source_file", (F.col("position") + 1).alias("record_number"), "raw_record")
     )
-
-
-def _parsed_instant(name: str) -> Column:
-    # try_cast has no DataFrame function in Spark 3.5; the pattern keeps out what a cast would
-    # accept without a zone (a local time, a bare date), whose UTC day would be a guess.
-    return F.when(F.trim(F.col(name)).rlike(_TIMESTAMP), F.expr(f"try_cast(trim(`{name}`) AS TIMESTAMP)"))
 
 
 def derived_alert_id(*fields: Column) -> Column:
@@ -175,8 +159,8 @@ def parse_alerts(records: DataFrame) -> DataFrame:
         *(fields[name].alias(name) for name in STORED_FIELDS if name != "alert_id"),
     ).select(
         "*",
-        _parsed_instant("alert_timestamp").alias("parsed_timestamp"),
-        _parsed_instant("received_at").alias("parsed_received_at"),
+        timestamp_rule.parsed("alert_timestamp").alias("parsed_timestamp"),
+        timestamp_rule.parsed("received_at").alias("parsed_received_at"),
     )
 
     def missing_or_empty(name: str) -> Column:
@@ -188,18 +172,10 @@ def parse_alerts(records: DataFrame) -> DataFrame:
     detail = F.coalesce(
         F.when(~F.col("is_object"), F.lit("unparseable JSON: the record is not one JSON object")),
         *(missing_or_empty(name) for name in ALERT_FIELDS),
-        F.when(F.col("parsed_timestamp").isNull(), F.lit("unparseable alert_timestamp")),
-        F.when(
-            utc_date(F.col("parsed_timestamp")) < F.lit(EARLIEST_DAY),
-            F.lit(f"alert_timestamp before {EARLIEST_DAY.isoformat()} (UTC)"),
-        ),
-        F.when(
-            utc_date(F.col("parsed_timestamp")) > F.lit(LATEST_DAY),
-            F.lit(f"alert_timestamp after {LATEST_DAY.isoformat()} (UTC)"),
-        ),
+        timestamp_rule.violation("alert_timestamp"),
         F.when(
             F.unix_seconds(F.col("parsed_timestamp")) - F.unix_seconds(F.col("parsed_received_at"))
-            > MAX_CLOCK_AHEAD_SECONDS,
+            > timestamp_rule.MAX_CLOCK_AHEAD_SECONDS,
             F.lit("alert_timestamp is more than a day after received_at"),
         ),
         F.when(

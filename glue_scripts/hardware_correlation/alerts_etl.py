@@ -1,8 +1,9 @@
 """One day of alerts: read the day's JSON files, classify every alert, write Parquet, quarantine, counts.
 
-`run_alerts` is what `etl_job.py` runs before the logs' `etl.run_etl`. Its counts go to `alerts.json`
-next to the day's `audit.json`; the entry point withdraws `audit.json` first and `run_etl` writes it
-last, so a present `audit.json` still means that every output of the day, alerts included, is complete.
+`etl_job.py` runs `run_alerts` beside the logs' `etl.run_etl`, in the same Spark session. Its counts go
+to `alerts.json` next to the day's `audit.json`; the entry point withdraws `audit.json` first and
+`run_etl` writes it last, once the alerts are done, so a present `audit.json` still means that every
+output of the day, alerts included, is complete.
 """
 
 from __future__ import annotations

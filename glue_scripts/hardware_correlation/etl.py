@@ -37,7 +37,7 @@ class EtlOutputs:
 
     `reference_quarantine_path` receives the sales and customers rows that could not take part in
     the day's match, with their reasons; without it they are only counted and logged.
-    `activity_path` receives the day's `device_day_activity` (the exposure, contract section 4);
+    `activity_path` receives the day's `device_day_activity` (the exposure, docs/contract.md, section 4);
     its row count is then the audit's `device_days`.
     """
 
@@ -104,7 +104,7 @@ def without_file_headers(parsed: DataFrame, header_lines: set[str]) -> DataFrame
     so it is among the few rows that the ETL keeps apart from the plain non-errors.
     """
     texts = {line.removeprefix(storage.BOM) for line in header_lines}
-    header_like = F.regexp_replace(F.col("line"), f"^{storage.BOM}", "").isin(*texts)
+    header_like = storage.without_bom(F.col("line")).isin(*texts)
     first_in_file = Window.partitionBy("source_file").orderBy("line_number")
     repeated = (
         parsed.filter(header_like)

@@ -1,4 +1,4 @@
-"""The raw files' columns (contract section 2) and the schemas of everything the jobs write."""
+"""The raw files' columns (docs/contract.md, section 2) and the schemas of everything the jobs write."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ LOG_LINES = T.StructType(
     ]
 )
 
-# Contract section 4: one row per loaded error. log_date is the partition column of the Parquet.
+# docs/contract.md, section 4: one row per loaded error. log_date is the partition column of the Parquet.
 LOADED = T.StructType(
     [
         T.StructField("log_id", T.StringType(), False),
@@ -46,7 +46,7 @@ LOADED_COLUMNS = tuple(field.name for field in LOADED.fields)
 # What a day's Parquet files hold: log_date lives in the `log_date=D` directory name.
 LOADED_FILE = T.StructType([field for field in LOADED.fields if field.name != "log_date"])
 
-# Contract section 4: the exposure, one row per device and day D. log_date is the partition column.
+# docs/contract.md, section 4: the exposure, one row per device and day D. log_date is the partition column.
 DEVICE_DAY_ACTIVITY = T.StructType(
     [
         T.StructField("device_id", T.StringType(), False),
@@ -71,7 +71,7 @@ QUARANTINE = T.StructType(
     ]
 )
 
-# The outcome of every input row (contract section 3), in the order the rules apply.
+# The outcome of every input row (docs/contract.md, section 3), in the order the rules apply.
 MALFORMED = "malformed"
 DUPLICATE = "duplicate"
 NON_ERROR = "non_error"
@@ -82,7 +82,7 @@ OUTCOMES = (MALFORMED, DUPLICATE, NON_ERROR, NO_SALE, UNKNOWN_CUSTOMER, LOADED_O
 # Set aside with a reason, for logs and alerts alike (non-errors are only counted).
 QUARANTINED_OUTCOMES = (MALFORMED, DUPLICATE, NO_SALE, UNKNOWN_CUSTOMER)
 
-# The audit's keys (contract section 4), each outcome under its audit name.
+# The audit's keys (docs/contract.md, section 4), each outcome under its audit name.
 AUDIT_NAMES = {
     MALFORMED: "malformed",
     DUPLICATE: "duplicates",

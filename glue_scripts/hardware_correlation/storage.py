@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 _S3 = re.compile(r"^s3a?://([^/]+)/?(.*)$")
 # Enough for any header line of the raw files.
@@ -97,6 +97,13 @@ def first_line(location: str) -> str:
             head = handle.read(_HEADER_BYTES)
     text = head.decode("utf-8", errors="replace")
     return text.splitlines()[0] if text else ""
+
+
+def without_bom(text: Column) -> Column:
+    """`text` without a leading byte order mark: the line reader may or may not keep one."""
+    from pyspark.sql import functions as F
+
+    return F.regexp_replace(text, f"^{BOM}", "")
 
 
 def header_columns(line: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Contract section 3, rule by rule, as pure DataFrame -> DataFrame functions.
+"""The rules of docs/contract.md, section 3, as pure DataFrame -> DataFrame functions.
 
 Each function ends in a `select` that states the columns it produces. They compose with
 `df.transform`:
@@ -17,12 +17,13 @@ computed separately so that a job can skip them for rows that never need them (m
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from hardware_correlation import schemas
+from hardware_correlation import schemas, timestamp_rule
+from hardware_correlation.timestamp_rule import utc_date
 
 # CSV per RFC 4180, recognised with regular expressions rather than a CSV parser so that the whole
 # parse compiles to JVM code (Spark's CSV expressions are interpreted row by row). A field is quoted
@@ -31,21 +32,8 @@ from hardware_correlation import schemas
 _FIELD = r'"[^"]*+(?:""[^"]*+)*+"|[^,"][^,]*+|'
 _QUOTED_LINE = rf"^(?:,(?:{_FIELD}))++$"
 _QUOTED_FIELD = rf",({_FIELD})"
-# Contract section 2: ISO-8601 with seconds and an explicit zone; without a zone the UTC day, and so
-# the partition and the hardware's age, would be a guess. Ranges are checked separately: alternations
-# in the pattern would make it several times slower.
-_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
-_FRACTION = r"^.{19}\.([0-9]+)"
-# The timestamp rule (README, "Timestamps"), written the same in the alerts API's handler and the
-# alerts ETL (alerts.py); one test table checks all three. Offsets within +-18:00, as Java's
-# ZoneOffset; no UTC day before the DAG's start date, whose runs never read such a day; none after
-# the last day written YYYY-MM-DD, as partitions and log_date are (and as Python's date ends).
-EARLIEST_DAY = date(2015, 1, 1)
-LATEST_DAY = date(9999, 12, 31)
-_MAX_OFFSET = "18:00"
 _INTEGER = r"^[+-]?[0-9]+$"
 _NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_SECONDS_PER_DAY = 86_400
 
 LINE_COLUMNS = ("line", "source_file")
 PARSED_COLUMNS = (*LINE_COLUMNS, "line_number", *schemas.LOG_COLUMNS, "is_error", "malformed_detail")
@@ -59,11 +47,6 @@ def blank(column: Column) -> Column:
 
 def _adding(df: DataFrame, *columns: Column) -> DataFrame:
     return df.select(*(F.col(name) for name in df.columns), *columns)
-
-
-def utc_date(timestamp: Column) -> Column:
-    """The UTC calendar day of an instant, whatever the session's time zone."""
-    return F.date_from_unix_date(F.floor(F.unix_seconds(timestamp) / _SECONDS_PER_DAY).cast("int"))
 
 
 def _field_value(token: Column, quoted: Column) -> Column:
@@ -119,41 +102,6 @@ def _split_fields(lines: DataFrame) -> DataFrame:
     )
 
 
-def _timestamp_text() -> Column:
-    return F.trim(F.col("timestamp"))
-
-
-def _valid_timestamp(text: Column) -> Column:
-    """The shape of `_TIMESTAMP` and a real calendar day, time of day and UTC offset."""
-    in_range = (
-        (F.substring(text, 1, 4) >= "0001")
-        & F.expr("try_cast(substring(trim(`timestamp`), 1, 10) AS DATE)").isNotNull()
-        & (F.substring(text, 12, 2) <= "23")
-        & (F.substring(text, 15, 2) <= "59")
-        & (F.substring(text, 18, 2) <= "59")
-        & (
-            text.endswith("Z")
-            | ((F.substring(text, -5, 2) < _MAX_OFFSET[:2]) & (F.substring(text, -2, 2) <= "59"))
-            | (F.substring(text, -5, 5) == _MAX_OFFSET)
-        )
-    )
-    return text.rlike(_TIMESTAMP) & in_range
-
-
-def _before_earliest_day(text: Column) -> Column:
-    """A valid timestamp whose UTC day is before EARLIEST_DAY; the local day tells for all but a few."""
-    return (F.substring(text, 1, 10) <= (EARLIEST_DAY + timedelta(days=1)).isoformat()) & (
-        utc_date(_timestamp_value(text)) < F.lit(EARLIEST_DAY)
-    )
-
-
-def _after_latest_day(text: Column) -> Column:
-    """A valid timestamp whose UTC day is after LATEST_DAY: only a negative offset late on that day."""
-    return (F.substring(text, 1, 10) == LATEST_DAY.isoformat()) & (
-        utc_date(_timestamp_value(text)) > F.lit(LATEST_DAY)
-    )
-
-
 def _valid_integer(text: Column) -> Column:
     # Nine digits always fit an INT; longer ones must be checked.
     return text.rlike(_INTEGER) & (
@@ -164,7 +112,7 @@ def _valid_integer(text: Column) -> Column:
 def parse_log_lines(lines: DataFrame) -> DataFrame:
     """Split raw log lines (line, source_file) into fields and find malformed rows.
 
-    `malformed_detail` names the first rule of contract section 3, step 1 that the row breaks, or is
+    `malformed_detail` names the first rule of docs/contract.md, section 3, step 1 that the row breaks, or is
     NULL for a well-formed row. `line_number` increases with the lines of each file (within a file
     split, Spark keeps the lines in order); it breaks timestamp ties between duplicates.
     """
@@ -175,11 +123,7 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
         F.when(blank(F.col("device_id")), F.lit("empty device_id")),
         F.when(blank(F.col("event_type")), F.lit("empty event_type")),
         F.when(blank(F.col("timestamp")), F.lit("empty timestamp")),
-        F.when(~_valid_timestamp(_timestamp_text()), F.lit("unparseable timestamp")),
-        F.when(
-            _before_earliest_day(_timestamp_text()), F.lit(f"timestamp before {EARLIEST_DAY.isoformat()} (UTC)")
-        ),
-        F.when(_after_latest_day(_timestamp_text()), F.lit(f"timestamp after {LATEST_DAY.isoformat()} (UTC)")),
+        timestamp_rule.violation("timestamp"),
         F.when(
             F.col("cpu_temp_celsius").isNotNull() & ~_valid_integer(F.col("cpu_temp_celsius")),
             F.lit("cpu_temp_celsius is not an integer"),
@@ -200,31 +144,12 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
     )
 
 
-def _timestamp_value(text: Column) -> Column:
-    """The instant of a timestamp that `_valid_timestamp` accepts, computed from its parts."""
-    local_seconds = (
-        F.unix_date(F.to_date(F.substring(text, 1, 10))).cast("long") * _SECONDS_PER_DAY
-        + F.substring(text, 12, 2).cast("int") * 3600
-        + F.substring(text, 15, 2).cast("int") * 60
-        + F.substring(text, 18, 2).cast("int")
-    )
-    offset_minutes = F.when(text.endswith("Z"), F.lit(0)).otherwise(
-        F.when(F.substring(text, -6, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
-        * (F.substring(text, -5, 2).cast("int") * 60 + F.substring(text, -2, 2).cast("int"))
-    )
-    fraction = F.regexp_extract(text, _FRACTION, 1)
-    micros = F.when(fraction == "", F.lit(0)).otherwise(
-        F.rpad(F.substring(fraction, 1, 6), 6, "0").cast("int")
-    )
-    return F.timestamp_micros((local_seconds - offset_minutes * 60) * 1_000_000 + micros)
-
-
 def type_log_fields(parsed: DataFrame) -> DataFrame:
     """The timestamp (UTC), cpu_temp_celsius and memory_usage_gb of well-formed rows as values."""
     well_formed = F.col("malformed_detail").isNull()
     return _adding(
         parsed,
-        F.when(well_formed, _timestamp_value(_timestamp_text())).alias("parsed_timestamp"),
+        F.when(well_formed, timestamp_rule.instant("timestamp")).alias("parsed_timestamp"),
         F.when(well_formed, F.col("cpu_temp_celsius").cast("int")).alias("parsed_cpu"),
         F.when(well_formed, F.col("memory_usage_gb").cast("double")).alias("parsed_memory"),
     )
@@ -264,7 +189,7 @@ def flag_repeated(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
 
 
 def rank_duplicates(flagged: DataFrame) -> DataFrame:
-    """Contract section 3, step 2: among well-formed rows sharing a log_id, all but the earliest.
+    """docs/contract.md, section 3, step 2: among well-formed rows sharing a log_id, all but the earliest.
 
     Needs the typed timestamp (`type_log_fields`). Only rows flagged by `flag_repeated` are ranked,
     so the shuffle is as small as the repeats. Ties on the timestamp keep the first line in file
@@ -285,7 +210,7 @@ def sales_in_force(sales: DataFrame) -> DataFrame:
     """Every sale with the day from which it is in force and the day it stops being (exclusive).
 
     A sale is in force from its sale_date until the device's next sale on a later day; of several
-    sales of one device on one day only the greatest sale_id is ever in force (contract section 3,
+    sales of one device on one day only the greatest sale_id is ever in force (docs/contract.md, section 3,
     step 4). Rows without a device_id or sale_id, or with a sale_date that is not YYYY-MM-DD, cannot
     be placed in time and are left out (`rejected_reference_rows` reports them).
     """
@@ -360,7 +285,7 @@ def current_customers(customers: DataFrame) -> DataFrame:
 
 
 def match_owner(rows: DataFrame, day: Column, to_match: Column, in_force: DataFrame, customers: DataFrame) -> DataFrame:
-    """Contract section 3, steps 4 to 6 for dated device rows (errors, alerts): the owner on `day`.
+    """docs/contract.md, section 3, steps 4 to 6 for dated device rows (errors, alerts): the owner on `day`.
 
     For the rows where `to_match` holds, the device's sale in force on `day` (the latest sale on or
     before it; a resold device belongs to its current owner) and that sale's customer. Adds
@@ -415,7 +340,7 @@ def match_owner(rows: DataFrame, day: Column, to_match: Column, in_force: DataFr
 
 
 def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> DataFrame:
-    """Contract section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
+    """docs/contract.md, section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
 
     `deduped` has the parsed and typed columns and `is_duplicate`.
     `in_force` is `sales_in_force(sales)`, `customers` is `current_customers(customers)`.
@@ -478,7 +403,7 @@ def classified_events(classified: DataFrame) -> DataFrame:
 
 
 def device_day_activity(events: DataFrame, log_date: date, in_force: DataFrame, customers: DataFrame) -> DataFrame:
-    """Contract section 4's `device_day_activity` for day D from `EVENT_COLUMNS` rows (several per
+    """`device_day_activity` (docs/contract.md, section 4) for day D from `EVENT_COLUMNS` rows (several per
     device allowed): one row per device with its events and errors, owned by the sale in force at D.
 
     The device-day is matched once, at D, by `match_owner`, the rule the errors go through. Its
@@ -512,7 +437,7 @@ def device_day_activity(events: DataFrame, log_date: date, in_force: DataFrame, 
 
 
 def loaded_rows(classified: DataFrame, log_date: date) -> DataFrame:
-    """Contract section 4's columns for the loaded rows of day `log_date`."""
+    """The columns of docs/contract.md, section 4 for the loaded rows of day `log_date`."""
     return classified.filter(F.col("outcome") == schemas.LOADED_OUTCOME).select(
         "log_id",
         "device_id",
@@ -555,7 +480,7 @@ def outcome_counts(classified: DataFrame) -> DataFrame:
 def audit_record(
     counts: dict[str, int], log_date: date, job_run_id: str | None, rejected: dict[str, int] | None = None
 ) -> dict:
-    """The day's audit (contract section 4) from the rows per outcome; every outcome is present.
+    """The day's audit (docs/contract.md, section 4) from the rows per outcome; every outcome is present.
 
     `rejected` is rows of `rejected_reference_rows` per source table; they are reported beside the
     log rows' outcomes, outside the audit equation, which counts the day's log rows.

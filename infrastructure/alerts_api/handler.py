@@ -43,11 +43,12 @@ IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 # ASCII digits only: `\d` and `datetime.fromisoformat` would also take other scripts' digits, which
 # the ETL's parse does not.
 TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-5][0-9])")
-# The timestamp rule (README, "Timestamps"), written the same in the log parse and the alerts ETL
-# (glue_scripts/hardware_correlation/transforms.py, alerts.py); one test table checks all three.
-# Offsets within +-18:00, as Spark's and Java's ZoneOffset; no UTC day before the DAG's start date,
-# whose runs never read such a day, nor after the last day written YYYY-MM-DD, as the alert's key
-# is; and a device clock far ahead would file the alert under a day that is never processed.
+# The timestamp rule (docs/contract.md, section 2), a copy of the Glue jobs' own
+# (glue_scripts/hardware_correlation/timestamp_rule.py), which a Lambda function cannot import;
+# tests/test_timestamp_rule.py runs one table of cases against both. Offsets within +-18:00, as
+# Spark's and Java's ZoneOffset; no UTC day before the DAG's start date, whose runs never read such
+# a day, nor after the last day written YYYY-MM-DD, as the alert's key is; and a device clock far
+# ahead would file the alert under a day that is never processed.
 MAX_UTC_OFFSET = timedelta(hours=18)
 EARLIEST_DAY = date(2015, 1, 1)
 LATEST_DAY = date(9999, 12, 31)
