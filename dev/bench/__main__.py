@@ -20,6 +20,12 @@ def etl_section() -> Figures:
     yield from etl.etl_vs_duckdb()
 
 
+def scaling_section() -> Figures:
+    from dev.bench import etl
+
+    yield from etl.etl_scaling()
+
+
 def exposure_section() -> Figures:
     from dev.bench import etl
 
@@ -46,6 +52,7 @@ def report_section() -> Figures:
 
 SECTIONS: dict[str, Callable[[], Figures]] = {
     "etl": etl_section,
+    "scaling": scaling_section,
     "exposure": exposure_section,
     "load": load_section,
     "backfill": backfill_section,

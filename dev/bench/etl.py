@@ -12,10 +12,19 @@ seed), written once into `.local/bench/` and reused.
 - `etl_vs_seed_spark`, in the same section, same session and settings, taking turns with the ETL:
   the seed's own Glue script (read the three CSVs, keep `event_type = 'ERROR'`, join sales on
   device_id and customers, compute the age, select and rename, write Parquet), the naive job users
-  would otherwise run. Figures `seed_spark_seconds` and `etl_vs_seed_spark` (goal: at most 1.5: the
-  contract's validation, deduplication, as-of match, quarantine and audit cost at most half again).
+  would otherwise run. Figures `seed_spark_seconds` and `etl_vs_seed_spark` (goal: at most 2.5: the
+  contract's validation, deduplication, as-of match, quarantine, exposure and audit cost at most one and
+  a half times again).
   `etl_rows_per_core_s` (log rows per second per Spark core) is the input of the README's Glue cost
   table.
+  `etl_spark_jobs` and `seed_spark_jobs`: the Spark jobs that one run of each issues (goal for the
+  ETL: at most 12; every job has its scheduling, and on a small day its start-up, cost).
+- `etl_scaling`: the ETL alone at 1M, 5M and 20M log rows of the same fleet (generated once each),
+  in a Spark process of its own with the same settings, after one warm-up run at 1M. Figures
+  `etl_seconds_<N>M`, `etl_20M_vs_5M` (goal: at most 4.4, a little above linear), the bytes that
+  Spark spilled at each size (`etl_spill_bytes_<N>M`; goal: none), the log lines of whole-stage code
+  too large to be compiled or JIT-compiled (`etl_codegen_too_long_lines`; goal: none), and
+  `etl_peak_rss_mib_20M`, the process's peak memory at 20M.
 - `exposure_cost`: the same ETL with and without its `device_day_activity` output, taking turns;
   medians of RUNS. Figures `etl_seconds_without_exposure`, `etl_seconds_with_exposure`,
   `exposure_cost` (their ratio) and `device_days`.
@@ -36,9 +45,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from dev.bench import BenchError
@@ -63,16 +73,18 @@ if str(REPO / "glue_scripts") not in sys.path:
 
 
 
-def dataset() -> tuple[Path, dict]:
-    """The synthetic raw zone and the generator's expected outcome of the day (made once)."""
+def dataset(rows: int = ROWS) -> tuple[Path, dict]:
+    """The synthetic raw zone and the generator's expected outcome of the day (made once per size).
+
+    Every size has the same fleet (devices, sales, customers): only the rows per device grow."""
     from dev.datagen import write_dataset
 
-    folder = BENCH_DIR / f"raw-{ROWS}-{SEED}"
+    folder = BENCH_DIR / f"raw-{rows}-{SEED}"
     summary = folder / "summary.json"
     if summary.exists():
         return folder / "raw", json.loads(summary.read_text())
     written = write_dataset(
-        folder / "raw", start=DAY, days=1, devices=DEVICES, rows_per_day=ROWS, customers=CUSTOMERS,
+        folder / "raw", start=DAY, days=1, devices=DEVICES, rows_per_day=rows, customers=CUSTOMERS,
         seed=SEED, error_rate=0.10, overwrite=True,
     )
     expected = {name: getattr(written.days[0], name) for name in AUDIT_COUNTS}
@@ -80,12 +92,15 @@ def dataset() -> tuple[Path, dict]:
     return folder / "raw", expected
 
 
-def spark_session():
+def spark_session(**settings: str):
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder
+    for key, value in settings.items():
+        builder = builder.config(key, value)
     return (
-        SparkSession.builder.master(f"local[{SPARK_CORES}]")
+        builder.master(f"local[{SPARK_CORES}]")
         .appName("bench")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -263,6 +278,19 @@ def _seed_spark_once(spark, raw: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def _spark_jobs(spark, group: str, run: Callable[[], object]) -> tuple[object, int]:
+    """What `run` returns, and how many Spark jobs it issued (AQE's query stages and broadcasts
+    included: each is a job of its own)."""
+    context = spark.sparkContext
+    context.setJobGroup(group, group)
+    try:
+        result = run()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+        context.setLocalProperty("spark.job.description", None)
+    return result, len(context.statusTracker().getJobIdsForGroup(group))
+
+
 def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
     from hardware_correlation.etl import configure, run_etl
 
@@ -274,13 +302,18 @@ def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
     memory = PeakMemory()
     etl_times, duckdb_times, seed_times = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-", dir=BENCH_DIR) as scratch:
-        for _ in range(RUNS):
+        for run in range(RUNS):
             duckdb_times.append(_duckdb_once(raw, Path(scratch) / "duckdb"))
-            seed_times.append(_seed_spark_once(spark, raw, Path(scratch) / "seed"))
+            seed_time, seed_jobs = _spark_jobs(
+                spark, f"bench-seed-{run}", partial(_seed_spark_once, spark, raw, Path(scratch) / "seed")
+            )
+            seed_times.append(seed_time)
             outputs = _etl_outputs(Path(scratch) / "etl")
             with memory.watching():
                 started = time.perf_counter()
-                audit = run_etl(spark, DAY, inputs, outputs, "bench")
+                audit, etl_jobs = _spark_jobs(
+                    spark, f"bench-etl-{run}", partial(run_etl, spark, DAY, inputs, outputs, "bench")
+                )
                 etl_times.append(time.perf_counter() - started)
             found = {name: audit[name] for name in AUDIT_COUNTS}
             if found != expected:
@@ -293,6 +326,8 @@ def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
     yield "etl_seconds", round(etl, 2)
     yield "seed_spark_seconds", round(seed, 2)
     yield "etl_vs_seed_spark", round(etl / seed, 2)
+    yield "etl_spark_jobs", etl_jobs
+    yield "seed_spark_jobs", seed_jobs
     yield "duckdb_seconds", round(duck, 2)
     yield "etl_vs_duckdb", round(etl / duck, 2)
     yield "etl_peak_rss_mib", round(memory.peak / 2**20)
@@ -301,6 +336,87 @@ def etl_vs_duckdb() -> Iterator[tuple[str, object]]:
     from dev.bench.glue_cost import figures
 
     yield from figures(rows_per_core_s)
+
+
+SCALING_ROWS = (1_000_000, 5_000_000, 20_000_000)
+# The loggers of the messages that say a stage's generated code is too large: past
+# spark.sql.codegen.hugeMethodLimit Spark runs the stage without whole-stage code generation, and a
+# method over 8000 bytes of bytecode is never JIT-compiled. Both log at INFO.
+CODEGEN_LOGGERS = (
+    "org.apache.spark.sql.execution.WholeStageCodegenExec",
+    "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator",
+)
+CODEGEN_TOO_LONG = ("Found too long generated codes", "Generated method too long")
+
+
+def etl_scaling() -> Iterator[tuple[str, object]]:
+    """The ETL at each of SCALING_ROWS, in a Spark process of its own (its log and memory apart)."""
+    import subprocess
+
+    for rows in SCALING_ROWS:
+        dataset(rows)
+    memory = PeakMemory()
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=BENCH_DIR) as scratch, memory.watching():
+        result = subprocess.run(
+            [sys.executable, "-m", "dev.bench.etl", "scaling", scratch],
+            cwd=REPO, capture_output=True, text=True,
+        )
+    if result.returncode != 0:
+        raise BenchError(f"the scaling run failed: {result.stderr[-2000:]}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for rows in SCALING_ROWS:
+        yield f"etl_seconds_{rows // 1_000_000}M", figures["seconds"][str(rows)]
+    yield "etl_20M_vs_5M", round(figures["seconds"][str(20_000_000)] / figures["seconds"][str(5_000_000)], 2)
+    for rows in SCALING_ROWS:
+        yield f"etl_spill_bytes_{rows // 1_000_000}M", figures["spill_bytes"][str(rows)]
+    too_long = [line for line in result.stderr.splitlines() if any(text in line for text in CODEGEN_TOO_LONG)]
+    yield "etl_codegen_too_long_lines", len(too_long)
+    yield "etl_peak_rss_mib_20M", round(memory.peak / 2**20)
+
+
+def _spilled_bytes(event_log: Path, jobs: set[int]) -> int:
+    """Memory and disk bytes spilled by the stages of `jobs`, from a Spark event log."""
+    stages: set[int] = set()
+    spilled = 0
+    for line in event_log.read_text().splitlines():
+        event = json.loads(line)
+        if event["Event"] == "SparkListenerJobStart" and event["Job ID"] in jobs:
+            stages.update(event["Stage IDs"])
+        elif event["Event"] == "SparkListenerStageCompleted" and event["Stage Info"]["Stage ID"] in stages:
+            for metric in event["Stage Info"].get("Accumulables", []):
+                if metric["Name"] in ("internal.metrics.memoryBytesSpilled", "internal.metrics.diskBytesSpilled"):
+                    spilled += int(metric["Value"])
+    return spilled
+
+
+def _scaling_run(scratch: Path) -> dict:
+    """In its own process: the ETL at SCALING_ROWS; seconds and spilled bytes per size."""
+    from hardware_correlation.etl import configure, run_etl
+
+    events = scratch / "events"
+    events.mkdir()
+    spark = spark_session(**{"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events)})
+    jvm = spark.sparkContext._jvm
+    for logger in CODEGEN_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(logger, jvm.org.apache.logging.log4j.Level.INFO)
+    configure(spark)
+    seconds, jobs = {}, {}
+    for label, rows in (("warm-up", SCALING_ROWS[0]), *((rows, rows) for rows in SCALING_ROWS)):
+        raw, expected = dataset(rows)
+        group = f"scaling-{label}"
+        started = time.perf_counter()
+        outputs = _etl_outputs(scratch / f"out-{label}")
+        audit, _ = _spark_jobs(spark, group, partial(run_etl, spark, DAY, _etl_inputs(raw), outputs, "bench"))
+        elapsed = time.perf_counter() - started
+        if {name: audit[name] for name in AUDIT_COUNTS} != expected:
+            raise BenchError(f"the ETL's audit at {rows} rows differs from the generated day's {expected}")
+        shutil.rmtree(scratch / f"out-{label}", ignore_errors=True)
+        if label != "warm-up":
+            seconds[str(rows)] = round(elapsed, 2)
+            jobs[str(rows)] = set(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+    spark.stop()
+    (event_log,) = events.iterdir()
+    return {"seconds": seconds, "spill_bytes": {rows: _spilled_bytes(event_log, ids) for rows, ids in jobs.items()}}
 
 
 def exposure_cost() -> Iterator[tuple[str, object]]:
@@ -414,3 +530,5 @@ def load_vs_copy() -> Iterator[tuple[str, object]]:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["duckdb"]:
     print(_duckdb_run(Path(sys.argv[2]), Path(sys.argv[3])))
+if __name__ == "__main__" and sys.argv[1:2] == ["scaling"]:
+    print(json.dumps(_scaling_run(Path(sys.argv[2]))))

@@ -37,7 +37,7 @@ from pyspark.sql import types as T
 
 from hardware_correlation import schemas, storage, timestamp_rule
 from hardware_correlation.timestamp_rule import utc_date
-from hardware_correlation.transforms import blank, match_owner
+from hardware_correlation.transforms import blank, match_owner, sale_owners
 
 ALERT_FIELDS = ("device_id", "error_code", "details", "alert_timestamp")
 STORED_FIELDS = ("alert_id", *ALERT_FIELDS, "received_at")
@@ -218,7 +218,8 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
     `transforms.current_customers(customers)`: the same sale and customer as an error of that day.
     """
     kept = F.col("malformed_detail").isNull() & ~F.col("is_duplicate")
-    matched = deduped.transform(match_owner, utc_date(F.col("parsed_timestamp")), kept, in_force, customers)
+    owners = sale_owners(in_force, customers)
+    matched = deduped.transform(match_owner, utc_date(F.col("parsed_timestamp")), kept, owners)
     outcome = (
         F.when(F.col("malformed_detail").isNotNull(), F.lit(schemas.MALFORMED))
         .when(F.col("is_duplicate"), F.lit(schemas.DUPLICATE))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hardware_correlation import schemas
@@ -81,38 +81,13 @@ def check_inputs(inputs: EtlInputs) -> set[str]:
 
 
 def read_log_lines(spark: SparkSession, files: list[str]) -> DataFrame:
-    """The non-blank lines of the day's files, each file's header included (`without_file_headers`)."""
+    """The non-blank lines of the day's files, each file's header included (`transforms.rank_rows`)."""
     if not files:
         return spark.createDataFrame([], schemas.LOG_LINES)
     text = spark.read.text(files)
     return text.filter(F.trim(F.col("value")) != "").select(
         F.col("value").alias("line"), F.col("_metadata.file_path").alias("source_file")
     )
-
-
-REPEATED_HEADER = "the header line again, among the data rows"
-
-
-def without_file_headers(parsed: DataFrame, header_lines: set[str]) -> DataFrame:
-    """`parsed` without the first line of each file, its header; the header's text again is data.
-
-    Removing every line equal to a header would drop such a data line uncounted; a byte order mark
-    (which the line reader may or may not keep) would make a header count as data. `check_headers`
-    has seen each file's first line, so it is among `header_lines`, and it is the first of its file's
-    header-like lines: line_number follows the file's order (Spark reads a file's first split in
-    its lowest partition). A header-like row is malformed (its timestamp field is a column name),
-    so it is among the few rows that the ETL keeps apart from the plain non-errors.
-    """
-    texts = {line.removeprefix(storage.BOM) for line in header_lines}
-    header_like = storage.without_bom(F.col("line")).isin(*texts)
-    first_in_file = Window.partitionBy("source_file").orderBy("line_number")
-    repeated = (
-        parsed.filter(header_like)
-        .withColumn("header_rank", F.row_number().over(first_in_file))
-        .filter(F.col("header_rank") > 1)
-        .withColumn("malformed_detail", F.lit(REPEATED_HEADER))
-    )
-    return parsed.filter(~header_like).unionByName(repeated.select(*parsed.columns))
 
 
 def read_csv(spark: SparkSession, files: list[str], schema) -> DataFrame:
@@ -123,6 +98,17 @@ def read_csv(spark: SparkSession, files: list[str], schema) -> DataFrame:
         .option("mode", "PERMISSIVE")
         .csv(files)
     )
+
+
+REFERENCE_TABLES = ("sales", "customers")
+
+
+def read_reference(spark: SparkSession, inputs: EtlInputs) -> tuple[DataFrame, DataFrame]:
+    """The sales and customers, each in one partition: they are small (a row per device sold), and in
+    one partition the sales' window, the customers' grouping and their join need no shuffle."""
+    sales = read_csv(spark, inputs.sale_files, schemas.RAW_SALES).coalesce(1)
+    customers = read_csv(spark, inputs.customer_files, schemas.RAW_CUSTOMERS).coalesce(1)
+    return sales, customers
 
 
 def run_etl(
@@ -138,6 +124,10 @@ def run_etl(
     `before_audit` is called once every other output of the day is written, before the audit file:
     the job waits there for the alerts, processed meanwhile, and an error it raises leaves the day
     without an audit file, marked incomplete.
+
+    The day's files are read twice: a first pass over the log_ids only (`repeated_log_ids`), then
+    one parse, after which only about a tenth of the rows stay rows (`compact_rows`); everything
+    else (ranking, owner match, audit, exposure) works on those and on the small reference tables.
     """
     header_lines = check_inputs(inputs)
     configure(spark)
@@ -145,61 +135,59 @@ def run_etl(
     # The audit's presence says the day's outputs are complete: withdraw it while they change.
     storage.delete_file(audit_file)
 
-    sales = read_csv(spark, inputs.sale_files, schemas.RAW_SALES)
-    customers = read_csv(spark, inputs.customer_files, schemas.RAW_CUSTOMERS)
+    sales, customers = read_reference(spark, inputs)
+    # Computed once, inside the one broadcast that every owner match of the day shares.
+    owners = transforms.sale_owners(transforms.sales_in_force(sales), transforms.current_customers(customers))
     lines = read_log_lines(spark, inputs.log_files)
-
-    parsed = lines.transform(transforms.parse_log_lines)
-    flagged = parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(lines))
-
-    # Most rows are plain non-errors: they never go through the joins. Of them only the device is
-    # kept (the other columns are NULL, which costs the cache next to nothing), so that one pass
-    # over the files both counts them per device, for the exposure, and sets the rest aside.
-    plain_non_error = (
-        F.col("malformed_detail").isNull() & ~F.col("needs_ranking") & ~F.col("is_error")
-    )
-    rows = flagged.select(
-        plain_non_error.alias("plain_non_error"),
-        *(
-            F.col(name) if name == "device_id" else F.when(~plain_non_error, F.col(name)).alias(name)
-            for name in flagged.columns
-        ),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    plain_per_device = (
-        rows.filter(F.col("plain_non_error"))
-        .groupBy("device_id")
-        .agg(F.count(F.lit(1)).alias("events"))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    in_force = transforms.sales_in_force(sales)
-    known_customers = transforms.current_customers(customers)
     classified = (
-        rows.filter(~F.col("plain_non_error"))
-        .select(*flagged.columns)
-        .transform(without_file_headers, header_lines)
+        lines.transform(transforms.parse_log_lines)
+        .transform(transforms.flag_repeated, transforms.repeated_log_ids(lines))
+        .transform(transforms.compact_rows)
         .transform(transforms.type_log_fields)
-        .transform(transforms.rank_duplicates)
-        .transform(transforms.classify, in_force, known_customers)
+        .transform(transforms.rank_rows, header_lines)
+        .transform(transforms.classify, owners)
+    )
+    # The classified rows and the device-days in one cache, so that both come out of one query,
+    # which shares its shuffles and broadcasts: the writes and the audit read from it.
+    day_rows = (
+        classified.withColumn("is_device_day", F.lit(False))
+        .unionByName(
+            classified.transform(transforms.device_days, log_date, owners).withColumn("is_device_day", F.lit(True)),
+            allowMissingColumns=True,
+        )
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    rejected = transforms.rejected_reference_rows(sales, customers).persist(StorageLevel.MEMORY_AND_DISK)
-    activity = None
+    classified = day_rows.filter(~F.col("is_device_day"))
+    days = day_rows.filter(F.col("is_device_day"))
+    rejected = transforms.rejected_reference_rows(sales, customers)
     try:
-        input_rows = rows.count()
-        rejected_counts = {
-            row["source_table"]: row["rows"]
-            for row in rejected.groupBy("source_table").agg(F.count(F.lit(1)).alias("rows")).collect()
-        }
-        counts = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
-        plain_rows = plain_per_device.agg(F.sum("events")).collect()[0][0] or 0
-        counts[schemas.NON_ERROR] = counts.get(schemas.NON_ERROR, 0) + plain_rows
-        audit = transforms.audit_record(counts, log_date, job_run_id, rejected_counts)
+        # In one partition the totals need no shuffle: the day's devices are few enough for one task,
+        # and the reference tables come in one partition. One action for both.
+        day_totals = days.coalesce(1).transform(transforms.day_totals)
+        rejected_totals = rejected.coalesce(1).agg(
+            *(
+                F.count(F.when(F.col("source_table") == table, True)).alias(f"rejected_{table}")
+                for table in REFERENCE_TABLES
+            )
+        )
+        found: dict[str, int] = {}
+        for row in day_totals.unionByName(rejected_totals, allowMissingColumns=True).collect():
+            found.update({name: int(value) for name, value in row.asDict().items() if value is not None})
+        totals = {name: found.get(name, 0) for name in day_totals.columns}
+        rejected_counts = {table: found[f"rejected_{table}"] for table in REFERENCE_TABLES}
+        rejected_counts = {table: rows for table, rows in rejected_counts.items() if rows}
+        audit = transforms.audit_record(totals, log_date, job_run_id, rejected_counts)
         audit["scripts_version"] = deployed_version()
         # Every file has exactly one header line (check_headers), and it is not a row.
-        data_lines = input_rows - len(inputs.log_files)
-        if audit["input_rows"] != data_lines:
+        if totals[transforms.FILE_HEADER] != len(inputs.log_files):
             raise RuntimeError(
-                f"audit does not add up: {data_lines} data lines in {len(inputs.log_files)} files, outcomes {counts}"
+                f"audit does not add up: {totals[transforms.FILE_HEADER]} header lines found in"
+                f" {len(inputs.log_files)} files, outcomes {totals}"
+            )
+        # The exposure's errors are the loaded errors, row for row: SUM(errors) = loaded.
+        if totals["activity_errors"] != audit["loaded"]:
+            raise RuntimeError(
+                f"device_day_activity holds {totals['activity_errors']} errors, the day loaded {audit['loaded']}"
             )
 
         storage.write_day(
@@ -210,25 +198,13 @@ def run_etl(
             classified.transform(transforms.quarantine_rows, log_date), outputs.quarantine_path, log_date, quarantined
         )
         if outputs.activity_path:
-            activity = (
-                transforms.counted_events(plain_per_device)
-                .unionByName(transforms.classified_events(classified))
-                .transform(transforms.device_day_activity, log_date, in_force, known_customers)
-                .persist(StorageLevel.MEMORY_AND_DISK)
+            audit["device_days"] = totals["device_days"]
+            storage.write_day(
+                days.transform(transforms.device_day_activity), outputs.activity_path, log_date, audit["device_days"]
             )
-            totals = activity.agg(F.count(F.lit(1)), F.sum("errors")).collect()[0]
-            audit["device_days"], activity_errors = totals[0], totals[1] or 0
-            # The exposure's errors are the loaded errors, row for row: SUM(errors) = loaded.
-            if activity_errors != audit["loaded"]:
-                raise RuntimeError(
-                    f"device_day_activity holds {activity_errors} errors, the day loaded {audit['loaded']}"
-                )
-            storage.write_day(activity, outputs.activity_path, log_date, audit["device_days"])
         _report_rejected_reference_rows(rejected, rejected_counts, log_date, outputs)
     finally:
-        for frame in (activity, classified, plain_per_device, rows, rejected):
-            if frame is not None:
-                frame.unpersist()
+        day_rows.unpersist()
 
     if before_audit is not None:
         before_audit()

@@ -3,16 +3,20 @@
 Each function ends in a `select` that states the columns it produces. They compose with
 `df.transform`:
 
+    owners = sale_owners(sales_in_force(sales), current_customers(customers))
     parsed = lines.transform(parse_log_lines)
     flagged = parsed.transform(flag_repeated, repeated_log_ids(lines))
-    typed = flagged.transform(type_log_fields)
-    deduped = typed.transform(rank_duplicates)
-    classified = deduped.transform(classify, sales_in_force(sales), current_customers(customers))
+    rows = flagged.transform(compact_rows).transform(type_log_fields)
+    classified = rows.transform(rank_rows, header_lines).transform(classify, owners)
+    days = classified.transform(device_days, log_date, owners)
 
-`classified` carries one `outcome` per input row; `loaded_rows`, `quarantine_rows` and
-`outcome_counts` turn it into what the ETL job writes, and `classified_events` with
-`device_day_activity` into the day's exposure (device-days). Parsing only validates; the typed values are
-computed separately so that a job can skip them for rows that never need them (most non-errors).
+The day is read twice: `repeated_log_ids` takes only each line's first field, then `parse_log_lines`
+does all of step 1 in one projection. After `compact_rows` only the rows that need more than a count
+stay rows (about a tenth: errors, malformed rows, candidate duplicates); the plain non-errors are
+counted per device. `classified` carries the `outcome` of every row (and of every device's plain
+non-errors, `weight` of them); `loaded_rows` and `quarantine_rows` turn it into what the ETL job
+writes, `device_days` into the day's exposure (`device_day_activity`) and, summed by
+`day_totals`, the audit.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from hardware_correlation import schemas, timestamp_rule
+from hardware_correlation import schemas, storage, timestamp_rule
 from hardware_correlation.timestamp_rule import utc_date
 
 # CSV per RFC 4180, recognised with regular expressions rather than a CSV parser so that the whole
@@ -144,17 +148,6 @@ def parse_log_lines(lines: DataFrame) -> DataFrame:
     )
 
 
-def type_log_fields(parsed: DataFrame) -> DataFrame:
-    """The timestamp (UTC), cpu_temp_celsius and memory_usage_gb of well-formed rows as values."""
-    well_formed = F.col("malformed_detail").isNull()
-    return _adding(
-        parsed,
-        F.when(well_formed, timestamp_rule.instant("timestamp")).alias("parsed_timestamp"),
-        F.when(well_formed, F.col("cpu_temp_celsius").cast("int")).alias("parsed_cpu"),
-        F.when(well_formed, F.col("memory_usage_gb").cast("double")).alias("parsed_memory"),
-    )
-
-
 def log_id_hash(column: Column) -> Column:
     return F.xxhash64(column)
 
@@ -165,12 +158,15 @@ def repeated_log_ids(lines: DataFrame) -> DataFrame:
     `lines` has the raw `line` (the read lines, or the parsed ones). Only the first field of each
     line is taken apart (`first_field`), so this pass over the day costs little next to the parse.
     A superset of the duplicated log_ids (malformed lines and headers count here, and hashes may
-    collide), small in practice: `rank_duplicates` then ranks only the lines that carry one of them.
+    collide), small in practice: only the rows that carry one of them are ranked (`rank_rows`).
+    Nearly every log_id occurs once, so counting on the map side would only copy the hashes: they
+    are shuffled as they are (a repartition, which the count then needs no other shuffle for).
     """
     log_id = first_field(F.col("line"))
+    hashes = lines.filter(log_id.isNotNull()).select(log_id_hash(log_id).alias("log_id_hash"))
     return (
-        lines.filter(log_id.isNotNull())
-        .groupBy(log_id_hash(log_id).alias("log_id_hash"))
+        hashes.repartition("log_id_hash")
+        .groupBy("log_id_hash")
         .agg(F.count(F.lit(1)).alias("lines"))
         .filter(F.col("lines") > 1)
         .select("log_id_hash")
@@ -188,22 +184,93 @@ def flag_repeated(parsed: DataFrame, repeated: DataFrame) -> DataFrame:
     )
 
 
-def rank_duplicates(flagged: DataFrame) -> DataFrame:
-    """docs/contract.md, section 3, step 2: among well-formed rows sharing a log_id, all but the earliest.
+# What a row keeps through `compact_rows`; `weight` is the number of input rows it stands for.
+ROW_COLUMNS = (*PARSED_COLUMNS, "needs_ranking")
+COMPACT_COLUMNS = ("plain", *ROW_COLUMNS, "weight")
 
-    Needs the typed timestamp (`type_log_fields`). Only rows flagged by `flag_repeated` are ranked,
-    so the shuffle is as small as the repeats. Ties on the timestamp keep the first line in file
-    order, so reruns mark the same rows.
+
+def compact_rows(flagged: DataFrame) -> DataFrame:
+    """The rows that the later rules look at one by one, and the others counted per device.
+
+    About nine rows in ten are plain non-errors: well-formed, not an error, and with a log_id that
+    no other line has. Whatever the rest of the day holds, such a row is a non-error event of its
+    device (`plain`), and neither the duplicate ranking, nor the owner match, nor the quarantine
+    needs more of it. One aggregation with map-side combining collapses them into one row per
+    device (`weight` of them), before anything is shuffled; every other row is its own group
+    (`line_number` differs), kept whole with `weight` 1.
     """
-    earliest_first = Window.partitionBy("log_id").orderBy(
-        "parsed_timestamp", "source_file", "line_number"
+    plain = F.col("malformed_detail").isNull() & ~F.col("needs_ranking") & ~F.col("is_error")
+    keys = [
+        plain.alias("plain"),
+        *(
+            # is_error and needs_ranking are False for every plain row already.
+            F.col(name) if name in ("device_id", "is_error", "needs_ranking")
+            else F.when(~plain, F.col(name)).alias(name)
+            for name in ROW_COLUMNS
+        ),
+    ]
+    return flagged.groupBy(*keys).agg(F.count(F.lit(1)).alias("weight")).select(*COMPACT_COLUMNS)
+
+
+def type_log_fields(parsed: DataFrame) -> DataFrame:
+    """The timestamp (UTC), cpu_temp_celsius and memory_usage_gb of well-formed rows as values."""
+    well_formed = F.col("malformed_detail").isNull()
+    return _adding(
+        parsed,
+        F.when(well_formed, timestamp_rule.instant("timestamp")).alias("parsed_timestamp"),
+        F.when(well_formed, F.col("cpu_temp_celsius").cast("int")).alias("parsed_cpu"),
+        F.when(well_formed, F.col("memory_usage_gb").cast("double")).alias("parsed_memory"),
     )
-    ranked = flagged.filter(F.col("needs_ranking")).withColumn(
-        "is_duplicate", F.row_number().over(earliest_first) > 1
+
+
+REPEATED_HEADER = "the header line again, among the data rows"
+
+
+def rank_rows(typed: DataFrame, header_lines: set[str] | frozenset[str] = frozenset()) -> DataFrame:
+    """docs/contract.md, section 3, step 2, and each file's header line, in one ranking.
+
+    Duplicates: of the well-formed rows that share a log_id (those `flag_repeated` marked), all but
+    the one with the earliest timestamp (`is_duplicate`); ties keep the first line in file order,
+    so reruns mark the same rows.
+
+    Headers: `header_lines` are the files' first lines as `storage.check_headers` read them. The
+    first line of each file that reads like one (`is_file_header`) is that file's header and no
+    row; the header's text again, further down, is data, and malformed (REPEATED_HEADER): removing
+    every such line would drop it uncounted. A byte order mark, which the line reader may or may
+    not keep, does not count. `line_number` follows each file's order (Spark reads a file's first
+    split in its lowest partition). Header-like lines never parse (their timestamp is a column
+    name), so they are among the rows that `compact_rows` kept whole.
+
+    Only those rows are ranked, so the shuffle is as small as the repeats and the headers.
+    """
+    texts = sorted({line.removeprefix(storage.BOM) for line in header_lines})
+    header_like = F.lit(False)
+    if texts:
+        header_like = F.coalesce(storage.without_bom(F.col("line")).isin(*texts), F.lit(False))
+    # Only single rows are ranked. Written with `weight`, which the aggregation of `compact_rows`
+    # computes, the split stays above that aggregation: pushed below it, it would give each
+    # branch an aggregation, and a parse, of its own.
+    to_rank = F.when(header_like | F.col("needs_ranking"), F.col("weight") == 1).otherwise(F.lit(False))
+    first = Window.partitionBy(
+        F.when(header_like, F.col("source_file")), F.when(~header_like, F.col("log_id"))
+    ).orderBy("parsed_timestamp", "source_file", "line_number")
+    columns = [F.col(name) for name in typed.columns]
+    ranked = typed.filter(to_rank).select(
+        *columns, header_like.alias("header_like"), F.row_number().over(first).alias("rank")
     )
-    single = flagged.filter(~F.col("needs_ranking")).withColumn("is_duplicate", F.lit(False))
-    kept = [name for name in flagged.columns if name != "needs_ranking"]
-    return single.unionByName(ranked).select(*kept, "is_duplicate")
+    single = typed.filter(~to_rank).select(*columns, F.lit(False).alias("header_like"), F.lit(1).alias("rank"))
+    rows = ranked.unionByName(single)
+    later = F.col("rank") > 1
+    return rows.select(
+        *(
+            F.when(F.col("header_like") & later, F.lit(REPEATED_HEADER)).otherwise(F.col(name)).alias(name)
+            if name == "malformed_detail"
+            else F.col(name)
+            for name in typed.columns
+        ),
+        (F.col("header_like") & ~later).alias("is_file_header"),
+        (~F.col("header_like") & later).alias("is_duplicate"),
+    )
 
 
 def sales_in_force(sales: DataFrame) -> DataFrame:
@@ -284,28 +351,54 @@ def current_customers(customers: DataFrame) -> DataFrame:
     )
 
 
-def match_owner(rows: DataFrame, day: Column, to_match: Column, in_force: DataFrame, customers: DataFrame) -> DataFrame:
-    """docs/contract.md, section 3, steps 4 to 6 for dated device rows (errors, alerts): the owner on `day`.
+def sale_owners(in_force: DataFrame, customers: DataFrame) -> DataFrame:
+    """Every sale in force (`sales_in_force`) with its customer (`current_customers`), if known.
+
+    The two small reference tables, joined once, so that a match needs one broadcast. When both
+    come in one partition (as `etl` reads them), the join needs no shuffle either.
+    """
+    known = customers.select(F.col("customer_id").alias("known_customer_id"), "customer_name", "industry")
+    return in_force.join(
+        known.hint("shuffle_hash"), on=F.col("customer_id") == F.col("known_customer_id"), how="left"
+    ).select(
+        "device_id",
+        "sale_id",
+        "customer_id",
+        "sale_date",
+        "valid_until",
+        "customer_name",
+        "industry",
+        F.col("known_customer_id").isNotNull().alias("known_customer"),
+    )
+
+
+OWNER_COLUMNS = (
+    "match_day", "sale_id", "customer_id", "customer_name", "industry", "sale_date", "days_since_sale", "owner_outcome"
+)
+
+
+def match_owner(rows: DataFrame, day: Column, to_match: Column, owners: DataFrame) -> DataFrame:
+    """docs/contract.md, section 3, steps 4 to 6 for dated device rows (errors, alerts, device-days):
+    the owner on `day`.
 
     For the rows where `to_match` holds, the device's sale in force on `day` (the latest sale on or
-    before it; a resold device belongs to its current owner) and that sale's customer. Adds
-    `match_day`, sale_id, customer_id, customer_name, industry, sale_date, `days_since_sale` (whole
-    days from the sale to `day`) and `owner_outcome`: no sale, unknown customer or loaded (NULL
-    where `to_match` does not hold). `in_force` is `sales_in_force(sales)`, `customers` is
-    `current_customers(customers)`. Other rows join on a NULL key, which matches nothing and costs
-    nothing; both dimensions are broadcast.
+    before it; a resold device belongs to its current owner) and that sale's customer: adds
+    OWNER_COLUMNS, `days_since_sale` being whole days from the sale to `day`, and `owner_outcome` no
+    sale, unknown customer or loaded (NULL where `to_match` does not hold). `owners` is
+    `sale_owners(...)`, broadcast; other rows join on a NULL key, which matches nothing and costs
+    nothing.
     """
     sales = F.broadcast(
-        in_force.select(
+        owners.select(
             F.col("device_id").alias("sale_device_id"),
             "sale_id",
             F.col("customer_id").alias("sale_customer_id"),
             "sale_date",
             "valid_until",
+            "customer_name",
+            "industry",
+            "known_customer",
         )
-    )
-    known = F.broadcast(
-        customers.select(F.col("customer_id").alias("known_customer_id"), "customer_name", "industry")
     )
     with_keys = rows.select(
         "*",
@@ -317,47 +410,54 @@ def match_owner(rows: DataFrame, day: Column, to_match: Column, in_force: DataFr
         & (F.col("sale_date") <= F.col("match_day"))
         & (F.col("valid_until").isNull() | (F.col("match_day") < F.col("valid_until")))
     )
-    joined = with_keys.join(sales, on=in_force_on_day, how="left").join(
-        known, on=F.col("sale_customer_id") == F.col("known_customer_id"), how="left"
-    )
+    joined = with_keys.join(sales, on=in_force_on_day, how="left")
     owner_outcome = (
         F.when(F.col("match_device_id").isNull(), F.lit(None).cast("string"))
         .when(F.col("sale_id").isNull(), F.lit(schemas.NO_SALE))
-        .when(F.col("known_customer_id").isNull(), F.lit(schemas.UNKNOWN_CUSTOMER))
+        .when(~F.col("known_customer"), F.lit(schemas.UNKNOWN_CUSTOMER))
         .otherwise(F.lit(schemas.LOADED_OUTCOME))
     )
+    known = F.col("known_customer")
     return joined.select(
         *(F.col(name) for name in rows.columns),
         "match_day",
         "sale_id",
         F.col("sale_customer_id").alias("customer_id"),
-        "customer_name",
-        "industry",
+        F.when(known, F.col("customer_name")).alias("customer_name"),
+        F.when(known, F.col("industry")).alias("industry"),
         "sale_date",
         F.datediff(F.col("match_day"), F.col("sale_date")).alias("days_since_sale"),
         owner_outcome.alias("owner_outcome"),
     )
 
 
-def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> DataFrame:
+# Not an outcome: the line of a file that is its header (`rank_rows`), which the day does not count.
+FILE_HEADER = "file_header"
+CLASSIFIED_COLUMNS = (
+    *COMPACT_COLUMNS, *TYPED_COLUMNS, "is_duplicate", "outcome",
+    "sale_id", "customer_id", "customer_name", "industry", "sale_date", "days_since_sale",
+)
+
+
+def classify(ranked: DataFrame, owners: DataFrame) -> DataFrame:
     """docs/contract.md, section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
 
-    `deduped` has the parsed and typed columns and `is_duplicate`.
-    `in_force` is `sales_in_force(sales)`, `customers` is `current_customers(customers)`.
-    Only kept error rows look up their owner, at the error's UTC day.
+    `ranked` is `rank_rows`' output. `owners` is `sale_owners(...)`. Only kept error rows look up
+    their owner, at the error's UTC day.
     """
-    kept_error = F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & F.col("is_error")
-    matched = deduped.transform(
-        match_owner, utc_date(F.col("parsed_timestamp")), kept_error, in_force, customers
+    kept_error = (
+        F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & F.col("is_error") & ~F.col("is_file_header")
     )
+    matched = ranked.transform(match_owner, utc_date(F.col("parsed_timestamp")), kept_error, owners)
     outcome = (
-        F.when(F.col("malformed_detail").isNotNull(), F.lit(schemas.MALFORMED))
+        F.when(F.col("is_file_header"), F.lit(FILE_HEADER))
+        .when(F.col("malformed_detail").isNotNull(), F.lit(schemas.MALFORMED))
         .when(F.col("is_duplicate"), F.lit(schemas.DUPLICATE))
         .when(~F.col("is_error"), F.lit(schemas.NON_ERROR))
         .otherwise(F.col("owner_outcome"))
     )
     return matched.select(
-        *PARSED_COLUMNS,
+        *COMPACT_COLUMNS,
         *TYPED_COLUMNS,
         "is_duplicate",
         outcome.alias("outcome"),
@@ -370,69 +470,92 @@ def classify(deduped: DataFrame, in_force: DataFrame, customers: DataFrame) -> D
     )
 
 
-EVENT_COLUMNS = ("device_id", "events", "errors", "error_owner")
-_OWNER_FIELDS = ("sale_id", "customer_id", "industry", "sale_date")
-_OWNER_TYPES = {
-    "timestamp": "timestamp", "sale_id": "string", "customer_id": "string", "industry": "string", "sale_date": "date"
-}
+def _total(condition: Column, of: str = "weight") -> Column:
+    return F.coalesce(F.sum(F.when(condition, F.col(of))), F.lit(0)).cast("long")
 
 
-def counted_events(per_device: DataFrame) -> DataFrame:
-    """`EVENT_COLUMNS` for rows that were only counted per device (`device_id`, `events`): plain
-    non-errors, well-formed and never duplicates, so each is an event and none is an error."""
-    typed = F.struct(*(F.lit(None).cast(_OWNER_TYPES[name]).alias(name) for name in ("timestamp", *_OWNER_FIELDS)))
-    no_owner = F.when(F.lit(False), typed)
-    return per_device.select(
-        "device_id", "events", F.lit(0).cast("long").alias("errors"), no_owner.alias("error_owner")
-    )
+DEVICE_DAY_COUNTS = (*schemas.OUTCOMES, FILE_HEADER)
+DEVICE_DAY_COLUMNS = (
+    "device_id", *DEVICE_DAY_COUNTS, "has_activity",
+    "log_date", "sale_id", "customer_id", "industry", "days_since_sale", "events", "errors",
+)
 
 
+def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> DataFrame:
+    """One row per device_id of the day (malformed rows without one included): its rows per outcome,
+    for the audit, and its `device_day_activity` (docs/contract.md, section 4) where it has one.
 
-def classified_events(classified: DataFrame) -> DataFrame:
-    """`EVENT_COLUMNS` per device from classified rows: its well-formed, non-duplicate rows (events),
-    its loaded errors (errors) and the owner of its latest loaded error (`error_owner`)."""
-    kept = classified.filter(~F.col("outcome").isin(schemas.MALFORMED, schemas.DUPLICATE))
-    loaded = F.col("outcome") == schemas.LOADED_OUTCOME
-    owner = F.struct(F.col("parsed_timestamp").alias("timestamp"), *_OWNER_FIELDS)
-    return kept.groupBy("device_id").agg(
-        F.count(F.lit(1)).alias("events"),
-        F.count(F.when(loaded, True)).alias("errors"),
-        # The struct compares by timestamp first: the latest loaded error.
-        F.max(F.when(loaded, owner)).alias("error_owner"),
-    ).select(*EVENT_COLUMNS)
-
-
-def device_day_activity(events: DataFrame, log_date: date, in_force: DataFrame, customers: DataFrame) -> DataFrame:
-    """`device_day_activity` (docs/contract.md, section 4) for day D from `EVENT_COLUMNS` rows (several per
-    device allowed): one row per device with its events and errors, owned by the sale in force at D.
-
-    The device-day is matched once, at D, by `match_owner`, the rule the errors go through. Its
-    errors are exactly the day's loaded errors, so SUM(errors) = loaded. An error that arrived a day
-    late (UTC day D - 1) was matched at its own day; should the device have no owner with a known
+    The events are the device's well-formed, non-duplicate rows, the errors its loaded ones. The
+    device-day is matched once, at D, by `match_owner`, the rule the errors go through; its errors
+    are exactly the day's loaded errors, so SUM(errors) = loaded. An error that arrived a day late
+    (UTC day D - 1) was matched at its own day; should the device have no owner with a known
     customer at D (sold again on D to a customer missing from the snapshot), the device-day keeps
-    that error's owner rather than losing the error. A device with neither has no row.
+    the owner of its latest loaded error rather than losing the error. That owner is the loaded
+    errors' sale with the latest sale_date (a later error is in force under the same or a later
+    sale), found again by matching at that sale_date. A device with neither has no device-day
+    (`has_activity` false).
     """
-    totals = events.groupBy("device_id").agg(
-        F.sum("events").alias("events"),
-        F.sum("errors").alias("errors"),
-        F.max("error_owner").alias("error_owner"),
+    outcome = F.col("outcome")
+    loaded = outcome == schemas.LOADED_OUTCOME
+    kept = outcome.isin(schemas.NON_ERROR, schemas.NO_SALE, schemas.UNKNOWN_CUSTOMER, schemas.LOADED_OUTCOME)
+    totals = classified.groupBy("device_id").agg(
+        *(_total(outcome == name).alias(name) for name in DEVICE_DAY_COUNTS),
+        _total(kept).alias("events"),
+        _total(loaded).alias("errors"),
+        F.max(F.when(loaded, F.col("sale_date"))).alias("latest_error_sale_date"),
+        # D as a column rather than a constant: the optimizer would push a constant day into the
+        # owners' side of the match, and the errors' match could no longer share its broadcast.
+        F.max(F.lit(log_date)).alias("day"),
     )
     day = F.lit(log_date)
-    matched = totals.transform(match_owner, day, F.lit(True), in_force, customers)
-    owned_at_day = F.col("owner_outcome") == schemas.LOADED_OUTCOME
+    at_day = totals.transform(match_owner, F.col("day"), F.col("events") > 0, owners)
+    owned_at_day = F.coalesce(F.col("owner_outcome") == schemas.LOADED_OUTCOME, F.lit(False))
+    owner = ("sale_id", "customer_id", "industry", "sale_date")
+    fallback = at_day.select(
+        *(name for name in totals.columns if name != "day"),
+        owned_at_day.alias("owned_at_day"),
+        *(F.col(name).alias(f"day_{name}") for name in owner),
+    ).transform(match_owner, F.col("latest_error_sale_date"), ~F.col("owned_at_day"), owners)
+    has_owner = F.col("owned_at_day") | F.coalesce(F.col("owner_outcome") == schemas.LOADED_OUTCOME, F.lit(False))
 
-    def owner(name: str) -> Column:
-        return F.when(owned_at_day, F.col(name)).otherwise(F.col(f"error_owner.{name}"))
+    def chosen(name: str) -> Column:
+        return F.when(F.col("owned_at_day"), F.col(f"day_{name}")).when(has_owner, F.col(name))
 
-    return matched.filter(owned_at_day | F.col("error_owner").isNotNull()).select(
-        day.alias("log_date"),
+    return fallback.select(
         "device_id",
-        owner("sale_id").alias("sale_id"),
-        owner("customer_id").alias("customer_id"),
-        owner("industry").alias("industry"),
-        F.datediff(day, owner("sale_date")).alias("days_since_sale"),
-        F.col("events").cast("long").alias("events"),
-        F.col("errors").cast("long").alias("errors"),
+        *DEVICE_DAY_COUNTS,
+        has_owner.alias("has_activity"),
+        day.alias("log_date"),
+        chosen("sale_id").alias("sale_id"),
+        chosen("customer_id").alias("customer_id"),
+        chosen("industry").alias("industry"),
+        F.datediff(day, chosen("sale_date")).alias("days_since_sale"),
+        "events",
+        "errors",
+    )
+
+
+def device_day_activity(days: DataFrame) -> DataFrame:
+    """The `device_day_activity` rows of `device_days`."""
+    return days.filter(F.col("has_activity")).select(
+        "log_date",
+        "device_id",
+        "sale_id",
+        "customer_id",
+        "industry",
+        "days_since_sale",
+        "events",
+        "errors",
+    )
+
+
+def day_totals(days: DataFrame) -> DataFrame:
+    """The day's rows per outcome, its file headers, device-days and their errors, in one row."""
+    activity = F.col("has_activity")
+    return days.agg(
+        *(F.sum(name).alias(name) for name in DEVICE_DAY_COUNTS),
+        F.count(F.when(activity, True)).alias("device_days"),
+        _total(activity, "errors").alias("activity_errors"),
     )
 
 
@@ -473,8 +596,13 @@ def quarantine_rows(classified: DataFrame, log_date: date) -> DataFrame:
 
 
 def outcome_counts(classified: DataFrame) -> DataFrame:
-    """Rows per outcome (outcomes without rows are absent)."""
-    return classified.groupBy("outcome").agg(F.count(F.lit(1)).alias("rows")).select("outcome", "rows")
+    """Input rows per outcome (outcomes without rows are absent; file headers are no rows)."""
+    return (
+        classified.filter(F.col("outcome") != FILE_HEADER)
+        .groupBy("outcome")
+        .agg(F.sum("weight").alias("rows"))
+        .select("outcome", "rows")
+    )
 
 
 def audit_record(

@@ -11,7 +11,7 @@ from tests import contract_rules
 from tests.support import assert_frame_equal
 
 from hardware_correlation import schemas
-from hardware_correlation import transforms
+from hardware_correlation import timestamp_rule, transforms
 
 DAY = date(2025, 10, 1)
 HEADER = ",".join(schemas.LOG_COLUMNS)
@@ -42,28 +42,33 @@ def utc(text: str) -> datetime:
 def reference(spark):
     sales = spark.createDataFrame(SALES, schemas.RAW_SALES)
     customers = spark.createDataFrame(CUSTOMERS, schemas.RAW_CUSTOMERS)
-    return transforms.sales_in_force(sales), transforms.current_customers(customers)
+    return transforms.sale_owners(transforms.sales_in_force(sales), transforms.current_customers(customers))
 
 
 def lines(spark, *texts: str, source_file: str = "s3://raw/hardware_logs/dt=2025-10-01/a.csv"):
     return spark.createDataFrame([(text, source_file) for text in texts], schemas.LOG_LINES)
 
 
-def classify(spark, reference, *texts: str):
-    """The transforms in run_etl's order (run_etl also sets the plain non-errors aside before typing,
-    which changes no outcome: tests/glue_scripts/test_etl.py runs it whole)."""
-    in_force, customers = reference
-    parsed = lines(spark, *texts).transform(transforms.parse_log_lines)
+def classify(spark, owners, *texts: str, header_lines: frozenset[str] = frozenset()):
+    """The transforms in run_etl's order. Plain non-errors are counted per device (`compact_rows`):
+    they keep no line, and only `outcome_counts` sees them."""
+    frame = lines(spark, *texts)
     return (
-        parsed.transform(transforms.flag_repeated, transforms.repeated_log_ids(parsed))
+        frame.transform(transforms.parse_log_lines)
+        .transform(transforms.flag_repeated, transforms.repeated_log_ids(frame))
+        .transform(transforms.compact_rows)
         .transform(transforms.type_log_fields)
-        .transform(transforms.rank_duplicates)
-        .transform(transforms.classify, in_force, customers)
+        .transform(transforms.rank_rows, header_lines)
+        .transform(transforms.classify, owners)
     )
 
 
 def outcomes(classified) -> dict[str, str]:
-    return {row["line"]: row["outcome"] for row in classified.collect()}
+    return {row["line"]: row["outcome"] for row in classified.collect() if not row["plain"]}
+
+
+def counts(classified) -> dict[str, int]:
+    return {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
 
 
 def details(spark, *texts: str) -> dict[str, str | None]:
@@ -220,8 +225,7 @@ def test_an_earlier_non_error_makes_the_error_a_duplicate(spark, reference):
 def test_exact_copies_keep_one_and_count_the_others(spark, reference):
     line = "L1,2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9"
     classified = classify(spark, reference, line, line, line)
-    counted = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
-    assert counted == {schemas.LOADED_OUTCOME: 1, schemas.DUPLICATE: 2}
+    assert counts(classified) == {schemas.LOADED_OUTCOME: 1, schemas.DUPLICATE: 2}
 
 
 def test_timestamp_ties_keep_the_first_line_of_the_file(spark, reference):
@@ -274,8 +278,40 @@ def test_error_in_any_case_and_with_spaces_and_nothing_else(spark, reference):
     others = ["INFO", "WARNING", "ERRORS", "E RROR"]
     line = "L{},2025-10-01T10:00:00Z,DEV-1,{},70,3.5"
     expected = {line.format(i, event): schemas.LOADED_OUTCOME for i, event in enumerate(errors)}
-    expected |= {line.format(i + 10, event): schemas.NON_ERROR for i, event in enumerate(others)}
-    assert outcomes(classify(spark, reference, *expected)) == expected
+    classified = classify(spark, reference, *expected, *(line.format(i + 10, event) for i, event in enumerate(others)))
+    assert outcomes(classified) == expected
+    assert counts(classified) == {schemas.LOADED_OUTCOME: 4, schemas.NON_ERROR: 4}
+
+
+def test_plain_non_errors_are_counted_per_device_and_other_rows_kept(spark, reference):
+    day = [
+        "L1,2025-10-01T09:00:00Z,DEV-1,INFO,50,1.0",
+        "L2,2025-10-01T09:01:00Z,DEV-1,INFO,50,1.0",
+        "L3,2025-10-01T09:02:00Z,DEV-2,DEBUG,50,1.0",
+        "L4,2025-10-01T09:03:00Z,DEV-1,INFO,hot,1.0",
+        "L5,2025-10-01T09:04:00Z,DEV-1,INFO,50,1.0",
+        "L5,2025-10-01T09:05:00Z,DEV-1,INFO,50,1.0",
+    ]
+    rows = classify(spark, reference, *day).collect()
+    assert sorted((row["device_id"], row["weight"]) for row in rows if row["plain"]) == [("DEV-1", 2), ("DEV-2", 1)]
+    assert sorted(row["line"] for row in rows if not row["plain"]) == sorted(day[3:])
+    assert {row["line"]: row["outcome"] for row in rows if not row["plain"]} == {
+        day[3]: schemas.MALFORMED, day[4]: schemas.NON_ERROR, day[5]: schemas.DUPLICATE
+    }
+
+
+def test_the_first_line_of_each_file_that_reads_as_the_header_is_no_row(spark, reference):
+    bom_header = "\ufeff" + HEADER
+    classified = classify(
+        spark, reference, bom_header, "L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,3.5", HEADER,
+        header_lines=frozenset({bom_header}),
+    )
+    assert outcomes(classified) == {
+        bom_header: transforms.FILE_HEADER,
+        "L1,2025-10-01T10:00:00Z,DEV-1,ERROR,70,3.5": schemas.LOADED_OUTCOME,
+        HEADER: schemas.MALFORMED,
+    }
+    assert counts(classified) == {schemas.LOADED_OUTCOME: 1, schemas.MALFORMED: 1}
 
 
 # -- steps 4 to 6: the sale in force, the customer, the age ------------------------------------
@@ -441,8 +477,7 @@ def test_audit_equation_holds_for_a_mixed_day(spark, reference):
         "L07,2025-10-01T23:30:00-05:00,DEV-2, error ,,",
     ]
     classified = classify(spark, reference, *day)
-    counts = {row["outcome"]: row["rows"] for row in transforms.outcome_counts(classified).collect()}
-    record = transforms.audit_record(counts, DAY, None)
+    record = transforms.audit_record(counts(classified), DAY, None)
     assert record["input_rows"] == len(day)
     assert {name: record[name] for name in schemas.AUDIT_NAMES.values()} == {
         "malformed": 2, "duplicates": 1, "non_error": 1, "no_sale": 1, "unknown_customer": 1, "loaded": 2,
@@ -457,7 +492,7 @@ def test_utc_date_does_not_depend_on_the_session_time_zone(spark):
     previous = spark.conf.get("spark.sql.session.timeZone")
     try:
         spark.conf.set("spark.sql.session.timeZone", "America/New_York")
-        shifted = frame.select(transforms.utc_date(F.col("ts")).alias("day")).collect()[0]["day"]
+        shifted = frame.select(timestamp_rule.utc_date(F.col("ts")).alias("day")).collect()[0]["day"]
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous)
     assert shifted == date(2025, 10, 2)
