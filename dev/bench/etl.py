@@ -13,10 +13,10 @@ seed), written once into `.local/bench/` and reused.
   the seed's own Glue script (read the three CSVs, keep `event_type = 'ERROR'`, join sales on
   device_id and customers, compute the age, select and rename, write Parquet), the naive job users
   would otherwise run. Figures `seed_spark_seconds` and `etl_vs_seed_spark` (goal: at most 2.5: the
-  contract's validation, deduplication, as-of match, quarantine, exposure and audit cost at most one and
-  a half times again).
-  `etl_rows_per_core_s` (log rows per second per Spark core) is the input of the README's Glue cost
-  table.
+  validation, deduplication, as-of match, quarantine, exposure and audit of docs/contract.md,
+  section 3, cost at most one and a half times again).
+  `etl_rows_per_core_s` (log rows per second per Spark core) is the input of the Glue cost table in
+  docs/aws.md.
   `etl_spark_jobs` and `seed_spark_jobs`: the Spark jobs that one run of each issues (goal for the
   ETL: at most 12; every job has its scheduling, and on a small day its start-up, cost).
 - `etl_scaling`: the ETL alone at 1M, 5M and 20M log rows of the same fleet (generated once each),
@@ -241,7 +241,7 @@ def _duckdb_run(raw: Path, out: Path) -> float:
 
 
 def _seed_spark_once(spark, raw: Path, out: Path) -> float:
-    """The seed's Glue script, as a user would write it without the contract: no validation, no
+    """The seed's Glue script, as a user would write it without docs/contract.md: no validation, no
     deduplication, a plain join on device_id (a resold device's error joins every sale of it)."""
     from pyspark.sql import functions as F
 

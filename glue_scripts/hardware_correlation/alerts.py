@@ -1,11 +1,11 @@
 """Alerts of day D (raw zone `alerts/dt=D/*.json`) as pure DataFrame -> DataFrame functions.
 
-A stored alert carries the contract's four fields (device_id, error_code, details, alert_timestamp)
+A stored alert carries the four fields of docs/contract.md, section 2 (device_id, error_code, details, alert_timestamp)
 and, when the alerts API wrote it, an `alert_id` and a `received_at`. A file holds one JSON object
 (on one line or spread over several) or JSON lines. The rules follow those of the errors
 (docs/contract.md, section 3), in this order:
 
-1. **Malformed**: not one JSON object, a missing or empty contract field, an alert_timestamp that
+1. **Malformed**: not one JSON object, a missing or empty field of those four, an alert_timestamp that
    breaks the timestamp rule (`timestamp_rule`) or is more than a day after received_at, or a
    received_at that is present but unparseable.
 2. **Duplicate**: another well-formed alert of the partition has the same alert_id; the one received

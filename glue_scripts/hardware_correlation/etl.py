@@ -64,7 +64,7 @@ def configure(spark: SparkSession) -> None:
 
 
 def check_reference_inputs(customer_files: list[str], sale_files: list[str]) -> None:
-    """The customers and sales files exist and have the contract's headers; errors and alerts both
+    """The customers and sales files exist and have the headers of docs/contract.md, section 2; errors and alerts both
     need them."""
     if not customer_files:
         raise storage.JobInputError("no customers file (*.csv) in the customers table's location")

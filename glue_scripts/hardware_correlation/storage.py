@@ -24,7 +24,7 @@ BOM = "\ufeff"
 
 
 class JobInputError(Exception):
-    """The job's input is not what the contract promises; the message says what and where."""
+    """The job's input is not what docs/contract.md, section 2, promises; the message says what and where."""
 
 
 class SchemaDriftError(JobInputError):
@@ -114,7 +114,7 @@ def header_columns(line: str) -> list[str]:
 def check_headers(files: list[str], expected: tuple[str, ...]) -> set[str]:
     """Fail on the first file whose header is not `expected`; return the header lines as written.
 
-    Column names compare without surrounding spaces, quotes or case, but in the contract's order.
+    Column names compare without surrounding spaces, quotes or case, but in the order of docs/contract.md, section 2.
     """
     lines = set()
     for location in files:

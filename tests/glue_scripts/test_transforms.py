@@ -1,4 +1,4 @@
-"""Contract section 3, rule by rule, on tiny inline DataFrames."""
+"""docs/contract.md, section 3, rule by rule, on tiny inline DataFrames."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def test_malformed_rows_name_the_first_rule_they_break_and_well_formed_rows_none
     assert details(spark, *expected) == expected
 
 
-# Where the warehouse's types bound the contract's words: cpu_temp_celsius goes into a 32-bit
+# Where the warehouse's types bound the words of docs/contract.md: cpu_temp_celsius goes into a 32-bit
 # `integer` column, which holds no integer outside -2147483648..2147483647; a timestamp's UTC day
 # becomes a YYYY-MM-DD day (dt=, log_date), the last of which is 9999-12-31. Digits are ASCII only.
 AT_THE_LIMITS = (
