@@ -120,14 +120,7 @@ def staging_alerts(day_alerts: DataFrame) -> DataFrame:
 def staging_activity(day_activity: DataFrame) -> DataFrame:
     """The columns of `device_day_activity`, the day as ISO-8601 text."""
     return day_activity.select(
-        F.date_format("log_date", "yyyy-MM-dd").alias("log_date"),
-        "device_id",
-        "sale_id",
-        "customer_id",
-        "industry",
-        "days_since_sale",
-        "events",
-        "errors",
+        F.date_format("log_date", "yyyy-MM-dd").alias("log_date"), *schemas.DEVICE_DAY_ACTIVITY.fieldNames()
     )
 
 

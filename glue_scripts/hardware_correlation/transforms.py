@@ -537,16 +537,7 @@ def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> Dat
 
 def device_day_activity(days: DataFrame) -> DataFrame:
     """The `device_day_activity` rows of `device_days`."""
-    return days.filter(F.col("has_activity")).select(
-        "log_date",
-        "device_id",
-        "sale_id",
-        "customer_id",
-        "industry",
-        "days_since_sale",
-        "events",
-        "errors",
-    )
+    return days.filter(F.col("has_activity")).select("log_date", *schemas.DEVICE_DAY_ACTIVITY.fieldNames())
 
 
 def day_totals(days: DataFrame) -> DataFrame:
