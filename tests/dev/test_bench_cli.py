@@ -57,4 +57,4 @@ def test_the_report_child_figures_are_read_from_its_output_among_other_lines():
 
 def test_help_names_the_sections(capsys):
     assert bench_cli.main(["--help"]) == 0
-    assert "sections: etl, exposure, load, backfill, report" in capsys.readouterr().out
+    assert "sections: etl, scaling, exposure, load, backfill, report" in capsys.readouterr().out
