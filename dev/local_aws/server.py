@@ -201,11 +201,13 @@ def main(argv: list[str] | None = None) -> None:
     port = server.server_address[1]
     endpoint_url = f"http://{config.HOST}:{port}"
 
+    # Before the job runner: its warm Spark drivers are launched with this configuration, and a
+    # restart on the same port would otherwise let them read the file while it is being rewritten.
+    write_spark_conf(endpoint_url)
     runner = JobRunner(endpoint_url, Loopback(endpoint_url))
     app.runner = runner
     glue_api.install(runner, runner.loopback)
     cloudformation.install(runner.loopback)
-    write_spark_conf(endpoint_url)
     config.GLUE_RUNS.mkdir(parents=True, exist_ok=True)
 
     def shutdown(signum: int, _frame: Any) -> None:

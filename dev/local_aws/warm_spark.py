@@ -238,7 +238,8 @@ class WarmPool:
             threading.Thread(target=self._begin, args=(endpoint_url,), daemon=True).start()
 
     def _begin(self, endpoint_url: str) -> None:
-        # The server writes its Spark configuration just after creating the job runner.
+        # The server writes its Spark configuration before it creates the job runner; a runner made
+        # elsewhere may write it later.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
