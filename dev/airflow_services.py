@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from dev.airflow_api import UI_USER, LocalAirflowError, RestApi, Say
+from dev.local_aws import config
 from dev.local_aws.stack import process_alive
 
-REPO = Path(__file__).resolve().parent.parent
-LOCAL = REPO / ".local"
-LOGS = LOCAL / "logs"
+# Airflow's local state and logs live beside the stack's.
+REPO, LOCAL, LOGS = config.ROOT, config.LOCAL, config.LOGS
 JWT_SECRET_FILE = LOCAL / "airflow-jwt-secret"
 STATE_FILE = LOCAL / "airflow-services.json"
 LOCK_FILE = LOCAL / "airflow-services.lock"

@@ -34,14 +34,18 @@ def s3(aws):
 @pytest.fixture(scope="module")
 def glue(aws):
     # Glue assumes a crawler's or job's role, which must exist; these tests need no permissions.
-    iam = aws("iam")
+    _glue_role(aws("iam"), "glue-role")
+    return aws("glue")
+
+
+def _glue_role(iam, name: str) -> None:
+    """A role Glue may assume, created once per stack."""
     try:
-        iam.get_role(RoleName="glue-role")
+        iam.get_role(RoleName=name)
     except iam.exceptions.NoSuchEntityException:
         trust = {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-        iam.create_role(RoleName="glue-role", AssumeRolePolicyDocument=json.dumps(trust))
-    return aws("glue")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
 
 
 @pytest.fixture(scope="module")
@@ -496,13 +500,7 @@ def test_a_warm_run_gets_its_arguments_conf_credentials_and_py_files_on_the_work
 
 def test_jars_and_credentials_of_one_run_are_not_visible_to_the_next(s3, glue, logs, aws, probe_job):
     bucket, job = probe_job
-    iam = aws("iam")
-    try:
-        iam.get_role(RoleName="glue-role-2")
-    except iam.exceptions.NoSuchEntityException:
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-        iam.create_role(RoleName="glue-role-2", AssumeRolePolicyDocument=json.dumps(trust))
+    _glue_role(aws("iam"), "glue-role-2")
     # A run that needs a JVM of its own (--extra-jars) starts cold, and sees its jar.
     first_id, first, with_jar = _probe(glue, logs, job, Arguments={"--extra-jars": f"s3://{bucket}/jars/marker.jar"})
     assert first["JobRunState"] == "SUCCEEDED", first.get("ErrorMessage")
