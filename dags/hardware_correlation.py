@@ -80,6 +80,10 @@ GLUE_MAX_CONCURRENT_RUNS = SETTINGS.number("GLUE_MAX_CONCURRENT_RUNS")
 
 ETL_ARGS = {
     "--database": SETTINGS.GLUE_DATABASE,
+    # The crawler's tables, named here too so that the task's lineage reads the ones the job reads.
+    "--logs_table": "hardware_logs",
+    "--customers_table": "customers",
+    "--sales_table": "sales",
     "--processed_path": f"{PROCESSED}/hardware_error_analysis/{RUN}/",
     "--quarantine_path": f"{PROCESSED}/quarantine/hardware_logs/{RUN}/",
     "--reference_quarantine_path": f"{PROCESSED}/quarantine/reference/{RUN}/",
@@ -101,9 +105,24 @@ LOAD_ARGS = {
     # the one place of the processed bucket the load role may write).
     "--TempDir": f"{PROCESSED}/tmp/",  # noqa: S108 - an S3 prefix, not the local /tmp
 }
+# The arguments that name what each job reads and writes for day D: the tasks' OpenLineage datasets
+# (plugins/glue_job_lineage.py). The ETL's outputs are the load job's inputs, under the same names.
+ETL_LINEAGE = {
+    "lineage_inputs": ("--logs_table", "--customers_table", "--sales_table", "--alerts_table"),
+    "lineage_outputs": (
+        "--processed_path", "--activity_path", "--alerts_path", "--quarantine_path", "--alerts_quarantine_path",
+        "--reference_quarantine_path", "--audit_path",
+    ),
+}
+LOAD_LINEAGE = {
+    "lineage_inputs": ("--processed_path", "--alerts_path", "--activity_path"),
+    "lineage_outputs": ("--staging_table", "--alerts_staging_table", "--activity_staging_table"),
+}
 
 
-def _glue_job(task_id: str, job_name: str, script, deployed, script_args: dict) -> FailFastGlueJobOperator:
+def _glue_job(
+    task_id: str, job_name: str, script, deployed, script_args: dict, lineage: dict
+) -> FailFastGlueJobOperator:
     # A run that failed on its input (a drifted header) fails the task at once: a retry cannot help.
     return FailFastGlueJobOperator(
         task_id=task_id,
@@ -122,6 +141,10 @@ def _glue_job(task_id: str, job_name: str, script, deployed, script_args: dict) 
         max_active_tis_per_dag=GLUE_MAX_CONCURRENT_RUNS,
         verbose=True,
         stop_job_run_on_kill=True,
+        # The run's Spark gets this task's OpenLineage run as its parent (`--conf spark.openlineage.*`),
+        # so that the Glue run's own lineage, where Spark's OpenLineage listener is on, hangs under it.
+        openlineage_inject_parent_job_info=True,
+        **lineage,
         # Deferred: the worker slot is free while Glue runs. A reprocessed (cleared) day always
         # submits a new run: on this path the provider reattaches only to a run still active.
         deferrable=True,
@@ -187,8 +210,8 @@ def hardware_correlation():
         max_active_tis_per_dag=1,
         execution_timeout=timedelta(minutes=30),
     )
-    etl = _glue_job("run_etl_job", SETTINGS.ETL_JOB_NAME, deployed["etl_script"], deployed, ETL_ARGS)
-    load = _glue_job("run_load_job", SETTINGS.LOAD_JOB_NAME, deployed["load_script"], deployed, LOAD_ARGS)
+    etl = _glue_job("run_etl_job", SETTINGS.ETL_JOB_NAME, deployed["etl_script"], deployed, ETL_ARGS, ETL_LINEAGE)
+    load = _glue_job("run_load_job", SETTINGS.LOAD_JOB_NAME, deployed["load_script"], deployed, LOAD_ARGS, LOAD_LINEAGE)
     audit = collect_run_audit(etl.output, load.output, deployed)
     check_staging = ParametrizedSQLCheckOperator(task_id="check_staging", sql="check_staging.sql", parameters=audit)
     swap_day_into_warehouse = SQLExecuteQueryOperator(

@@ -1,9 +1,14 @@
-"""The provider's GlueJobOperator, except that a run which failed on its input fails the task at once.
+"""The provider's GlueJobOperator, except that a run which failed on its input fails the task at once,
+and that the task reports its run's datasets to OpenLineage.
 
 The Glue scripts report a problem with the data they were given (a file whose header drifted, a day
 missing from the Data Catalog) as an ErrorMessage that starts with the error's class name. A retry
 reads the same input and fails the same way, so such a failure ends the task at once, with Glue's
 message; every other failure (a lost executor, the warehouse down) is retried as usual.
+
+The provider's operator reports no datasets, since they are in the script's arguments: the task names
+which arguments are its inputs and outputs (`lineage_inputs`, `lineage_outputs`), and
+plugins/glue_job_lineage.py turns their rendered values into datasets.
 """
 
 from __future__ import annotations
@@ -14,12 +19,34 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.task_failure import glue_job_run
+from plugins.glue_job_lineage import job_run_datasets
 
 # The ErrorMessage prefixes of the scripts' input errors (glue_scripts/hardware_correlation/storage.py).
 INPUT_ERRORS = ("JobInputError: ", "SchemaDriftError: ")
 
 
 class FailFastGlueJobOperator(GlueJobOperator):
+    def __init__(self, *, lineage_inputs: tuple[str, ...] = (), lineage_outputs: tuple[str, ...] = (), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.lineage_inputs = tuple(lineage_inputs)
+        self.lineage_outputs = tuple(lineage_outputs)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        return self._lineage()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        # Read again at the end: the catalog and the connection are what the run used.
+        return self._lineage()
+
+    def _lineage(self) -> Any:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        glue = self.hook.conn
+        return OperatorLineage(
+            inputs=job_run_datasets(glue, self.script_args, self.lineage_inputs),
+            outputs=job_run_datasets(glue, self.script_args, self.lineage_outputs),
+        )
+
     def execute(self, context: Any) -> Any:
         try:
             return super().execute(context)

@@ -187,6 +187,8 @@ def test_airflow_runs_the_crawler_and_the_jobs_and_may_change_neither(template):
     assert glue == {
         "glue:GetCrawler", "glue:StartCrawler", "glue:GetCrawlerMetrics",
         "glue:GetJob", "glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun",
+        # Read only, for the Glue tasks' OpenLineage datasets.
+        "glue:GetTable", "glue:GetPartition", "glue:GetConnection",
     }
     assert not {action for action in actions if action.startswith("iam:")}
     crawler = f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/{template['Parameters']['CrawlerName']['Default']}"
@@ -198,6 +200,15 @@ def test_airflow_runs_the_crawler_and_the_jobs_and_may_change_neither(template):
             assert _listed(statement["Resource"]) == [crawler]
         if statement_actions & {"glue:StartJobRun", "glue:GetJob"}:
             assert set(_listed(statement["Resource"])) == jobs
+        if statement_actions & {"glue:GetTable", "glue:GetPartition", "glue:GetConnection"}:
+            # The pipeline's catalog database and its warehouse Connection, nothing else of the catalog.
+            parameters = template["Parameters"]
+            database = parameters["GlueDatabaseName"]["Default"]
+            glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+            assert set(_listed(statement["Resource"])) == {
+                f"{glue}:catalog", f"{glue}:database/{database}", f"{glue}:table/{database}/*",
+                f"{glue}:connection/{parameters['WarehouseConnectionName']['Default']}",
+            }
 
 
 def test_alerts_function_may_only_put_alerts(template):
