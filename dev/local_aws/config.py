@@ -17,6 +17,8 @@ SPARK_CONF_DIR = LOCAL / "spark-conf"
 # One working directory per job run: the script, its --extra-py-files and the child's pid file.
 GLUE_RUNS = LOCAL / "glue-runs"
 LOCK_FILE = LOCAL / "stack.lock"
+# The OpenLineage events of local Airflow's tasks and DAG runs (its file transport, in stack.env).
+OPENLINEAGE_EVENTS = LOCAL / "openlineage"
 # One JSON line per AWS call made with a role's credentials: who, which action, on what (`calls`).
 CALL_LOG = LOGS / "aws-calls.jsonl"
 # The CloudFormation template the stack deploys, and the folder `aws cloudformation package` reads.

@@ -179,6 +179,11 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         # The plugin that registers the DAG's timetable: without it the DAG cannot be serialized.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # OpenLineage's events of every task and DAG run, one JSON file each (the file transport's
+        # timestamped files: runs at once never write into the same file).
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(config.OPENLINEAGE_EVENTS / "event")}
+        ),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.dsn("airflow").replace(
             "postgresql://", "postgresql+psycopg2://", 1
         ),
@@ -191,6 +196,8 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
 
 def write_env_file(env: dict[str, str]) -> None:
     config.LOCAL.mkdir(parents=True, exist_ok=True)
+    # OpenLineage's file transport writes into it but does not create it.
+    config.OPENLINEAGE_EVENTS.mkdir(exist_ok=True)
     lines = ["# Written by `make up` (python -m dev.local_aws up). Source it: set -a; . .local/stack.env"]
     lines += [f"{key}={shlex.quote(value)}" for key, value in env.items()]
     tmp = config.ENV_FILE.with_suffix(".tmp")
