@@ -25,10 +25,8 @@ from typing import Any
 
 LOG_DATE_ARG = "--log_date"
 _S3_URI = re.compile(r"s3a?://(?P<bucket>[^/]+)/?(?P<key>.*)")
-_JDBC_URL = re.compile(r"jdbc:(?P<scheme>postgresql|mysql|redshift)://(?P<authority>[^/?]+)/(?P<database>[^?;]+)")
-# JDBC's scheme names as OpenLineage names the namespaces.
-_NAMESPACE_SCHEMES = {"postgresql": "postgres", "mysql": "mysql", "redshift": "redshift"}
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "redshift": 5439}
+# The warehouse is PostgreSQL (RDS): `jdbc:postgresql://host[:port]/database[?...]`.
+_JDBC_URL = re.compile(r"jdbc:postgresql://(?P<authority>[^/?]+)/(?P<database>[^?;]+)")
 
 
 def s3_dataset(uri: str, facets: dict | None = None):
@@ -99,11 +97,9 @@ def jdbc_table(glue, connection_name: str, table: str):
     url = connection.get("ConnectionProperties", {}).get("JDBC_CONNECTION_URL", "")
     match = _JDBC_URL.match(url)
     if not match:
-        raise ValueError(f"Glue Connection {connection_name} has no JDBC URL of a known database")
-    authority = match["authority"].rsplit("@", 1)[-1]
-    if ":" not in authority and match["scheme"] in _DEFAULT_PORTS:
-        # OpenLineage's namespace always names the port.
-        authority = f"{authority}:{_DEFAULT_PORTS[match['scheme']]}"
-    return Dataset(
-        namespace=f"{_NAMESPACE_SCHEMES[match['scheme']]}://{authority}", name=f"{match['database']}.{table}"
-    )
+        raise ValueError(f"Glue Connection {connection_name} has no PostgreSQL JDBC URL")
+    authority = match["authority"]
+    if ":" not in authority:
+        # OpenLineage's namespace always names the port, as the SQL operators' events do.
+        authority = f"{authority}:5432"
+    return Dataset(namespace=f"postgres://{authority}", name=f"{match['database']}.{table}")
