@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
 
 import duckdb
 import psycopg2
@@ -28,7 +31,7 @@ from dev import commands
 from dev.local_aws import policy
 from dev.local_aws import stack as local_stack
 from dev.raw_zone import plan_upload, upload_raw_zone
-from include.run_scope import run_key
+from include.run_scope import run_key, staging_table
 from include.settings import load as load_settings
 from tests.contract_rules import OUTCOMES, classify, read_reference
 from dev.airflow_api import when
@@ -263,6 +266,136 @@ def test_a_day_without_logs_fails_at_its_sensor_and_says_why(backfilled, env, tm
         cursor.execute("SELECT count(*) FROM hardware_error_analysis WHERE log_date = '2025-09-15'")
         assert cursor.fetchone()[0] == 0
     connection.close()
+
+
+# -- OpenLineage ------------------------------------------------------------------------------------
+
+# A day with alerts: its lineage has all four raw inputs.
+LINEAGE_DAY = DAYS[0]
+WAREHOUSE_TABLES = ("hardware_error_analysis", "hardware_alerts", "device_day_activity")
+
+
+def lineage_events(env: dict[str, str], since: datetime) -> list[dict]:
+    """The OpenLineage events written since `since`, from where the local Airflow's file transport
+    puts them (its setting in stack.env): one JSON file per event."""
+    transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+    assert transport["type"] == "file"
+    events = [json.loads(path.read_text()) for path in Path(transport["log_file_path"]).parent.glob("*.json")]
+    return [event for event in events if when(event["eventTime"]) >= since]
+
+
+def task_lineage(events: list[dict], dag_run_id: str) -> dict[str, dict]:
+    """Per task of the DAG run: its OpenLineage run ids, and the datasets of all its events (a consumer
+    accumulates a run's inputs and outputs over its events), as (namespace, name)."""
+    tasks: dict[str, dict] = {}
+    for event in events:
+        airflow = event["run"]["facets"].get("airflow")
+        if not airflow or airflow["dagRun"]["run_id"] != dag_run_id:
+            continue
+        task = tasks.setdefault(
+            event["job"]["name"], {"run_ids": set(), "types": set(), "parents": set(), "inputs": set(), "outputs": set()}
+        )
+        task["run_ids"].add(event["run"]["runId"])
+        task["types"].add(event["eventType"])
+        task["parents"].add(event["run"]["facets"]["parent"]["run"]["runId"])
+        for side in ("inputs", "outputs"):
+            task[side] |= {(dataset["namespace"], dataset["name"]) for dataset in event.get(side, [])}
+    return tasks
+
+
+def spark_conf(argument: str) -> dict[str, str]:
+    """Glue's `--conf` argument: `k=v --conf k=v ...`."""
+    return dict(setting.split("=", 1) for setting in argument.split(" --conf "))
+
+
+def test_a_days_lineage_runs_from_the_raw_zone_through_both_glue_jobs_to_the_warehouse(
+    backfilled, env, deployed_env, aws
+):
+    day = LINEAGE_DAY
+    audit = audit_rows(env["WAREHOUSE_DSN"])[day]
+    events = lineage_events(env, backfilled["started"])
+    tasks = task_lineage(events, audit["dag_run_id"])
+    dag = commands.DAG_ID
+    etl, load, swap = (tasks[f"{dag}.{task}"] for task in ("run_etl_job", "run_load_job", "swap_day_into_warehouse"))
+    # Every task of the run reported its start and its success, as one OpenLineage run each.
+    assert {name.removeprefix(f"{dag}.") for name in tasks} == run_tasks_of(env, audit["dag_run_id"])
+    assert all(task["types"] == {"START", "COMPLETE"} and len(task["run_ids"]) == 1 for task in tasks.values())
+
+    raw = f"s3://{env['RAW_BUCKET']}"
+    processed = f"s3://{env['PROCESSED_BUCKET']}"
+    key = run_key(audit["dag_run_id"])
+    dsn = urlparse(env["WAREHOUSE_DSN"])
+    warehouse = f"postgres://{dsn.hostname}:{dsn.port}"
+    database = dsn.path.lstrip("/")
+
+    # The ETL read day D's partitions and the reference tables where the catalog put them...
+    assert etl["inputs"] == {
+        (raw, f"hardware_logs/dt={day}"), (raw, "customers"), (raw, "sales"), (raw, f"alerts/dt={day}")
+    }
+    parquet = {(processed, f"{table}/run={key}/log_date={day}") for table in WAREHOUSE_TABLES}
+    assert parquet <= etl["outputs"]
+    assert (processed, f"quarantine/hardware_logs/run={key}/log_date={day}") in etl["outputs"]
+    # ...the load job staged its Parquet, under the same names, in the warehouse...
+    staging = {
+        (warehouse, f"{database}.{staging_table(table, date.fromisoformat(day), audit['dag_run_id'])}")
+        for table in WAREHOUSE_TABLES
+    }
+    assert load["inputs"] == parquet
+    assert load["outputs"] == staging
+    # ...and the swap moved the staged rows into the warehouse's tables, named as the SQL operators name them.
+    assert staging <= swap["inputs"]
+    tables = {(warehouse, f"{database}.public.{table}") for table in WAREHOUSE_TABLES}
+    assert tables <= swap["outputs"]
+
+    # The chain as a lineage graph walks it: from each raw input, through the tasks, to every table.
+    edges: dict[tuple, set] = {}
+    for task in tasks.values():
+        for source in task["inputs"]:
+            edges.setdefault(source, set()).update(task["outputs"])
+    for source in etl["inputs"]:
+        reached, frontier = set(), {source}
+        while frontier:
+            reached |= frontier
+            frontier = set().union(*(edges.get(node, set()) for node in frontier)) - reached
+        assert tables <= reached, source
+
+    # Each Glue run got its task's OpenLineage run as its parent, and the DAG run's as its root.
+    glue = aws("glue")
+    names = load_settings()
+    dag_run = {parent for task in tasks.values() for parent in task["parents"]}
+    assert len(dag_run) == 1
+    assert [
+        event["eventType"] for event in events
+        if event["job"]["name"] == dag and event["run"]["runId"] in dag_run and event["eventType"] == "COMPLETE"
+        and event["run"]["facets"]["airflowDagRun"]["dagRun"]["run_id"] == audit["dag_run_id"]
+    ] == ["COMPLETE"]
+    for job_name, run_id_column, task_id in (
+        (names.ETL_JOB_NAME, "etl_job_run_id", "run_etl_job"), (names.LOAD_JOB_NAME, "load_job_run_id", "run_load_job")
+    ):
+        arguments = glue.get_job_run(JobName=job_name, RunId=audit[run_id_column])["JobRun"]["Arguments"]
+        conf = spark_conf(arguments["--conf"])
+        assert conf == {
+            "spark.openlineage.parentJobNamespace": conf["spark.openlineage.rootParentJobNamespace"],
+            "spark.openlineage.parentJobName": f"{dag}.{task_id}",
+            "spark.openlineage.parentRunId": next(iter(tasks[f"{dag}.{task_id}"]["run_ids"])),
+            "spark.openlineage.rootParentJobNamespace": conf["spark.openlineage.parentJobNamespace"],
+            "spark.openlineage.rootParentJobName": dag,
+            "spark.openlineage.rootParentRunId": next(iter(dag_run)),
+        }
+
+    # No secret in any event: neither the warehouse's password nor Airflow's AWS keys.
+    written = json.dumps(events)
+    connection = json.loads(deployed_env["AIRFLOW_CONN_AWS_DEFAULT"])
+    secrets = {
+        dsn.password, env["AWS_SECRET_ACCESS_KEY"], deployed_env["AWS_SECRET_ACCESS_KEY"],
+        deployed_env["AWS_SESSION_TOKEN"], connection["password"],
+    }
+    assert all(secrets) and not [secret for secret in secrets if secret in written]
+
+
+def run_tasks_of(env: dict[str, str], dag_run_id: str) -> set[str]:
+    found = airflow_json(env, "tasks", "states-for-dag-run", commands.DAG_ID, dag_run_id)
+    return {task["task_id"] for task in found}
 
 
 def run_tasks(env: dict[str, str], day: str) -> set[str]:
