@@ -1,22 +1,53 @@
-"""The provider's GlueJobOperator, except that a run which failed on its input fails the task at once.
+"""The provider's GlueJobOperator, except that a run which failed on its input fails the task at once,
+and that Glue's API failing while the task waits fails the try the same way everywhere.
 
 The Glue scripts report a problem with the data they were given (a file whose header drifted, a day
 missing from the Data Catalog) as an ErrorMessage that starts with the error's class name. A retry
 reads the same input and fails the same way, so such a failure ends the task at once, with Glue's
 message; every other failure (a lost executor, the warehouse down) is retried as usual.
+
+A retry never starts a second run beside one its task started that is still going: the provider's
+`durable` (default on Airflow 3.3) tags each run with the task instance (`--airflow_task_uuid`) and a
+retry takes over that task's run when it is still starting or running. A finished run is never taken
+over, so a cleared task (a reprocessed day) starts a new one.
+
+While deferred, the provider's trigger lets an error of GetJobRun (throttling, a 5xx, after
+botocore's own retries) escape. A triggerer then fails the try and Airflow retries it, but `airflow
+dags test` fails the task outright, retries left or not; `GlueJobRunTrigger` turns such an error into
+the trigger's error event instead, so that the try fails and is retried under both, and the retry
+takes over the run.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.triggers.base import TriggerEvent
+from botocore.exceptions import BotoCoreError, ClientError
 
 from include.task_failure import glue_job_run
 
 # The ErrorMessage prefixes of the scripts' input errors (glue_scripts/hardware_correlation/storage.py).
 INPUT_ERRORS = ("JobInputError: ", "SchemaDriftError: ")
+
+
+class GlueJobRunTrigger(GlueJobCompleteTrigger):
+    """The provider's trigger, with an AWS error while it polls ending in an error event."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async for event in super().run():
+                yield event
+        except (ClientError, BotoCoreError) as error:
+            yield TriggerEvent({
+                "status": "error",
+                "message": f"Glue job {self.job_name} run {self.run_id}: its state could not be read: {error}",
+                "run_id": self.run_id,
+            })
 
 
 class FailFastGlueJobOperator(GlueJobOperator):
@@ -26,6 +57,14 @@ class FailFastGlueJobOperator(GlueJobOperator):
         except AirflowException as error:
             self._fail_fast_on_input_error(context, error)
             raise
+
+    def defer(self, *, trigger: Any, **kwargs: Any) -> Any:
+        # The provider builds its trigger inside execute(), after submit_job (which takes over a run
+        # still going): the same trigger, of the class that reports AWS errors as an event.
+        if type(trigger) is GlueJobCompleteTrigger:
+            _, trigger_kwargs = trigger.serialize()
+            trigger = GlueJobRunTrigger(**trigger_kwargs)
+        return super().defer(trigger=trigger, **kwargs)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
         try:

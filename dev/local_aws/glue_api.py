@@ -2,7 +2,8 @@
 
 moto dispatches an API action to the GlueResponse method of the same name (StartJobRun ->
 start_job_run), so adding a method adds an action. Added: BatchStopJobRun, UpdateJob, UpdateCrawler,
-GetCrawlerMetrics, UpdateConnection, DeleteConnection. Changed: StartJobRun (a real run), and
+GetCrawlerMetrics, UpdateConnection, DeleteConnection. Changed: StartJobRun (a real run), GetJobRun
+(answers an error while the test control of faults.fail_get_job_run says so), and
 StartCrawler/StopCrawler/GetCrawler (a real crawl) through the models in glue_jobs and glue_crawlers;
 CreateJob refuses a name that exists with AlreadyExistsException, as Glue does (moto would replace
 the job, its runs included, and hide two callers racing to create it).
@@ -14,6 +15,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.glue.exceptions import AlreadyExistsException, EntityNotFoundException, InvalidInputException
 from moto.glue.models import FakeConnection, FakeJob
@@ -50,6 +52,15 @@ _JOB_FIELDS = {
 
 _create_job_lock = threading.Lock()
 
+# The errors faults.fail_get_job_run may make GetJobRun answer, with Glue's HTTP status for each.
+GET_JOB_RUN_ERRORS = {"ThrottlingException": 400, "InternalServiceException": 500}
+
+
+class InjectedError(JsonRESTError):
+    def __init__(self, code: str) -> None:
+        super().__init__(code, f"{code} injected by the local stack's fail_get_job_run control.")
+        self.code = GET_JOB_RUN_ERRORS[code]
+
 
 def install(runner: JobRunner, loopback: Loopback) -> None:
     glue_crawlers.install(loopback)
@@ -63,6 +74,15 @@ def install(runner: JobRunner, loopback: Loopback) -> None:
             return moto_create_job(self)
 
     GlueResponse.create_job = create_job  # type: ignore[method-assign]
+    moto_get_job_run = GlueResponse.get_job_run
+
+    def get_job_run(self: GlueResponse) -> Any:
+        code = runner.controls.get_job_run_error(self.parameters.get("JobName") or "")
+        if code is not None:
+            raise InjectedError(code)
+        return moto_get_job_run(self)
+
+    GlueResponse.get_job_run = get_job_run  # type: ignore[method-assign]
 
     def start_job_run(self: FakeJob, **kwargs: Any) -> str:
         return glue_jobs.start_job_run(runner, self, **kwargs)
