@@ -123,8 +123,8 @@ def _glue_job(task_id: str, job_name: str, script, deployed, script_args: dict) 
         # Airflow never starts more runs of the job than Glue accepts (ConcurrentRunsExceeded).
         max_active_tis_per_dag=GLUE_MAX_CONCURRENT_RUNS,
         verbose=True,
-        # A task that Airflow kills (its timeout, "mark failed") stops its run. A worker that dies
-        # (SIGKILL, a lost machine) stops nothing: its retry takes the run over, as below.
+        # A try that Airflow stops while it runs on a worker (SIGTERM) stops its run first. A worker
+        # that dies (SIGKILL, a lost machine) stops nothing: its retry takes the run over, as below.
         stop_job_run_on_kill=True,
         # Deferred: the worker slot is free while Glue runs.
         deferrable=True,

@@ -8,8 +8,10 @@ message; every other failure (a lost executor, the warehouse down) is retried as
 
 A retry never starts a second run beside one its task started that is still going: the provider's
 `durable` (default on Airflow 3.3) tags each run with the task instance (`--airflow_task_uuid`) and a
-retry takes over that task's run when it is still starting or running. A finished run is never taken
-over, so a cleared task (a reprocessed day) starts a new one.
+retry takes over that task's run when it is still going. A finished run is never taken over, so a
+cleared task (a reprocessed day) starts a new one. Where the provider, failing to list the job's runs
+(GetJobRuns throttled beyond botocore's retries), logs it and starts a new run, which could be a
+second one beside the task's run, this operator fails the try: its retry looks again.
 
 While deferred, the provider's trigger lets an error of GetJobRun (throttling, a 5xx, after
 botocore's own retries) escape. A triggerer then fails the try and Airflow retries it, but `airflow
@@ -57,6 +59,23 @@ class FailFastGlueJobOperator(GlueJobOperator):
         except AirflowException as error:
             self._fail_fast_on_input_error(context, error)
             raise
+
+    def _find_previous_job_run(self, context: Any, task_uuid: str) -> str | None:
+        # The provider's own version first reads the previous try's run id from XCom, which Airflow 3
+        # clears before every try, then lists the job's runs for the task's UUID; it logs a failure to
+        # list them and starts a new run. Here that failure fails the try instead.
+        try:
+            found = self._find_job_run_id_by_task_uuid(task_uuid)
+        except (ClientError, BotoCoreError) as error:
+            raise AirflowException(
+                f"Glue job {self.job_name}: could not look for a run of this task still going, so none is "
+                f"started beside it: {error}"
+            ) from error
+        if found is None:
+            return None
+        run_id, state = found
+        self.log.info("Found Glue job_run_id by task UUID: %s, state: %s", run_id, state)
+        return run_id if self.is_job_active(state) else None
 
     def defer(self, *, trigger: Any, **kwargs: Any) -> Any:
         # The provider builds its trigger inside execute(), after submit_job (which takes over a run

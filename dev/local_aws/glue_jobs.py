@@ -82,8 +82,8 @@ class JobControls:
         self._seconds_per_minute: dict[str, float] = {}
         self._held_jobs: set[str] = set()
         self._held_runs: dict[str, dict[str, threading.Event]] = {}
-        self._get_run_errors: dict[str, str] = {}
-        self._get_run_errors_answered: dict[str, int] = {}
+        self._read_errors: dict[str, tuple[str, frozenset[str]]] = {}
+        self._read_errors_answered: dict[str, int] = {}
         self._held_start_answers: dict[str, threading.Event] = {}
 
     def fail_next_run(self, job_name: str, message: str) -> None:
@@ -123,23 +123,24 @@ class JobControls:
             gate.set()
         return list(released)
 
-    def fail_get_job_run(self, job_name: str, code: str | None) -> int:
-        """GetJobRun of the job's runs answers the error `code` from now on; None ends that. The number
-        of error answers given since the errors were switched on."""
+    def fail_reads(self, job_name: str, code: str | None, actions: tuple[str, ...] = ()) -> int:
+        """The job's `actions` (GetJobRun, GetJobRuns) answer the error `code` from now on; None ends
+        that. The number of error answers given since the errors were switched on."""
         with self._lock:
-            answered = self._get_run_errors_answered.pop(job_name, 0)
+            answered = self._read_errors_answered.pop(job_name, 0)
             if code is None:
-                self._get_run_errors.pop(job_name, None)
+                self._read_errors.pop(job_name, None)
             else:
-                self._get_run_errors[job_name] = code
+                self._read_errors[job_name] = (code, frozenset(actions))
             return answered
 
-    def get_job_run_error(self, job_name: str) -> str | None:
-        """The error that GetJobRun answers for the job now, counted as answered."""
+    def read_error(self, job_name: str, action: str) -> str | None:
+        """The error that `action` of the job answers now, counted as answered."""
         with self._lock:
-            code = self._get_run_errors.get(job_name)
-            if code is not None:
-                self._get_run_errors_answered[job_name] = self._get_run_errors_answered.get(job_name, 0) + 1
+            code, actions = self._read_errors.get(job_name, (None, frozenset()))
+            if code is None or action not in actions:
+                return None
+            self._read_errors_answered[job_name] = self._read_errors_answered.get(job_name, 0) + 1
             return code
 
     def hold_start_answer(self, job_name: str) -> None:

@@ -72,7 +72,7 @@ logger.s3abucket.level = error
 
 _JOB_CONTROL = re.compile(
     r"^/_stack/glue/jobs/(?P<job>[^/]+)/"
-    r"(?P<action>fail-next-run|timeout-scale|hold|release|fail-get-job-run|hold-start-answer|release-start-answer)$"
+    r"(?P<action>fail-next-run|timeout-scale|hold|release|fail-reads|hold-start-answer|release-start-answer)$"
 )
 _CRAWLER_CONTROL = re.compile(r"^/_stack/glue/crawlers/(?P<crawler>[^/]+)/(?P<action>fail-next-crawl|hold|release)$")
 
@@ -128,13 +128,16 @@ class ControlApp:
                 message = str(body.get("message") or "Failure injected by the local stack.")
                 controls.fail_next_run(job, message)
                 return 200, {"job": job, "fail_next_run": message}
-            if action == "fail-get-job-run":
-                from dev.local_aws.glue_api import GET_JOB_RUN_ERRORS
+            if action == "fail-reads":
+                from dev.local_aws.glue_api import READ_ACTIONS, READ_ERRORS
 
-                code = body.get("code")
-                if code is not None and code not in GET_JOB_RUN_ERRORS:
-                    raise ValueError(f"code must be one of {', '.join(GET_JOB_RUN_ERRORS)} or null")
-                return 200, {"job": job, "code": code, "answered": controls.fail_get_job_run(job, code)}
+                code, actions = body.get("code"), body.get("actions") or []
+                if code is not None and code not in READ_ERRORS:
+                    raise ValueError(f"code must be one of {', '.join(READ_ERRORS)} or null")
+                if not isinstance(actions, list) or not set(actions) <= set(READ_ACTIONS):
+                    raise ValueError(f"actions must be a list of {', '.join(READ_ACTIONS)}")
+                answered = controls.fail_reads(job, code, tuple(actions))
+                return 200, {"job": job, "code": code, "actions": actions, "answered": answered}
             if action == "hold-start-answer":
                 controls.hold_start_answer(job)
                 return 200, {"job": job, "held": True}

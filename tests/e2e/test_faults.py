@@ -17,9 +17,9 @@ database.
    fails naming the crawler's error, nothing is loaded.
 4. Day 2031-10-01 with a log file whose header drifted: the run fails at once (no retry of the ETL)
    naming the file and its columns, the previous rows are intact.
-5. Day 2031-10-03 with Glue answering every GetJobRun of the ETL's run with throttling errors until
-   the task has failed a try: the retry reattaches to the run still going, which is the day's only
-   ETL run.
+5. Day 2031-10-03 with Glue answering the ETL job's GetJobRun and GetJobRuns with throttling errors
+   until the task has failed two tries (polling its run, then looking for it): the last try takes
+   over the run still going, which is the day's only ETL run.
 """
 
 from __future__ import annotations
@@ -635,30 +635,29 @@ REATTACHED = r"Found Glue job_run_id by task UUID: (?P<run_id>\S+), state: (?P<s
 
 
 def test_errors_while_polling_fail_a_try_and_the_retry_reattaches_to_the_run(env, glue, s3, reference):
-    """Every GetJobRun of the ETL's run is answered with ThrottlingException (botocore's own retries
-    included) until the task's first try has failed; the run is held in STARTING meanwhile, so it is
-    still going, whatever the machine's load, when the retry looks for it. The retry must reattach
-    to it instead of starting a second ETL run of the day."""
+    """Glue's API answers GetJobRun and GetJobRuns of the ETL job with ThrottlingException (botocore's
+    own retries included) until the task has failed two tries: the first while polling its run, the
+    second while looking for that run. The run is held in STARTING meanwhile, so it is still going,
+    whatever the machine's load, when the last try looks for it; that try must take it over instead of
+    starting a second ETL run of the day."""
     endpoint = env["AWS_ENDPOINT_URL"]
     faults.hold_job_runs(endpoint, ETL_JOB)
-    faults.fail_get_job_run(endpoint, ETL_JOB, "ThrottlingException")
-    answered = 0
     run = DagsTest(env, glue, THIRD)
+    faults.fail_job_reads(endpoint, ETL_JOB, "ThrottlingException", actions=("GetJobRun", "GetJobRuns"))
+    answered = 0
     try:
-        run.wait_for(rf"Task run_etl_job of {commands.DAG_ID} failed \(try 1\) for log day {THIRD}")
-        answered = faults.fail_get_job_run(endpoint, ETL_JOB, None)
-        # The retry either reattaches (and says so) or would start a second run, held like the first.
-        support.wait_for(
-            "the retry of run_etl_job to reattach or start a run",
-            lambda: re.search(REATTACHED, run.output) or len(job_runs(glue, ETL_JOB, THIRD)) > 1,
-            timeout=300, every=0.5,
-        )
+        for try_number in (1, 2):
+            run.wait_for(rf"Task run_etl_job of {commands.DAG_ID} failed \(try {try_number}\) for log day {THIRD}")
+        answered = faults.fail_job_reads(endpoint, ETL_JOB, None)
+        # The last try either takes over the run or says that it starts a new one.
+        started = f"Initializing AWS Glue Job: {ETL_JOB}"
+        run.wait_for(rf"(?s){REATTACHED}|{started}.*{started}", timeout=300)
     finally:
-        faults.fail_get_job_run(endpoint, ETL_JOB, None)
+        faults.fail_job_reads(endpoint, ETL_JOB, None)
         faults.release_job_runs(endpoint, ETL_JOB)
         result = run.finish()
 
-    assert answered > 0, "GetJobRun never answered an error"
+    assert answered > 0, "Glue never answered an error"
     assert result.returncode == 0
     (etl_run,) = result.etl_runs
     (load_run,) = result.load_runs
@@ -666,6 +665,9 @@ def test_errors_while_polling_fail_a_try_and_the_retry_reattaches_to_the_run(env
     reattached = re.search(REATTACHED, result.output)
     assert reattached and (reattached["run_id"], reattached["state"]) == (etl_run["Id"], "STARTING")
     assert "ThrottlingException" in failure_line(result.output, "run_etl_job", THIRD)
+    second = re.search(rf"Task run_etl_job of {commands.DAG_ID} failed \(try 2\) for log day {THIRD}: .*", result.output)
+    assert "could not look for a run of this task still going" in second.group(0)
+    assert "ThrottlingException" in second.group(0)
 
     outcomes = expected_outcomes(s3, env, reference, THIRD)
     assert warehouse_rows(env["WAREHOUSE_DSN"], THIRD) == expected_rows(outcomes, reference, THIRD)

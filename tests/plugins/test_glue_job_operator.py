@@ -4,8 +4,10 @@ failure is left to the provider and the task's retries; an AWS error while defer
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
+from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from botocore.exceptions import ClientError
@@ -82,3 +84,23 @@ def test_an_aws_error_while_polling_ends_the_trigger_with_an_error_event(monkeyp
     (event,) = asyncio.run(events())
     assert event.payload["status"] == "error" and event.payload["run_id"] == "jr_1"
     assert "ThrottlingException" in event.payload["message"]
+
+
+def test_a_failed_lookup_of_the_tasks_run_fails_the_try_instead_of_starting_another(operator, monkeypatch):
+    # The provider's submit_job asks _find_previous_job_run, which lists the job's runs through
+    # _find_job_run_id_by_task_uuid: the override hangs on both names.
+    assert "self._find_previous_job_run(" in inspect.getsource(GlueJobOperator.submit_job)
+
+    def throttled(task_uuid):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetJobRuns")
+
+    monkeypatch.setattr(operator, "_find_job_run_id_by_task_uuid", throttled)
+    with pytest.raises(AirflowException, match="could not look for a run of this task still going"):
+        operator._find_previous_job_run({}, "hardware_correlation:run_etl_job:manual__1:-1")
+
+
+@pytest.mark.parametrize(("state", "taken_over"), [("STARTING", True), ("RUNNING", True), ("SUCCEEDED", False),
+                                                   ("FAILED", False)])
+def test_only_a_run_still_going_is_taken_over(operator, monkeypatch, state, taken_over):
+    monkeypatch.setattr(operator, "_find_job_run_id_by_task_uuid", lambda task_uuid: ("jr_1", state))
+    assert operator._find_previous_job_run({}, "uuid") == ("jr_1" if taken_over else None)
