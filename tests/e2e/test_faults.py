@@ -1,6 +1,6 @@
 """Faults on the local stack: each one provoked for real, the pipeline must come through it.
 
-The real DAG runs under `airflow dags test` four times, on the sample data moved to October 2031
+The real DAG runs under `airflow dags test` five times, on the sample data moved to October 2031
 (every date shifted by the same number of days, so outcomes and ages are those of the sample data's
 README), in a corner of the stack of its own: its own raw and processed buckets, Glue jobs, crawler,
 catalog database and Glue Connection, and its own PostgreSQL warehouse. So the faults reach no other
