@@ -22,6 +22,8 @@ has a run, clear that run in the grid (a second trigger at the same logical date
    the day's audit counts;
    the same for day D's alerts (`alerts/dt=D/`, when there are any). A run that failed on its input
    (a drifted header) is not retried: a retry would read the same files.
+   A retry of a Glue task whose run is still going (its try failed polling it, or its worker was
+   lost) takes that run over rather than starting a second one; a cleared task starts a new run.
 6. **run_load_job** (Glue) copies day D's Parquet into the run's staging tables in PostgreSQL.
 7. **check_staging** compares the staged rows with the ETL's counts, then **swap_day_into_warehouse**
    replaces day D of `hardware_error_analysis`, `hardware_alerts`, `device_day_activity` (the
@@ -140,14 +142,21 @@ def _glue_job(
         # Airflow never starts more runs of the job than Glue accepts (ConcurrentRunsExceeded).
         max_active_tis_per_dag=GLUE_MAX_CONCURRENT_RUNS,
         verbose=True,
+        # A try that Airflow stops while it runs on a worker (SIGTERM) stops its run first. A worker
+        # that dies (SIGKILL, a lost machine) stops nothing: its retry takes the run over, as below.
         stop_job_run_on_kill=True,
         # The run's Spark gets this task's OpenLineage run as its parent (`--conf spark.openlineage.*`),
         # so that the Glue run's own lineage, where Spark's OpenLineage listener is on, hangs under it.
         openlineage_inject_parent_job_info=True,
         **lineage,
-        # Deferred: the worker slot is free while Glue runs. A reprocessed (cleared) day always
-        # submits a new run: on this path the provider reattaches only to a run still active.
+        # Deferred: the worker slot is free while Glue runs.
         deferrable=True,
+        # One Glue run per task, whatever happens to Airflow: each run is tagged with its task instance
+        # (--airflow_task_uuid) and a retry (after a failed poll, or a worker lost before the task
+        # deferred) reattaches to the run of its task that is still starting or running, instead of
+        # starting a second one beside it. Only a run still going is taken over: a reprocessed
+        # (cleared) day always submits a new run.
+        durable=True,
         waiter_delay=GLUE_POLL_SECONDS,
         waiter_max_attempts=GLUE_TIMEOUT_MINUTES * 60 // GLUE_POLL_SECONDS + 10,
         execution_timeout=timedelta(minutes=GLUE_TIMEOUT_MINUTES + 10),

@@ -14,6 +14,14 @@ calls them. Tests use them to provoke what is hard to provoke honestly:
   script not started, until `release_job_runs(endpoint_url, job_name, run_id)` lets one of them go
   (the job staying held for later runs) or `release_job_runs(endpoint_url, job_name)` lets them all
   go and ends the hold. A BatchStopJobRun of a held run stops it.
+- `fail_job_reads(endpoint_url, job_name, code, actions=("GetJobRun",))`: the job's `actions`
+  (GetJobRun, GetJobRuns) answer the error `code` (`ThrottlingException`, HTTP 400, or
+  `InternalServiceException`, HTTP 500), as an overloaded Glue API does, until
+  `fail_job_reads(endpoint_url, job_name, None)`, which returns how many error answers were given.
+  The job's other actions (StartJobRun, BatchStopJobRun) answer as usual.
+- `hold_start_answer(endpoint_url, job_name)`: the job's next StartJobRun creates and starts its run,
+  then keeps its answer back until `release_start_answer(endpoint_url, job_name)`: the window in which
+  a caller has started a run but does not know its id yet.
 - `hold_crawler(endpoint_url, crawler_name, state)`: a crawl of the crawler stays in `state` (RUNNING:
   before it crawls; STOPPING: before it is READY again) until `release_crawler(endpoint_url,
   crawler_name, state)`. A StopCrawler ends a hold in RUNNING (the crawl goes STOPPING).
@@ -75,6 +83,25 @@ def release_job_runs(endpoint_url: str, job_name: str, run_id: str | None = None
     """Let the held run `run_id` go on, later runs staying held; without `run_id`, let every held run
     go on and hold no more. The ids of the runs let go."""
     return _post(endpoint_url, _job_path(job_name, "release"), {"run_id": run_id})["released"]
+
+
+def fail_job_reads(
+    endpoint_url: str, job_name: str, code: str | None, actions: tuple[str, ...] = ("GetJobRun",)
+) -> int:
+    """Make `job_name`'s `actions` (GetJobRun, GetJobRuns) answer the error `code` until called with
+    None; returns how many error answers were given since the errors were switched on."""
+    body = {"code": code, "actions": list(actions)}
+    return _post(endpoint_url, _job_path(job_name, "fail-reads"), body)["answered"]
+
+
+def hold_start_answer(endpoint_url: str, job_name: str) -> None:
+    """Keep back the answer of `job_name`'s next StartJobRun, its run created, until released."""
+    _post(endpoint_url, _job_path(job_name, "hold-start-answer"), {})
+
+
+def release_start_answer(endpoint_url: str, job_name: str) -> bool:
+    """Let the held StartJobRun answer of `job_name` go; whether a hold was still set."""
+    return _post(endpoint_url, _job_path(job_name, "release-start-answer"), {})["released"]
 
 
 def _crawler_path(crawler_name: str, action: str) -> str:

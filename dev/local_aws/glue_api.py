@@ -2,7 +2,8 @@
 
 moto dispatches an API action to the GlueResponse method of the same name (StartJobRun ->
 start_job_run), so adding a method adds an action. Added: BatchStopJobRun, UpdateJob, UpdateCrawler,
-GetCrawlerMetrics, UpdateConnection, DeleteConnection. Changed: StartJobRun (a real run), and
+GetCrawlerMetrics, UpdateConnection, DeleteConnection. Changed: StartJobRun (a real run), GetJobRun
+and GetJobRuns (answer an error while the test control faults.fail_job_reads says so), and
 StartCrawler/StopCrawler/GetCrawler (a real crawl) through the models in glue_jobs and glue_crawlers;
 CreateJob refuses a name that exists with AlreadyExistsException, as Glue does (moto would replace
 the job, its runs included, and hide two callers racing to create it).
@@ -14,6 +15,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.glue.exceptions import AlreadyExistsException, EntityNotFoundException, InvalidInputException
 from moto.glue.models import FakeConnection, FakeJob
@@ -50,6 +52,17 @@ _JOB_FIELDS = {
 
 _create_job_lock = threading.Lock()
 
+# The errors faults.fail_job_reads may make the reads answer, with Glue's HTTP status for each, and
+# the reads it may fail.
+READ_ERRORS = {"ThrottlingException": 400, "InternalServiceException": 500}
+READ_ACTIONS = ("GetJobRun", "GetJobRuns")
+
+
+class InjectedError(JsonRESTError):
+    def __init__(self, code: str) -> None:
+        super().__init__(code, f"{code} injected by the local stack's fail_job_reads control.")
+        self.code = READ_ERRORS[code]
+
 
 def install(runner: JobRunner, loopback: Loopback) -> None:
     glue_crawlers.install(loopback)
@@ -63,6 +76,8 @@ def install(runner: JobRunner, loopback: Loopback) -> None:
             return moto_create_job(self)
 
     GlueResponse.create_job = create_job  # type: ignore[method-assign]
+    for action in READ_ACTIONS:
+        _fail_when_told(runner, action)
 
     def start_job_run(self: FakeJob, **kwargs: Any) -> str:
         return glue_jobs.start_job_run(runner, self, **kwargs)
@@ -71,6 +86,19 @@ def install(runner: JobRunner, loopback: Loopback) -> None:
 
     for name, method in _ACTIONS.items():
         setattr(GlueResponse, name, method)
+
+
+def _fail_when_told(runner: JobRunner, action: str) -> None:
+    method = "get_job_run" if action == "GetJobRun" else "get_job_runs"
+    moto_method = getattr(GlueResponse, method)
+
+    def read(self: GlueResponse) -> Any:
+        code = runner.controls.read_error(self._get_param("JobName") or "", action)
+        if code is not None:
+            raise InjectedError(code)
+        return moto_method(self)
+
+    setattr(GlueResponse, method, read)
 
 
 def _batch_stop_job_run(self: GlueResponse) -> ActionResult:

@@ -82,6 +82,9 @@ class JobControls:
         self._seconds_per_minute: dict[str, float] = {}
         self._held_jobs: set[str] = set()
         self._held_runs: dict[str, dict[str, threading.Event]] = {}
+        self._read_errors: dict[str, tuple[str, frozenset[str]]] = {}
+        self._read_errors_answered: dict[str, int] = {}
+        self._held_start_answers: dict[str, threading.Event] = {}
 
     def fail_next_run(self, job_name: str, message: str) -> None:
         with self._lock:
@@ -119,6 +122,51 @@ class JobControls:
         for gate in released.values():
             gate.set()
         return list(released)
+
+    def fail_reads(self, job_name: str, code: str | None, actions: tuple[str, ...] = ()) -> int:
+        """The job's `actions` (GetJobRun, GetJobRuns) answer the error `code` from now on; None ends
+        that. The number of error answers given since the errors were switched on."""
+        with self._lock:
+            answered = self._read_errors_answered.pop(job_name, 0)
+            if code is None:
+                self._read_errors.pop(job_name, None)
+            else:
+                self._read_errors[job_name] = (code, frozenset(actions))
+            return answered
+
+    def read_error(self, job_name: str, action: str) -> str | None:
+        """The error that `action` of the job answers now, counted as answered."""
+        with self._lock:
+            code, actions = self._read_errors.get(job_name, (None, frozenset()))
+            if code is None or action not in actions:
+                return None
+            self._read_errors_answered[job_name] = self._read_errors_answered.get(job_name, 0) + 1
+            return code
+
+    def hold_start_answer(self, job_name: str) -> None:
+        with self._lock:
+            self._held_start_answers[job_name] = threading.Event()
+
+    def release_start_answer(self, job_name: str) -> bool:
+        """Let the StartJobRun answer held for the job go; whether one was held or waited for."""
+        with self._lock:
+            gate = self._held_start_answers.pop(job_name, None)
+        if gate is not None:
+            gate.set()
+        return gate is not None
+
+    def wait_before_start_answer(self, job_name: str) -> None:
+        """Called once the run exists: a held answer waits for its release (or the hold limit), and the
+        hold is for one StartJobRun only."""
+        with self._lock:
+            gate = self._held_start_answers.get(job_name)
+        if gate is not None:
+            if not gate.wait(config.HOLD_LIMIT_SECONDS):
+                log.warning("the StartJobRun answer of job %s was held for %s s: answering",
+                            job_name, config.HOLD_LIMIT_SECONDS)
+            with self._lock:
+                if self._held_start_answers.get(job_name) is gate:
+                    del self._held_start_answers[job_name]
 
     def gate_of_new_run(self, job_name: str, run_id: str) -> threading.Event | None:
         """Taken when the run is started, so that a release of the runs held so far never lets a
@@ -639,6 +687,7 @@ def start_job_run(runner: JobRunner, job: FakeJob, **kwargs: Any) -> str:
         )
         job.job_runs.append(run)
     run.start()
+    runner.controls.wait_before_start_answer(job.name)
     return run.job_run_id
 
 

@@ -70,7 +70,10 @@ logger.s3abucket.name = org.apache.hadoop.fs.s3a.impl.ConfigurationHelper
 logger.s3abucket.level = error
 """
 
-_JOB_CONTROL = re.compile(r"^/_stack/glue/jobs/(?P<job>[^/]+)/(?P<action>fail-next-run|timeout-scale|hold|release)$")
+_JOB_CONTROL = re.compile(
+    r"^/_stack/glue/jobs/(?P<job>[^/]+)/"
+    r"(?P<action>fail-next-run|timeout-scale|hold|release|fail-reads|hold-start-answer|release-start-answer)$"
+)
 _CRAWLER_CONTROL = re.compile(r"^/_stack/glue/crawlers/(?P<crawler>[^/]+)/(?P<action>fail-next-crawl|hold|release)$")
 
 
@@ -125,6 +128,21 @@ class ControlApp:
                 message = str(body.get("message") or "Failure injected by the local stack.")
                 controls.fail_next_run(job, message)
                 return 200, {"job": job, "fail_next_run": message}
+            if action == "fail-reads":
+                from dev.local_aws.glue_api import READ_ACTIONS, READ_ERRORS
+
+                code, actions = body.get("code"), body.get("actions") or []
+                if code is not None and code not in READ_ERRORS:
+                    raise ValueError(f"code must be one of {', '.join(READ_ERRORS)} or null")
+                if not isinstance(actions, list) or not set(actions) <= set(READ_ACTIONS):
+                    raise ValueError(f"actions must be a list of {', '.join(READ_ACTIONS)}")
+                answered = controls.fail_reads(job, code, tuple(actions))
+                return 200, {"job": job, "code": code, "actions": actions, "answered": answered}
+            if action == "hold-start-answer":
+                controls.hold_start_answer(job)
+                return 200, {"job": job, "held": True}
+            if action == "release-start-answer":
+                return 200, {"job": job, "released": controls.release_start_answer(job)}
             if action == "hold":
                 controls.hold_runs(job)
                 return 200, {"job": job, "held": True}

@@ -188,6 +188,8 @@ def test_glue_jobs_are_the_templates_and_each_run_names_its_own_scripts(dag):
         assert not task.update_config and task.create_job_kwargs is None
         assert task.iam_role_name is None and task.iam_role_arn is None and task.script_location is None
         assert task.verbose and task.stop_job_run_on_kill
+        # A retry takes over the run its task started while it still goes (see plugins/glue_job_operator.py).
+        assert task.durable and task.deferrable
         assert task.max_active_tis_per_dag == GLUE_MAX_CONCURRENT_RUNS
         assert task.script_args["--log_date"] == "{{ data_interval_start | ds }}"
         for argument, key in (("--scriptLocation", script), ("--extra-py-files", "extra_py_files")):

@@ -9,17 +9,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 import uuid
 import zipfile
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from dev.local_aws import config, faults
 from dev.local_aws import stack as local_stack
 from include.settings import load as load_settings
+from tests.support import aws_client
 
 pytestmark = pytest.mark.stack
 
@@ -719,6 +722,52 @@ def test_held_job_runs_stay_starting_until_released(stack, s3, glue, bucket):
     assert second in released
     assert _wait_run(glue, job, second)["JobRunState"] == "SUCCEEDED"
     assert _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])["JobRunState"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(("code", "status"), [("ThrottlingException", 400), ("InternalServiceException", 500)])
+def test_failed_job_reads_answer_the_error_until_switched_off(stack, aws, s3, glue, bucket, code, status):
+    job = _python_job(s3, glue, bucket, "print('ran')\n")
+    endpoint = stack["AWS_ENDPOINT_URL"]
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    # One attempt per call: botocore would retry both errors.
+    once = aws_client(stack, "glue", config=Config(retries={"total_max_attempts": 1}))
+    faults.fail_job_reads(endpoint, job, code, actions=("GetJobRun", "GetJobRuns"))
+    try:
+        for read in (lambda: once.get_job_run(JobName=job, RunId=run_id), lambda: once.get_job_runs(JobName=job)):
+            with pytest.raises(ClientError) as failed:
+                read()
+            assert failed.value.response["Error"]["Code"] == code
+            assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+        # Only this job's reads fail: another job's answer.
+        assert once.get_job_runs(JobName=_python_job(s3, glue, bucket, "print('other')\n"))["JobRuns"] == []
+    finally:
+        answered = faults.fail_job_reads(endpoint, job, None)
+    assert answered == 2
+    assert _wait_run(glue, job, run_id)["JobRunState"] == "SUCCEEDED"
+
+
+def test_a_held_start_answer_comes_once_released_with_the_run_already_there(stack, s3, glue, bucket):
+    job = _python_job(s3, glue, bucket, "print('ran')\n")
+    endpoint = stack["AWS_ENDPOINT_URL"]
+    faults.hold_start_answer(endpoint, job)
+    answer: dict = {}
+    caller = threading.Thread(target=lambda: answer.update(glue.start_job_run(JobName=job)), daemon=True)
+    caller.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not glue.get_job_runs(JobName=job)["JobRuns"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (run,) = glue.get_job_runs(JobName=job)["JobRuns"]
+        caller.join(timeout=2)
+        assert caller.is_alive() and not answer, "StartJobRun answered while held"
+    finally:
+        released = faults.release_start_answer(endpoint, job)
+    caller.join(timeout=30)
+    assert released and answer["JobRunId"] == run["Id"]
+    assert _wait_run(glue, job, run["Id"])["JobRunState"] == "SUCCEEDED"
+    # The hold was for one StartJobRun only.
+    assert _wait_run(glue, job, glue.start_job_run(JobName=job)["JobRunId"])["JobRunState"] == "SUCCEEDED"
+    assert not faults.release_start_answer(endpoint, job)
 
 
 def test_fail_next_crawl_fails_exactly_one_crawl(stack, s3, glue, logs, bucket):

@@ -1,6 +1,6 @@
 """Faults on the local stack: each one provoked for real, the pipeline must come through it.
 
-The real DAG runs under `airflow dags test` four times, on the sample data moved to October 2031
+The real DAG runs under `airflow dags test` five times, on the sample data moved to October 2031
 (every date shifted by the same number of days, so outcomes and ages are those of the sample data's
 README), in a corner of the stack of its own: its own raw and processed buckets, Glue jobs, crawler,
 catalog database and Glue Connection, and its own PostgreSQL warehouse. So the faults reach no other
@@ -17,6 +17,9 @@ database.
    fails naming the crawler's error, nothing is loaded.
 4. Day 2031-10-01 with a log file whose header drifted: the run fails at once (no retry of the ETL)
    naming the file and its columns, the previous rows are intact.
+5. Day 2031-10-03 with Glue answering the ETL job's GetJobRun and GetJobRuns with throttling errors
+   until the task has failed two tries (polling its run, then looking for it): the last try takes
+   over the run still going, which is the day's only ETL run.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ pytestmark = pytest.mark.stack
 
 SHIFT = date(2031, 10, 1) - date(2025, 10, 1)
 DAYS = tuple(str(date.fromisoformat(day) + SHIFT) for day in commands.SAMPLE_DAYS)
-FIRST, SECOND = DAYS[0], DAYS[1]
+FIRST, SECOND, THIRD = DAYS
 RUN_TIMEOUT = 1200
 # run_crawler's first try and its two retries (the DAG's default_args).
 CRAWL_TRIES = 3
@@ -228,21 +231,78 @@ class DagRunResult:
     load_runs: list[dict]
 
 
+class DagsTest:
+    """`make run DATE=day` in the module's corner of the stack, started in the background; its output
+    is read as it comes, so that a test can wait for a line of it (`wait_for`)."""
+
+    def __init__(self, env: dict[str, str], glue, day: str, **overrides: str) -> None:
+        self.glue, self.day = glue, day
+        self.before = {job: {run["Id"] for run in job_runs(glue, job)} for job in (ETL_JOB, LOAD_JOB)}
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._lock = airflow_services.no_backfill_running()
+        self._lock.__enter__()
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            airflow_runs.dags_test_command(commands.DAG_ID, date.fromisoformat(day)),
+            # Unbuffered: a line is there to wait for as soon as Airflow writes it.
+            env={**env, **overrides, "PYTHONUNBUFFERED": "1"}, cwd=commands.REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for(self, pattern: str, timeout: float = RUN_TIMEOUT) -> re.Match:
+        """The first match of `pattern` in the output, once there; fails when the run ends without it."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = compiled.search("".join(self._lines))
+                if found:
+                    return found
+                if self.process.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"the run ended without printing {pattern!r}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no {pattern!r} in the run's output after {timeout} s")
+                self._changed.wait(1)
+
+    def finish(self) -> DagRunResult:
+        try:
+            self.process.wait(timeout=max(1, RUN_TIMEOUT - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self._reader.join(timeout=30)
+            self._lock.__exit__(None, None, None)
+        output = self.output
+        # Shown by pytest when a test fails.
+        print(f"--- airflow dags test for log day {self.day}: exit {self.process.returncode} after"
+              f" {time.monotonic() - self.started:.0f} s ---\n{output[-40000:]}")
+        new = {
+            job: [run for run in job_runs(self.glue, job, self.day) if run["Id"] not in self.before[job]]
+            for job in self.before
+        }
+        return DagRunResult(self.process.returncode, output, new[ETL_JOB], new[LOAD_JOB])
+
+
 def run_day(env: dict[str, str], glue, day: str, **overrides: str) -> DagRunResult:
     """`make run DATE=day` in the module's corner of the stack, with the Glue runs it started."""
-    before = {job: {run["Id"] for run in job_runs(glue, job)} for job in (ETL_JOB, LOAD_JOB)}
-    with airflow_services.no_backfill_running():
-        started = time.monotonic()
-        result = subprocess.run(
-            airflow_runs.dags_test_command(commands.DAG_ID, date.fromisoformat(day)),
-            env={**env, **overrides}, cwd=commands.REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        )
-    output = result.stdout + result.stderr
-    # Shown by pytest when a test fails.
-    print(f"--- airflow dags test for log day {day}: exit {result.returncode} after"
-          f" {time.monotonic() - started:.0f} s ---\n{output[-40000:]}")
-    new = {job: [run for run in job_runs(glue, job, day) if run["Id"] not in before[job]] for job in before}
-    return DagRunResult(result.returncode, output, new[ETL_JOB], new[LOAD_JOB])
+    return DagsTest(env, glue, day, **overrides).finish()
 
 
 def expected_outcomes(s3, env: dict[str, str], reference: Path, day: str) -> list[RowOutcome]:
@@ -566,3 +626,52 @@ def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, g
     assert day_audit_files(s3, env["PROCESSED_BUCKET"], FIRST) == audit_files_before
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
+
+
+# -- 5. Glue's API failing while the task polls its run ------------------------------------------
+
+# The provider's line when a retry takes over the run its task already started.
+REATTACHED = r"Found Glue job_run_id by task UUID: (?P<run_id>\S+), state: (?P<state>\w+)"
+
+
+def test_errors_while_polling_fail_a_try_and_the_retry_reattaches_to_the_run(env, glue, s3, reference):
+    """Glue's API answers GetJobRun and GetJobRuns of the ETL job with ThrottlingException (botocore's
+    own retries included) until the task has failed two tries: the first while polling its run, the
+    second while looking for that run. The run is held in STARTING meanwhile, so it is still going,
+    whatever the machine's load, when the last try looks for it; that try must take it over instead of
+    starting a second ETL run of the day."""
+    endpoint = env["AWS_ENDPOINT_URL"]
+    faults.hold_job_runs(endpoint, ETL_JOB)
+    run = DagsTest(env, glue, THIRD)
+    faults.fail_job_reads(endpoint, ETL_JOB, "ThrottlingException", actions=("GetJobRun", "GetJobRuns"))
+    answered = 0
+    try:
+        for try_number in (1, 2):
+            run.wait_for(rf"Task run_etl_job of {commands.DAG_ID} failed \(try {try_number}\) for log day {THIRD}")
+        answered = faults.fail_job_reads(endpoint, ETL_JOB, None)
+        # The last try either takes over the run or says that it starts a new one.
+        started = f"Initializing AWS Glue Job: {ETL_JOB}"
+        run.wait_for(rf"(?s){REATTACHED}|{started}.*{started}", timeout=300)
+    finally:
+        faults.fail_job_reads(endpoint, ETL_JOB, None)
+        faults.release_job_runs(endpoint, ETL_JOB)
+        result = run.finish()
+
+    assert answered > 0, "Glue never answered an error"
+    assert result.returncode == 0
+    (etl_run,) = result.etl_runs
+    (load_run,) = result.load_runs
+    assert etl_run["JobRunState"] == load_run["JobRunState"] == "SUCCEEDED"
+    reattached = re.search(REATTACHED, result.output)
+    assert reattached and (reattached["run_id"], reattached["state"]) == (etl_run["Id"], "STARTING")
+    assert "ThrottlingException" in failure_line(result.output, "run_etl_job", THIRD)
+    second = re.search(rf"Task run_etl_job of {commands.DAG_ID} failed \(try 2\) for log day {THIRD}: .*", result.output)
+    assert "could not look for a run of this task still going" in second.group(0)
+    assert "ThrottlingException" in second.group(0)
+
+    outcomes = expected_outcomes(s3, env, reference, THIRD)
+    assert warehouse_rows(env["WAREHOUSE_DSN"], THIRD) == expected_rows(outcomes, reference, THIRD)
+    assert execute(env["WAREHOUSE_DSN"], "SELECT count(*) FROM pipeline_run_audit WHERE log_date = %s", (THIRD,)) == [(1,)]
+    audit = audit_row(env["WAREHOUSE_DSN"], THIRD)
+    assert {name: audit[name] for name in AUDIT_COLUMNS} == expected_counts(outcomes)
+    assert (audit["etl_job_run_id"], audit["load_job_run_id"]) == (etl_run["Id"], load_run["Id"])
