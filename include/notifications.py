@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 from airflow.sdk.definitions.deadline import BaseDeadlineReference
 
@@ -149,7 +150,7 @@ def late_message(context: dict[str, Any], base_url: str) -> tuple[str, list[str]
         f"Run state: {state}",
         # The deadline knows the run, not its tasks; a failed run also sent its own message with them.
         "Failed task: " + ("see the failure message of this run" if state == "failed" else "none yet"),
-        f"Log: {base_url.rstrip('/')}/dags/{run['dag_id']}/runs/{run['dag_run_id']}",
+        f"Log: {base_url.rstrip('/')}/dags/{run['dag_id']}/runs/{quote(run['dag_run_id'])}",
     ]
     return f"{run['dag_id']}: day {day} not loaded by {deadline_text}", lines
 

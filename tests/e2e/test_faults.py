@@ -686,7 +686,7 @@ def first_line_of(text: str) -> str:
 # -- what told a person, and with which rights -----------------------------------------------------
 
 
-def test_a_day_not_loaded_by_its_deadline_tells_a_person_once(inbox, env, monkeypatch):
+def test_a_day_not_loaded_by_its_deadline_tells_a_person_once(inbox, call_log_offset, env, monkeypatch):
     """The deadline alert's callback as the triggerer awaits it, with the context the scheduler gives
     it (its run record), publishing as Airflow's role through the provider's notifier. (The scheduler
     and triggerer that would wait until 06:00 are not run here: the deadline's evaluation is checked by
@@ -710,7 +710,7 @@ def test_a_day_not_loaded_by_its_deadline_tells_a_person_once(inbox, env, monkey
     assert (fields["DAG"], fields["Day"], fields["Run"], fields["Run state"]) == (
         commands.DAG_ID, SECOND, run_id, "running"
     )
-    assert fields["Log"].endswith(f"/dags/{commands.DAG_ID}/runs/{run_id}")
+    assert fields["Log"].endswith(f"/dags/{commands.DAG_ID}/runs/{quote(run_id)}")
 
 
 def test_only_airflow_published_the_messages_and_only_to_the_failure_topic(

@@ -53,7 +53,7 @@ def test_the_deadline_alert_names_the_dag_the_day_the_run_and_where_to_look():
     assert fields["DAG"] == "hardware_correlation" and fields["Day"] == "2031-10-01"
     assert fields["Run state"] == "running" and fields["Failed task"] == "none yet"
     assert fields["Log"] == (
-        "https://airflow.example.com/dags/hardware_correlation/runs/scheduled__2031-10-01T00:00:00+00:00"
+        "https://airflow.example.com/dags/hardware_correlation/runs/scheduled__2031-10-01T00%3A00%3A00%2B00%3A00"
     )
 
 
