@@ -39,6 +39,11 @@ its own: the ETL's folders (`<output>/run=<key>/`) and the staging tables
 names its own scripts version in its arguments, whatever the job's definition says. The swaps of
 day D take turns (an advisory lock on D), so day D ends up holding exactly one complete run's rows and
 audit row.
+
+A run that fails after its retries sends one message to the SNS topic `FAILURE_TOPIC_ARN` (the failed
+task, its Glue run, the first error line, the log), and so does a day not loaded by
+`LOAD_DEADLINE_HOURS` after it ends; **drop_stale_staging_tables** drops the staging tables of failed
+runs older than `STAGING_RETENTION_DAYS` (`include/notifications.py`, `include/housekeeping.py`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
-from airflow.sdk.definitions.deadline import BaseDeadlineReference
+from airflow.sdk import BaseDeadlineReference
 
 log = logging.getLogger(__name__)
 
