@@ -41,6 +41,11 @@ its own: the ETL's folders (`<output>/run=<key>/`) and the staging tables
 names its own scripts version in its arguments, whatever the job's definition says. The swaps of
 day D take turns (an advisory lock on D), so day D ends up holding exactly one complete run's rows and
 audit row.
+
+A run that fails after its retries sends one message to the SNS topic `FAILURE_TOPIC_ARN` (the failed
+task, its Glue run, the first error line, the log), and so does a day not loaded by
+`LOAD_DEADLINE_HOURS` after it ends; **drop_stale_staging_tables** drops the staging tables of failed
+runs older than `STAGING_RETENTION_DAYS` (`include/notifications.py`, `include/housekeeping.py`).
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ from airflow.sdk import chain, dag
 from include import settings as pipeline_settings
 from include.assets import DEVICE_DAY_ACTIVITY
 from include.glue_deploy import deploy_glue_scripts
+from include.housekeeping import drop_stale_staging_tables_task
 from include.log_day import LOG_DAY_PARAM, check_log_day
 from include.log_day_timetable import LogDayTimetable
+from include.notifications import load_deadline, notify_run_failed
 from include.run_audit import AUDIT_COLUMNS, collect_run_audit
 from include.run_scope import run_key, staging_table
 from include.task_defaults import task_defaults
@@ -193,6 +200,10 @@ def _raw_sensor(task_id: str, key: str, *, wildcard: bool = False) -> S3KeySenso
     default_args=task_defaults(SETTINGS, aws_conn_id=SETTINGS.AWS_CONN_ID, conn_id=SETTINGS.WAREHOUSE_CONN_ID),
     tags=["glue", "warehouse"],
     params={"log_day": LOG_DAY_PARAM},
+    # A person hears of a failed run, once, and of a day not loaded by its deadline
+    # (include/notifications.py).
+    on_failure_callback=notify_run_failed,
+    deadline=load_deadline(SETTINGS),
 )
 def hardware_correlation():
     checked = check_log_day()
@@ -245,6 +256,9 @@ def hardware_correlation():
     chain(deployed, sensors, run_crawler, etl)
     chain([etl, create_warehouse_tables], load)
     chain(audit, check_staging, swap_day_into_warehouse, [verify_columns, verify_counts])
+
+    # Staging tables of old failed runs go (include/housekeeping.py); the day's own work does not wait.
+    chain(create_warehouse_tables, drop_stale_staging_tables_task())
 
 
 hardware_correlation()

@@ -46,6 +46,15 @@ class Settings:
     # First retry delay; later retries back off exponentially.
     RETRY_DELAY_SECONDS: str = "60"
 
+    # SNS topic told about failed and late days (the template's output FailureTopicArn); empty: no
+    # messages, only the task logs.
+    FAILURE_TOPIC_ARN: str = ""
+    # A day D not loaded this many hours after it ended (06:00 UTC on D+1) sends a deadline alert;
+    # empty: no deadline.
+    LOAD_DEADLINE_HOURS: str = "6"
+    # Staging tables of failed runs that started longer ago than this are dropped by housekeeping.
+    STAGING_RETENTION_DAYS: str = "7"
+
     # Airflow connection ids.
     AWS_CONN_ID: str = "aws_default"
     WAREHOUSE_CONN_ID: str = "warehouse"

@@ -50,11 +50,18 @@ def _crawl_error(task) -> str | None:
     )
 
 
-def log_task_failure(context) -> None:
-    ti, task = context["ti"], context["task"]
+def failure_detail(task, ti) -> str | None:
+    """Why the task failed in the failed step's terms, when the step is Glue's or a sensor's."""
     detail = _glue_run_error(task, ti) or _crawl_error(task)
     if detail is None and hasattr(task, "bucket_key"):
         detail = f"raw data never arrived: no object matches {task.bucket_key}"
+    return detail
+
+
+def log_task_failure(context) -> None:
+    ti, task = context["ti"], context["task"]
+    detail = failure_detail(task, ti)
+    _keep_failure_line(ti, detail or context.get("exception"))
     log.error(
         "Task %s of %s failed (try %s) for log day %s: %s",
         ti.task_id,
@@ -63,3 +70,14 @@ def log_task_failure(context) -> None:
         context["data_interval_start"].date() if context.get("data_interval_start") else None,
         detail or context.get("exception"),
     )
+
+
+def _keep_failure_line(ti, error) -> None:
+    """The try's first error line in XCom, for the run's failure message (include/notifications.py):
+    the DAG's failure callback runs elsewhere and never sees the exception."""
+    from include.notifications import FAILURE_LINE_KEY, first_line
+
+    try:
+        ti.xcom_push(key=FAILURE_LINE_KEY, value=first_line(error))
+    except Exception:  # the callback must report, never raise
+        log.exception("Could not keep the failure line of %s", ti.task_id)

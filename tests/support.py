@@ -207,3 +207,40 @@ def airflow_json(env: dict[str, str], *args: str) -> Any:
 def task_states(env: dict[str, str], dag_id: str, run: str) -> dict[str, str]:
     """Task id -> state of the DAG's run `run` (its run id or logical date), from Airflow's CLI."""
     return {task["task_id"]: task["state"] for task in airflow_json(env, "tasks", "states-for-dag-run", dag_id, run)}
+
+
+def run_scoped_prefixes(processed_bucket: str) -> set[str]:
+    """Every prefix of the processed bucket under which the DAG's Glue runs write run-scoped folders
+    (`<output>/run=<key>/`), from the DAG's own arguments, up to and including `run=`."""
+    from dags import hardware_correlation as dag_module
+
+    root = f"s3://{processed_bucket}/"
+    found = set()
+    for value in (*dag_module.ETL_ARGS.values(), *dag_module.LOAD_ARGS.values()):
+        if isinstance(value, str) and value.startswith(root) and "/run=" in value:
+            found.add(value.removeprefix(root).split("run=")[0] + "run=")
+    return found
+
+
+def check_lifecycle_covers_the_dag(rules: list[dict], processed_bucket: str, run_folder_days, scratch_days) -> None:
+    """A rule for every run-scoped prefix: quarantined rows never expire; every other run folder expires
+    after `run_folder_days`; the load job's scratch (its --TempDir) after `scratch_days`."""
+    from dags import hardware_correlation as dag_module
+
+    def rule_for(prefix: str) -> dict:
+        matching = [r for r in rules if r["Status"] == "Enabled" and prefix.startswith(r["Filter"].get("Prefix", ""))
+                    and r["Filter"].get("Prefix")]
+        assert len(matching) == 1, f"{prefix}: {len(matching)} lifecycle rules"
+        return matching[0]
+
+    prefixes = run_scoped_prefixes(processed_bucket)
+    assert len(prefixes) >= 7, prefixes
+    for prefix in prefixes:
+        rule = rule_for(prefix)
+        if prefix.startswith("quarantine/"):
+            assert "Expiration" not in rule, f"{prefix} would expire: quarantined rows must be kept"
+            assert rule.get("Transitions"), prefix
+        else:
+            assert rule.get("Expiration") == {"Days": int(run_folder_days)}, prefix
+    scratch = dag_module.LOAD_ARGS["--TempDir"].removeprefix(f"s3://{processed_bucket}/")
+    assert rule_for(scratch).get("Expiration") == {"Days": int(scratch_days)}

@@ -158,6 +158,9 @@ def api_calls(service: str, environ: dict[str, Any], body: bytes) -> list[dict[s
     if service == "iam":
         name = params.get("RoleName")
         return [_call(f"iam:{action}", [f"arn:aws:iam::{config.ACCOUNT_ID}:role/{name}" if name else "*"])]
+    if service == "sns":
+        # Publish names its topic as TopicArn, or as TargetArn (the provider's notifier uses that).
+        return [_call(f"sns:{action}", [params.get("TopicArn") or params.get("TargetArn") or "*"])]
     if service == "sts" and action == "GetCallerIdentity":
         return []  # needs no permission
     return [_call(f"{service}:{action}", ["*"])]

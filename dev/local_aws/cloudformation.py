@@ -322,9 +322,52 @@ def _resolve_dynamic_references(value: Any) -> Any:
     return value
 
 
+def lifecycle_rules(configuration: dict[str, Any]) -> list[dict[str, Any]]:
+    """A bucket's CloudFormation LifecycleConfiguration as PutBucketLifecycleConfiguration's rules."""
+    rules = []
+    for rule in configuration.get("Rules", []):
+        api: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+        if "ExpirationInDays" in rule:
+            api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+        if "Transitions" in rule:
+            api["Transitions"] = [
+                {"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]} for t in rule["Transitions"]
+            ]
+        if "NoncurrentVersionExpiration" in rule:
+            api["NoncurrentVersionExpiration"] = {
+                "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+            }
+        if "AbortIncompleteMultipartUpload" in rule:
+            api["AbortIncompleteMultipartUpload"] = {
+                "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+            }
+        rules.append(api)
+    return rules
+
+
+def _with_lifecycle(create: Any) -> Any:
+    """moto's AWS::S3::Bucket ignores LifecycleConfiguration: put the bucket's rules after creating it,
+    so the deployed buckets hold the template's rules (moto stores them; it expires nothing)."""
+
+    def create_bucket(resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str,
+                      **kwargs: Any) -> Any:
+        bucket = create(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        configuration = (cloudformation_json.get("Properties") or {}).get("LifecycleConfiguration")
+        if configuration:
+            _client("s3", region_name).put_bucket_lifecycle_configuration(
+                Bucket=bucket.name, LifecycleConfiguration={"Rules": lifecycle_rules(configuration)}
+            )
+        return bucket
+
+    return create_bucket
+
+
 def install(loopback: Loopback) -> None:
     global _LOOPBACK
     _LOOPBACK = loopback
+    from moto.s3.models import FakeBucket
+
+    FakeBucket.create_from_cloudformation_json = _with_lifecycle(FakeBucket.create_from_cloudformation_json)
     original = parsing.clean_json
 
     def clean_json(resource_json: Any, resources_map: Any) -> Any:

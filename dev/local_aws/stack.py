@@ -191,6 +191,11 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         "PYTHONPATH": str(config.ROOT),
         "SPARK_LOCAL_IP": config.HOST,
         "ALERTS_API_URL": (_server_state() or {}).get("alerts_api_url", ""),
+        # No deadline alert locally: `airflow dags test` (make run, make demo, the tests) runs no
+        # scheduler that could fire one, and Airflow 3.3's dag.test() fails a successful run of a DAG
+        # with a deadline (its in-memory DAG keeps the alerts' definitions where the run's end looks
+        # up the ids of stored alerts: "can't adapt type 'dict'").
+        "LOAD_DEADLINE_HOURS": "",
     }
 
 
@@ -433,6 +438,7 @@ def provision(env: dict[str, str]) -> dict[str, str]:
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_default),
         "WAREHOUSE_SECRET_ARN": secret_arn,
         "AIRFLOW_ROLE_ARN": credentials["RoleArn"],
+        "FAILURE_TOPIC_ARN": outputs["FailureTopicArn"],
     }
 
 

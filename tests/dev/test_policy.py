@@ -43,3 +43,22 @@ def test_unsupported_elements_are_refused_rather_than_misread():
     with pytest.raises(ValueError):
         policy.allowed([{**READ_RAW, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}],
                        "s3:GetObject", "arn:aws:s3:::raw/customers/c", {"aws:SourceIp": "10.0.0.1"})
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:hardware-correlation-failures"
+
+
+@pytest.mark.parametrize("parameter", ["TopicArn", "TargetArn"])
+def test_a_publish_is_recorded_on_its_topic_and_allowed_there_only(parameter):
+    """The provider's notifier names the topic as TargetArn; IAM checks sns:Publish on that ARN."""
+    from urllib.parse import urlencode
+
+    from dev.local_aws import calls
+
+    body = urlencode({"Action": "Publish", parameter: TOPIC, "Message": "day failed"}).encode()
+    (call,) = calls.api_calls("sns", {}, body)
+    assert (call["action"], call["resources"]) == ("sns:Publish", [TOPIC])
+    publish = {"Effect": "Allow", "Action": "sns:Publish", "Resource": TOPIC}
+    assert policy.allowed([publish], call["action"], call["resources"][0], {})
+    assert not policy.allowed([publish], "sns:Publish", TOPIC.replace("failures", "other"), {})
+    assert not policy.allowed([publish], "sns:Subscribe", TOPIC, {})

@@ -20,11 +20,19 @@ database.
 5. Day 2031-10-03 with Glue answering the ETL job's GetJobRun and GetJobRuns with throttling errors
    until the task has failed two tries (polling its run, then looking for it): the last try takes
    over the run still going, which is the day's only ETL run.
+
+Each failed run tells a person once: an SQS queue subscribed to the template's failure topic gets
+exactly one message per failed run (none for the first run, which its retries carried through),
+naming the DAG, the day, the failed task, its Glue run and console link, the first error line and the
+log's URL; Airflow's role published it, which its policy allows on that topic only. Run 3 also drops
+the staging tables that run 2 left (STAGING_RETENTION_DAYS=0): the housekeeping task asks Airflow for
+run 2's state and finds it failed.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
 import re
@@ -37,15 +45,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import psycopg2
 import pytest
 
 from dev import airflow_runs, airflow_services, commands
-from dev.local_aws import faults
+from dev.local_aws import stack as local_stack
+from dev.local_aws import faults, policy
 from dev.local_aws import postgres as stack_postgres
 from dev.raw_zone import upload_raw_zone
 from include.run_scope import run_key
@@ -374,6 +384,57 @@ def put_csv(s3, bucket: str, key: str, header: str, *rows: str) -> None:
     s3.upload_fileobj(body, bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
 
 
+class FailureInbox:
+    """An SQS queue subscribed to the template's failure topic, as a person's mailbox would be.
+
+    moto delivers a published message to the queue before Publish answers, so whatever a finished
+    `airflow dags test` published is there: `new()` drains the queue without waiting."""
+
+    def __init__(self, aws, topic_arn: str) -> None:
+        self.sqs, self.sns, self.topic_arn = aws("sqs"), aws("sns"), topic_arn
+        name = f"hardware-correlation-faults-inbox-{secrets.token_hex(4)}"
+        self.url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.subscription = self.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)["SubscriptionArn"]
+
+    def new(self) -> list[dict]:
+        """The messages published since the last call, about this module's days only (other tests on
+        the stack may publish about theirs): {"subject", "fields", "text"}."""
+        found = []
+        while batch := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                fields = dict(
+                    line.split(": ", 1) for line in envelope["Message"].splitlines() if ": " in line
+                )
+                found.append({"subject": envelope.get("Subject"), "fields": fields, "text": envelope["Message"]})
+            self.sqs.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            )
+        return [message for message in found if message["fields"].get("Day") in DAYS]
+
+    def remove(self) -> None:
+        self.sns.unsubscribe(SubscriptionArn=self.subscription)
+        self.sqs.delete_queue(QueueUrl=self.url)
+
+
+def the_one_message(inbox: FailureInbox, day: str, task_id: str) -> dict[str, str]:
+    """The run's single message, checked for what every failure message names."""
+    messages = inbox.new()
+    assert len(messages) == 1, f"expected one message about the failed run, got {messages}"
+    fields = messages[0]["fields"]
+    assert fields["DAG"] == commands.DAG_ID
+    assert fields["Day"] == day
+    assert fields["Failed task"].startswith(f"{task_id} (try ")
+    try_number = fields["Failed task"].split("try ")[1].rstrip(")")
+    assert fields["Log"].endswith(
+        f"/dags/{commands.DAG_ID}/runs/{quote(fields['Run'])}/tasks/{task_id}?try_number={try_number}"
+    ), fields
+    assert messages[0]["subject"] == f"{commands.DAG_ID}: day {day} failed at {task_id}"
+    return fields
+
+
 # -- the module's corner of the stack ------------------------------------------------------------
 
 
@@ -396,6 +457,19 @@ def reference(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def glue(aws):
     return aws("glue")
+
+
+@pytest.fixture(scope="module")
+def inbox(stack, aws):
+    box = FailureInbox(aws, stack["FAILURE_TOPIC_ARN"])
+    yield box
+    box.remove()
+
+
+@pytest.fixture(scope="module")
+def call_log_offset(stack) -> int:
+    """Where the stack's call log stood before this module's runs: the calls after it are theirs."""
+    return policy.call_log_size()
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +518,7 @@ ETL_FAULT = "Injected fault: the worker running this job run was lost"
 
 
 @pytest.fixture(scope="module")
-def first_run(env, glue, warehouse) -> DagRunResult:
+def first_run(env, glue, warehouse, inbox, call_log_offset) -> DagRunResult:
     faults.fail_next_job_run(env["AWS_ENDPOINT_URL"], ETL_JOB, ETL_FAULT)
     outage = WarehouseOutage(warehouse, glue, env["AWS_ENDPOINT_URL"], FIRST)
     outage.start()
@@ -455,6 +529,8 @@ def first_run(env, glue, warehouse) -> DagRunResult:
         outage.join(timeout=120)
     assert outage.error is None, f"the warehouse outage went wrong: {outage.error!r}"
     assert outage.failed_run is not None, "the load job never ran while the warehouse was down"
+    # Its retries carried the day through: the failed tries told nobody.
+    assert inbox.new() == []
     return result
 
 
@@ -523,7 +599,7 @@ def test_the_audit_adds_up_and_the_quarantine_holds_exactly_the_quarantined_rows
 # -- 2. a load failing halfway --------------------------------------------------------------------
 
 
-def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, env, s3, glue):
+def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, env, s3, glue, inbox):
     """A resent file brings one more error row for the day, and the warehouse refuses it (a CHECK
     constraint added for this test, NOT VALID so it judges only new rows): the swap's INSERT fails
     after its DELETE has run. The transaction must take the DELETE back."""
@@ -562,17 +638,32 @@ def test_a_load_failing_halfway_leaves_the_previous_rows_of_the_day(first_run, e
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
     assert execute(env["WAREHOUSE_DSN"], "SELECT * FROM hardware_alerts WHERE log_date = %s", (FIRST,)) == before_alerts
 
+    # The first error line of a task that is not Glue's comes from the task's own failure callback.
+    told = the_one_message(inbox, FIRST, "swap_day_into_warehouse")
+    assert "refuses_log_900" in told["Error"]
+    assert "Glue job run" not in told
+    LEFT_BEHIND[FIRST] = f"staging.{staging_table}"
+
+
+# Staging tables a failed run left, by log day, for the housekeeping of a later run to drop.
+LEFT_BEHIND: dict[str, str] = {}
+
+
+def staging_tables(dsn: str) -> set[str]:
+    return {f"staging.{name}" for (name,) in execute(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'staging'")}
+
 
 # -- 3. a crawler failure -------------------------------------------------------------------------
 
 
-def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, glue):
-    """Every try of run_crawler (its retries included) finds the crawl failing."""
+def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, glue, inbox):
+    """Every try of run_crawler (its retries included) finds the crawl failing. The run's
+    housekeeping, with a retention of 0 days, drops the staging tables of run 2 (failed)."""
     crawler = ISOLATED["CRAWLER_NAME"]
     cause = f"Service is unable to assume provided role for crawler {crawler}; check the role's trust policy"
     faults.fail_next_crawl(env["AWS_ENDPOINT_URL"], crawler, cause, times=CRAWL_TRIES)
     try:
-        result = run_day(env, glue, SECOND)
+        result = run_day(env, glue, SECOND, STAGING_RETENTION_DAYS="0")
     finally:
         faults.fail_next_crawl(env["AWS_ENDPOINT_URL"], crawler, cause, times=0)
 
@@ -586,11 +677,20 @@ def test_a_crawler_failure_names_its_cause_and_loads_nothing(env, glue):
     assert warehouse_rows(env["WAREHOUSE_DSN"], SECOND) == set()
     assert audit_row(env["WAREHOUSE_DSN"], SECOND) is None
 
+    told = the_one_message(inbox, SECOND, "run_crawler")
+    assert told["Failed task"] == f"run_crawler (try {CRAWL_TRIES})"
+    assert cause in told["Error"]
+    assert "Glue job run" not in told
+    if FIRST in LEFT_BEHIND:  # run 2 ran before, and left its staging tables
+        assert LEFT_BEHIND[FIRST] not in staging_tables(env["WAREHOUSE_DSN"])
+        assert re.search(rf"Dropped the staging tables of failed run \S+: .*{LEFT_BEHIND[FIRST].split('.')[1]}",
+                         result.output)
+
 
 # -- 4. a raw file whose header drifted -----------------------------------------------------------
 
 
-def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, glue):
+def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, glue, inbox):
     before_rows = warehouse_rows(env["WAREHOUSE_DSN"], FIRST)
     before_audit = audit_row(env["WAREHOUSE_DSN"], FIRST)
     audit_file = {
@@ -626,6 +726,68 @@ def test_a_drifted_header_names_the_file_and_loads_nothing(first_run, env, s3, g
     assert day_audit_files(s3, env["PROCESSED_BUCKET"], FIRST) == audit_files_before
     assert warehouse_rows(env["WAREHOUSE_DSN"], FIRST) == before_rows
     assert audit_row(env["WAREHOUSE_DSN"], FIRST) == before_audit
+
+    told = the_one_message(inbox, FIRST, "run_etl_job")
+    failed = result.etl_runs[0]
+    assert told["Failed task"] == "run_etl_job (try 1)"
+    assert told["Glue job run"] == (
+        f"{failed['Id']} ({ETL_JOB}) https://console.aws.amazon.com/gluestudio/home?region="
+        f"{env['AWS_DEFAULT_REGION']}#/job/{ETL_JOB}/run/{failed['Id']}"
+    )
+    assert told["Error"] == first_line_of(f"Glue job {ETL_JOB} run {failed['Id']} ended FAILED: {message}")
+
+
+def first_line_of(text: str) -> str:
+    from include.notifications import first_line
+
+    return first_line(text)
+
+
+# -- what told a person, and with which rights -----------------------------------------------------
+
+
+def test_a_day_not_loaded_by_its_deadline_tells_a_person_once(inbox, call_log_offset, env, monkeypatch):
+    """The deadline alert's callback as the triggerer awaits it, with the context the scheduler gives
+    it (its run record), publishing as Airflow's role through the provider's notifier. (The scheduler
+    and triggerer that would wait until 06:00 are not run here: the deadline's evaluation is checked by
+    tests/include/test_notifications.py.)"""
+    import asyncio
+
+    from include.notifications import notify_day_late
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", env["AIRFLOW_CONN_AWS_DEFAULT"])
+    run_id = f"scheduled__{SECOND}T00:00:00+00:00"
+    context = {
+        "dag_run": {"dag_id": commands.DAG_ID, "dag_run_id": run_id, "state": "running",
+                    "data_interval_start": f"{SECOND}T00:00:00Z", "logical_date": f"{SECOND}T00:00:00Z"},
+        "deadline": {"id": "deadline-1", "deadline_time": datetime.fromisoformat(f"{DAYS[2]}T06:00:00+00:00")},
+    }
+    asyncio.run(notify_day_late(context, topic_arn=env["FAILURE_TOPIC_ARN"], aws_conn_id="aws_default"))
+
+    (message,) = inbox.new()
+    assert message["subject"] == f"{commands.DAG_ID}: day {SECOND} not loaded by {DAYS[2]} 06:00 UTC"
+    fields = message["fields"]
+    assert (fields["DAG"], fields["Day"], fields["Run"], fields["Run state"]) == (
+        commands.DAG_ID, SECOND, run_id, "running"
+    )
+    assert fields["Log"].endswith(f"/dags/{commands.DAG_ID}/runs/{quote(run_id)}")
+
+
+def test_only_airflow_published_the_messages_and_only_to_the_failure_topic(
+    inbox, call_log_offset, stack, aws, env
+):
+    """Least privilege: the runs' SNS calls are Airflow's role's, Publish to the template's topic,
+    and its policy allows them; it allows Publish on no other topic and no other SNS action."""
+    calls = [call for call in policy.read_calls(offset=call_log_offset) if call["action"].startswith("sns:")]
+    assert calls, "no SNS call recorded: the failed runs told nobody"
+    assert {call["role"].rsplit("/", 1)[-1] for call in calls} == {local_stack.AIRFLOW_ROLE_NAME}
+    assert {(call["action"], *call["resources"]) for call in calls} == {("sns:Publish", stack["FAILURE_TOPIC_ARN"])}
+    assert policy.denied(calls, aws("iam")) == []
+    statements = policy.role_statements(aws("iam"), stack["AIRFLOW_ROLE_ARN"])
+    other_topic = stack["FAILURE_TOPIC_ARN"].rsplit(":", 1)[0] + ":someone-elses-topic"
+    assert not policy.allowed(statements, "sns:Publish", other_topic, {})
+    for action in ("sns:Subscribe", "sns:SetTopicAttributes", "sns:DeleteTopic"):
+        assert not policy.allowed(statements, action, stack["FAILURE_TOPIC_ARN"], {})
 
 
 # -- 5. Glue's API failing while the task polls its run ------------------------------------------

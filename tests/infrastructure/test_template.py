@@ -61,6 +61,8 @@ def _physical(template: dict[str, Any], name: str, attribute: str | None = None)
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{resolve(template, properties['LogGroupName'])}:*"
     if kind == "AWS::EC2::SecurityGroup":
         return "sg-0123456789abcdef0"
+    if kind == "AWS::SNS::Topic":
+        return f"arn:aws:sns:{REGION}:{ACCOUNT}:{resolve(template, properties['TopicName'])}"
     if kind in ("AWS::Glue::Crawler", "AWS::Glue::Job"):
         return resolve(template, properties["Name"])
     if kind == "AWS::Glue::Database":
@@ -337,3 +339,48 @@ def test_the_dag_runs_the_templates_crawler_and_jobs_and_writes_where_the_etl_ma
     processed = f"s3://{template['Parameters']['ProcessedBucketName']['Default']}/"
     prefixes = {v.removeprefix(processed).split("/")[0] for v in dag_module.ETL_ARGS.values() if v.startswith(processed)}
     assert prefixes == {"hardware_error_analysis", "quarantine", "audit", "hardware_alerts", "device_day_activity"}
+
+
+# -- telling a person, and nothing piling up ----------------------------------------------------------
+
+
+def test_airflow_may_publish_to_the_failure_topic_and_do_nothing_else_with_sns(template):
+    airflow = policies(template)["AirflowPolicy"]
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{template['Parameters']['FailureTopicName']['Default']}"
+    sns = [s for s in airflow["Statement"] if any(a.startswith("sns:") for a in _listed(s["Action"]))]
+    assert [(s["Effect"], _listed(s["Action"]), _listed(s["Resource"])) for s in sns] == [
+        ("Allow", ["sns:Publish"], [topic])
+    ]
+    assert template["Outputs"]["FailureTopicArn"]["Value"] == {"Ref": "FailureTopic"}
+
+
+def test_the_email_subscription_exists_only_when_an_address_is_given(template):
+    subscription = template["Resources"]["FailureEmailSubscription"]
+    assert subscription["Condition"] == "WithFailureEmail"
+    assert template["Conditions"]["WithFailureEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "FailureNotificationEmail"}, ""]}]
+    }
+    assert template["Parameters"]["FailureNotificationEmail"]["Default"] == ""
+    assert subscription["Properties"]["Protocol"] == "email"
+
+
+def template_lifecycle_rules(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The processed bucket's rules, resolved with the parameters' defaults, in the API's shape."""
+    from dev.local_aws.cloudformation import lifecycle_rules
+
+    bucket = template["Resources"]["ProcessedBucket"]["Properties"]
+    return lifecycle_rules(resolve(template, bucket["LifecycleConfiguration"]))
+
+
+def test_every_run_scoped_prefix_of_the_dag_has_a_lifecycle_rule(template):
+    """Derived from the DAG's Glue arguments: an output added without a rule fails here. The
+    quarantine is kept (contract, section 3), everything else of a run expires."""
+    from tests.support import check_lifecycle_covers_the_dag
+
+    parameters = template["Parameters"]
+    check_lifecycle_covers_the_dag(
+        template_lifecycle_rules(template),
+        processed_bucket=parameters["ProcessedBucketName"]["Default"],
+        run_folder_days=parameters["RunFolderRetentionDays"]["Default"],
+        scratch_days=parameters["LoadScratchRetentionDays"]["Default"],
+    )
