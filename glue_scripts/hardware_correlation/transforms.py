@@ -159,17 +159,18 @@ def repeated_log_ids(lines: DataFrame) -> DataFrame:
     line is taken apart (`first_field`), so this pass over the day costs little next to the parse.
     A superset of the duplicated log_ids (malformed lines and headers count here, and hashes may
     collide), small in practice: only the rows that carry one of them are ranked (`rank_rows`).
-    Nearly every log_id occurs once, so counting on the map side would only copy the hashes: they
-    are shuffled as they are (a repartition, which the count then needs no other shuffle for).
+    Nearly every log_id occurs once, so a hash aggregation would hold millions of one-line groups (on
+    the map side and again after the shuffle) and spill. The lines are counted by a window over
+    the hashes instead: one shuffle, then a sort of plain longs, which streams.
     """
     log_id = first_field(F.col("line"))
     hashes = lines.filter(log_id.isNotNull()).select(log_id_hash(log_id).alias("log_id_hash"))
+    same_hash = Window.partitionBy("log_id_hash")
     return (
-        hashes.repartition("log_id_hash")
-        .groupBy("log_id_hash")
-        .agg(F.count(F.lit(1)).alias("lines"))
+        hashes.select("log_id_hash", F.count(F.lit(1)).over(same_hash).alias("lines"))
         .filter(F.col("lines") > 1)
         .select("log_id_hash")
+        .distinct()
     )
 
 
