@@ -193,6 +193,41 @@ def define_corner_glue_resources(glue, env: dict[str, str]) -> None:
         glue.create_job(Name=corner_job, **definition)
 
 
+# The warehouse tables that hold a day's rows (docs/contract.md, section 4).
+DAY_TABLES = ("hardware_error_analysis", "hardware_alerts", "device_day_activity", "pipeline_run_audit")
+
+
+def empty_corner(env: dict[str, str], aws, days: tuple[date, ...]) -> None:
+    """A test corner (the names in `env`) as on a fresh deployment: its buckets empty, no catalog
+    database, its crawler and jobs as the template defines them (`define_corner_glue_resources`), and
+    no rows of `days` in its warehouse."""
+    import psycopg2
+
+    s3, glue = aws("s3"), aws("glue")
+    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"]):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    try:
+        glue.delete_database(Name=env["GLUE_DATABASE"])
+    except glue.exceptions.EntityNotFoundException:
+        pass
+    define_corner_glue_resources(glue, env)
+    connection = psycopg2.connect(env["WAREHOUSE_DSN"])
+    try:
+        with connection, connection.cursor() as cursor:
+            for table in DAY_TABLES:
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+                if cursor.fetchone()[0]:
+                    cursor.execute(f"DELETE FROM {table} WHERE log_date = ANY(%s)", (list(days),))  # noqa: S608 - our table names
+    finally:
+        connection.close()
+
+
 def airflow_json(env: dict[str, str], *args: str) -> Any:
     """What an `airflow` CLI command prints with `-o json`, run in `env` (the stack's): Airflow's records
     read through its CLI when no api-server runs."""

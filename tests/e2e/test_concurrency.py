@@ -136,30 +136,6 @@ def _forget_runs_of_the_days(api: RestApi) -> None:
             api.delete(api.run_path(DAG_ID, run["dag_run_id"]))
 
 
-def _empty_corner(env: dict[str, str], aws) -> None:
-    s3, glue = aws("s3"), aws("glue")
-    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"]):
-        try:
-            s3.create_bucket(Bucket=bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-                if keys:
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    try:
-        glue.delete_database(Name=env["GLUE_DATABASE"])
-    except glue.exceptions.EntityNotFoundException:
-        pass
-    # The crawler and the jobs as the template defines them, without an earlier session's runs.
-    support.define_corner_glue_resources(glue, env)
-    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
-        for table in ("hardware_error_analysis", "hardware_alerts", "pipeline_run_audit"):
-            cursor.execute(f"SELECT to_regclass('{table}') IS NOT NULL")
-            if cursor.fetchone()[0]:
-                cursor.execute(f"DELETE FROM {table} WHERE log_date IN (%s, %s)", (D1, D2))
-    connection.close()
-
-
 @pytest.fixture(scope="module")
 def raw_zone(tmp_path_factory) -> Path:
     return support.shifted_sample(tmp_path_factory.mktemp("concurrency-raw-zone"), SHIFT)
@@ -173,7 +149,7 @@ def env(stack) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
     s3, glue = aws("s3"), aws("glue")
-    _empty_corner(env, aws)
+    support.empty_corner(env, aws, (D1, D2))
     upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
 
     # The other deployment's scripts: the same code, one comment apart, so another content version.

@@ -52,7 +52,6 @@ ISOLATED = {
 }
 ETL_JOB, LOAD_JOB = ISOLATED["ETL_JOB_NAME"], ISOLATED["LOAD_JOB_NAME"]
 RUN_TIMEOUT = 1800
-WAREHOUSE_TABLES = ("hardware_error_analysis", "hardware_alerts", "device_day_activity", "pipeline_run_audit")
 
 
 @dataclass
@@ -131,30 +130,6 @@ def kill_every_service(services: Services) -> None:
         process.wait(timeout=60)
 
 
-def _empty_corner(env: dict[str, str], aws) -> None:
-    s3, glue = aws("s3"), aws("glue")
-    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"]):
-        try:
-            s3.create_bucket(Bucket=bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-                if keys:
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    try:
-        glue.delete_database(Name=env["GLUE_DATABASE"])
-    except glue.exceptions.EntityNotFoundException:
-        pass
-    # The crawler and the jobs as the template defines them, without an earlier session's runs.
-    support.define_corner_glue_resources(glue, env)
-    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
-        for table in WAREHOUSE_TABLES:
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-            if cursor.fetchone()[0]:
-                cursor.execute(f"DELETE FROM {table} WHERE log_date = %s", (DAY,))  # noqa: S608 - our table names
-    connection.close()
-
-
 @pytest.fixture(scope="module")
 def raw_zone(tmp_path_factory) -> Path:
     return support.shifted_sample(tmp_path_factory.mktemp("worker-loss-raw-zone"), SHIFT)
@@ -169,7 +144,7 @@ def env(stack) -> dict[str, str]:
 def scenario(env, aws, raw_zone) -> Scenario:
     s3, glue = aws("s3"), aws("glue")
     endpoint = env["AWS_ENDPOINT_URL"]
-    _empty_corner(env, aws)
+    support.empty_corner(env, aws, (DAY,))
     upload_raw_zone(raw_zone, env["RAW_BUCKET"], s3)
 
     restarted: Services | None = None
