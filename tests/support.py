@@ -193,6 +193,30 @@ def define_corner_glue_resources(glue, env: dict[str, str]) -> None:
         glue.create_job(Name=corner_job, **definition)
 
 
+def job_runs(glue, job_name: str, day: str | None = None) -> list[dict]:
+    """The job's runs (for log day `day` if given), oldest first."""
+    try:
+        runs = [
+            run
+            for page in glue.get_paginator("get_job_runs").paginate(JobName=job_name)
+            for run in page["JobRuns"]
+        ]
+    except glue.exceptions.EntityNotFoundException:
+        return []
+    if day is not None:
+        runs = [run for run in runs if run.get("Arguments", {}).get("--log_date") == day]
+    return sorted(runs, key=lambda run: run["StartedOn"])
+
+
+def expected_day_rows(s3, raw_bucket: str, reference: Path, day: str) -> set[tuple]:
+    """Day `day`'s warehouse rows by the rules of docs/contract.md (tests/contract_rules.py), from the
+    raw files as they are in S3 and the sales and customers in `reference`."""
+    from tests.contract_rules import classify, read_reference
+
+    customers, sales = read_reference(reference)
+    return expected_rows(classify(raw_day_lines(s3, raw_bucket, day), customers, sales), reference, day)
+
+
 # The warehouse tables that hold a day's rows (docs/contract.md, section 4).
 DAY_TABLES = ("hardware_error_analysis", "hardware_alerts", "device_day_activity", "pipeline_run_audit")
 

@@ -39,8 +39,7 @@ from dev.raw_zone import upload_raw_zone
 from include import glue_deploy
 from include.run_scope import run_key
 from tests import support
-from tests.contract_rules import classify, read_reference
-from tests.support import AUDIT_COLUMNS, expected_rows, raw_day_lines, warehouse_rows
+from tests.support import AUDIT_COLUMNS, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
@@ -214,13 +213,6 @@ def scenario(env, aws, raw_zone, tmp_path_factory) -> Scenario:
 # -- reading the results --------------------------------------------------------------------------
 
 
-def _expected(s3, env: dict[str, str], raw_zone: Path, day: date) -> set[tuple]:
-    """The day's warehouse rows by the rules of docs/contract.md (tests/contract_rules.py), from the raw files as they are in S3."""
-    customers, sales = read_reference(raw_zone)
-    outcomes = classify(raw_day_lines(s3, env["RAW_BUCKET"], str(day)), customers, sales)
-    return expected_rows(outcomes, raw_zone, str(day))
-
-
 def _warehouse(env: dict[str, str], day: date) -> tuple[set[tuple], dict]:
     rows = warehouse_rows(env["WAREHOUSE_DSN"], str(day))
     with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
@@ -267,7 +259,7 @@ def test_runs_starting_together_all_succeed_first_time(scenario, aws, env):
 @pytest.mark.parametrize("day", [D1, D2], ids=str)
 def test_each_day_holds_exactly_one_complete_runs_rows_and_audit(scenario, aws, env, raw_zone, day):
     rows, audit = _warehouse(env, day)
-    assert rows == _expected(aws("s3"), env, raw_zone, day)
+    assert rows == support.expected_day_rows(aws("s3"), env["RAW_BUCKET"], raw_zone, str(day))
     assert audit["loaded"] == len(rows)
     assert audit["input_rows"] == sum(audit[name] for name in AUDIT_COLUMNS[1:])
     runs_of_the_day = [run_id for run_id, (run_day, _, _) in scenario.runs.items() if run_day == day]

@@ -61,7 +61,7 @@ from dev.raw_zone import upload_raw_zone
 from include.run_scope import run_key
 from tests import support
 from tests.contract_rules import OUTCOMES, RowOutcome, classify, read_reference
-from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, raw_day_lines, warehouse_rows
+from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, expected_rows, job_runs, raw_day_lines, warehouse_rows
 
 pytestmark = pytest.mark.stack
 
@@ -216,21 +216,6 @@ class WarehouseOutage(threading.Thread):
 
 
 # -- reading the stack back ----------------------------------------------------------------------
-
-
-def job_runs(glue, job_name: str, day: str | None = None) -> list[dict]:
-    """The job's runs (for log day `day` if given), oldest first."""
-    try:
-        runs = [
-            run
-            for page in glue.get_paginator("get_job_runs").paginate(JobName=job_name)
-            for run in page["JobRuns"]
-        ]
-    except glue.exceptions.EntityNotFoundException:
-        return []
-    if day is not None:
-        runs = [run for run in runs if run.get("Arguments", {}).get("--log_date") == day]
-    return sorted(runs, key=lambda run: run["StartedOn"])
 
 
 @dataclass

@@ -34,8 +34,7 @@ from dev.airflow_services import Services, running_services
 from dev.local_aws import faults
 from dev.raw_zone import upload_raw_zone
 from tests import support
-from tests.contract_rules import classify, read_reference
-from tests.support import expected_rows, raw_day_lines, warehouse_rows
+from tests.support import warehouse_rows
 
 pytestmark = pytest.mark.stack
 
@@ -76,13 +75,6 @@ class Scenario:
     cleared: Processing
 
 
-def job_runs(glue, job_name: str) -> list[dict]:
-    """The job's runs of the day, oldest first."""
-    runs = [run for page in glue.get_paginator("get_job_runs").paginate(JobName=job_name) for run in page["JobRuns"]]
-    runs = [run for run in runs if run.get("Arguments", {}).get("--log_date") == DAY.isoformat()]
-    return sorted(runs, key=lambda run: run["StartedOn"])
-
-
 def audits(dsn: str) -> list[dict]:
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT * FROM pipeline_run_audit WHERE log_date = %s", (DAY,))
@@ -111,8 +103,8 @@ def processing(services: Services, api: RestApi, run_id: str, glue, env: dict[st
     return Processing(
         state=state,
         etl_tries=etl_task(api, run_id)["try_number"],
-        etl_runs=[run for run in job_runs(glue, ETL_JOB) if run["Id"] not in before],
-        load_runs=[run for run in job_runs(glue, LOAD_JOB) if run["Id"] not in before],
+        etl_runs=[run for run in support.job_runs(glue, ETL_JOB, DAY.isoformat()) if run["Id"] not in before],
+        load_runs=[run for run in support.job_runs(glue, LOAD_JOB, DAY.isoformat()) if run["Id"] not in before],
         rows=warehouse_rows(env["WAREHOUSE_DSN"], DAY.isoformat()),
         audits=audits(env["WAREHOUSE_DSN"]),
     )
@@ -163,7 +155,7 @@ def scenario(env, aws, raw_zone) -> Scenario:
             faults.hold_job_runs(endpoint, ETL_JOB)
             faults.hold_start_answer(endpoint, ETL_JOB)
             run_id = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": iso(midnight(DAY))})["dag_run_id"]
-            (started,) = support.wait_for("the ETL task to start its Glue run", lambda: job_runs(glue, ETL_JOB),
+            (started,) = support.wait_for("the ETL task to start its Glue run", lambda: support.job_runs(glue, ETL_JOB, DAY.isoformat()),
                                           timeout=RUN_TIMEOUT, every=0.5)
             task = etl_task(api, run_id)
             assert (task["state"], task["try_number"]) == ("running", 1), task
@@ -188,7 +180,7 @@ def scenario(env, aws, raw_zone) -> Scenario:
             first = processing(restarted, restarted.api(), run_id, glue, env, set())
 
             # 3. The finished day reprocessed: run_etl_job and what follows it cleared.
-            before = {run["Id"] for job in (ETL_JOB, LOAD_JOB) for run in job_runs(glue, job)}
+            before = {run["Id"] for job in (ETL_JOB, LOAD_JOB) for run in support.job_runs(glue, job, DAY.isoformat())}
             api = restarted.api()
             api.post(f"/api/v2/dags/{DAG_ID}/clearTaskInstances", {
                 "dry_run": False, "dag_run_id": run_id, "task_ids": ["run_etl_job"], "include_downstream": True,
@@ -205,12 +197,6 @@ def scenario(env, aws, raw_zone) -> Scenario:
     return Scenario(killed_pid, killed_during_start, deferred_before_restart, first, cleared)
 
 
-def _expected(s3, env: dict[str, str], raw_zone: Path) -> set[tuple]:
-    customers, sales = read_reference(raw_zone)
-    outcomes = classify(raw_day_lines(s3, env["RAW_BUCKET"], DAY.isoformat()), customers, sales)
-    return expected_rows(outcomes, raw_zone, DAY.isoformat())
-
-
 def test_a_worker_lost_before_the_deferral_leaves_one_etl_run_that_the_retry_takes_over(scenario, aws, env, raw_zone):
     assert scenario.killed_during_start, "the task was not waiting for StartJobRun when it was killed"
     assert scenario.deferred_before_restart == (2, "deferred")
@@ -220,7 +206,7 @@ def test_a_worker_lost_before_the_deferral_leaves_one_etl_run_that_the_retry_tak
     assert first.etl_tries == 2
     assert [run["JobRunState"] for run in first.etl_runs] == ["SUCCEEDED"]
     assert [run["JobRunState"] for run in first.load_runs] == ["SUCCEEDED"]
-    assert first.rows == _expected(aws("s3"), env, raw_zone)
+    assert first.rows == support.expected_day_rows(aws("s3"), env["RAW_BUCKET"], raw_zone, DAY.isoformat())
     (audit,) = first.audits
     assert (audit["etl_job_run_id"], audit["load_job_run_id"]) == (first.etl_runs[0]["Id"], first.load_runs[0]["Id"])
 
@@ -232,6 +218,6 @@ def test_a_cleared_day_starts_new_glue_runs_and_replaces_the_day(scenario, aws, 
     assert [run["JobRunState"] for run in cleared.etl_runs] == ["SUCCEEDED"]
     assert [run["JobRunState"] for run in cleared.load_runs] == ["SUCCEEDED"]
     assert cleared.etl_runs[0]["Id"] != scenario.first.etl_runs[0]["Id"]
-    assert cleared.rows == scenario.first.rows == _expected(aws("s3"), env, raw_zone)
+    assert cleared.rows == scenario.first.rows == support.expected_day_rows(aws("s3"), env["RAW_BUCKET"], raw_zone, DAY.isoformat())
     (audit,) = cleared.audits
     assert (audit["etl_job_run_id"], audit["load_job_run_id"]) == (cleared.etl_runs[0]["Id"], cleared.load_runs[0]["Id"])
