@@ -236,17 +236,28 @@ def poisson_model(cells: pd.DataFrame) -> dict:
     }
 
 
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of `p_values`, in their order.
+
+    The same values as statsmodels' `multipletests(method="holm")`, which also runs a full garbage
+    collection on every call: a tenth of a second per report in a large process, and most of the
+    coverage simulation's time.
+    """
+    values = np.asarray(p_values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    stepped = np.maximum.accumulate(values[order] * np.arange(len(values), 0, -1))
+    adjusted = np.empty_like(values)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted.tolist()
+
+
 def _with_holm(ratios: dict[str, dict]) -> dict[str, dict]:
     """Each industry's p-value adjusted by Holm's method over the industries' comparisons with the
     reference (`p_value_holm`): the report names an industry only below 0.05 there, so that a fleet
     whose industries do not differ shows none in about 95% of reports, however many industries."""
-    from statsmodels.stats.multitest import multipletests
-
     named = [name for name, effect in ratios.items() if effect["p_value"] is not None]
-    if named:
-        adjusted = multipletests([ratios[name]["p_value"] for name in named], method="holm")[1]
-        for name, p_value in zip(named, adjusted, strict=True):
-            ratios[name]["p_value_holm"] = float(p_value)
+    for name, p_value in zip(named, holm_adjusted([ratios[name]["p_value"] for name in named]), strict=True):
+        ratios[name]["p_value_holm"] = p_value
     return ratios
 
 

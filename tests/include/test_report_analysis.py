@@ -53,6 +53,17 @@ def test_the_model_recovers_planted_rate_ratios_with_intervals_that_hold_them():
     assert abs(model["reference_rate_at_age_0"] / THREE_INDUSTRIES["Hospitality"] - 1) < 0.1
 
 
+def test_holm_adjustment_equals_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    generator = np.random.default_rng(7)
+    for size in (1, 2, 5, 12):
+        for _ in range(50):
+            p_values = generator.uniform(0, 0.2, size).round(3).tolist()  # rounded: ties occur
+            expected = multipletests(p_values, method="holm")[1]
+            assert analysis.holm_adjusted(p_values) == pytest.approx(expected.tolist(), abs=1e-12)
+
+
 def test_devices_that_differ_widen_the_intervals_and_show_in_the_dispersion():
     alike = analysis.poisson_model(fleet_cells(2, device_spread=0.0))
     differ = analysis.poisson_model(fleet_cells(2, device_spread=1.8))
