@@ -61,11 +61,6 @@ def configure(spark: SparkSession) -> None:
     # The parse compiles to large methods; HotSpot does not JIT-compile a method over 8000 bytes of
     # bytecode and would interpret it. Past that size Spark generates smaller per-operator code.
     spark.conf.set("spark.sql.codegen.hugeMethodLimit", "8000")
-    # The validation is one long chain of ANDs and ORs that stop at the first answer. Left at its
-    # default, subexpression elimination hoists what two of their branches share (the timestamp's
-    # instant, its substrings) out of them and computes it for every row; the parse then costs a
-    # fifth more.
-    spark.conf.set("spark.sql.subexpressionElimination.skipForShortcutExpr", "true")
 
 
 def check_reference_inputs(customer_files: list[str], sale_files: list[str]) -> None:
@@ -154,6 +149,12 @@ def run_etl(
     )
     # The classified rows and the device-days in one cache, so that both come out of one query,
     # which shares its shuffles and broadcasts: the writes and the audit read from it.
+    # Only quarantined rows are written with their line and file: the others drop them before the
+    # cache, which they would otherwise fill with text nobody reads.
+    quarantined = F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)
+    classified = classified.withColumns(
+        {name: F.when(quarantined, F.col(name)) for name in transforms.LINE_COLUMNS}
+    )
     day_rows = (
         classified.withColumn("is_device_day", F.lit(False))
         .unionByName(
