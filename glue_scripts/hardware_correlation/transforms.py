@@ -161,16 +161,16 @@ def repeated_log_ids(lines: DataFrame) -> DataFrame:
     collide), small in practice: only the rows that carry one of them are ranked (`rank_rows`).
     Nearly every log_id occurs once, so a hash aggregation would hold millions of one-line groups (on
     the map side and again after the shuffle) and spill. The lines are counted by a window over
-    the hashes instead: one shuffle, then a sort of plain longs, which streams.
+    the hashes instead: one shuffle, then a sort of plain longs, which streams. The second line of
+    each hash stands for it, so each repeated hash comes out once, with no further aggregation.
     """
     log_id = first_field(F.col("line"))
     hashes = lines.filter(log_id.isNotNull()).select(log_id_hash(log_id).alias("log_id_hash"))
-    same_hash = Window.partitionBy("log_id_hash")
+    same_hash = Window.partitionBy("log_id_hash").orderBy("log_id_hash")
     return (
-        hashes.select("log_id_hash", F.count(F.lit(1)).over(same_hash).alias("lines"))
-        .filter(F.col("lines") > 1)
+        hashes.select("log_id_hash", F.row_number().over(same_hash).alias("line_of_hash"))
+        .filter(F.col("line_of_hash") == 2)
         .select("log_id_hash")
-        .distinct()
     )
 
 
@@ -478,7 +478,7 @@ def _total(condition: Column, of: str = "weight") -> Column:
 DEVICE_DAY_COUNTS = (*schemas.OUTCOMES, FILE_HEADER)
 DEVICE_DAY_COLUMNS = (
     "device_id", *DEVICE_DAY_COUNTS, "has_activity",
-    "log_date", "sale_id", "customer_id", "industry", "days_since_sale", "events", "errors",
+    "log_date", "sale_id", "customer_id", "customer_name", "industry", "days_since_sale", "events", "errors",
 )
 
 
@@ -492,18 +492,22 @@ def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> Dat
     (UTC day D - 1) was matched at its own day; should the device have no owner with a known
     customer at D (sold again on D to a customer missing from the snapshot), the device-day keeps
     the owner of its latest loaded error rather than losing the error. That owner is the loaded
-    errors' sale with the latest sale_date (a later error is in force under the same or a later
-    sale), found again by matching at that sale_date. A device with neither has no device-day
-    (`has_activity` false).
+    errors' sale with the latest sale_date: a later error is in force under the same or a later
+    sale, and of one device and day only one sale is ever in force. A device with neither has no
+    device-day (`has_activity` false).
     """
     outcome = F.col("outcome")
     loaded = outcome == schemas.LOADED_OUTCOME
     kept = outcome.isin(schemas.NON_ERROR, schemas.NO_SALE, schemas.UNKNOWN_CUSTOMER, schemas.LOADED_OUTCOME)
+    owner = ("sale_date", "sale_id", "customer_id", "customer_name", "industry")
     totals = classified.groupBy("device_id").agg(
         *(_total(outcome == name).alias(name) for name in DEVICE_DAY_COUNTS),
         _total(kept).alias("events"),
         _total(loaded).alias("errors"),
-        F.max(F.when(loaded, F.col("sale_date"))).alias("latest_error_sale_date"),
+        # Every owner column, customer_name too though the exposure has none: the errors' match
+        # then reads the same columns of the owners here as for the loaded rows, and both matches
+        # of the day share one broadcast.
+        F.max(F.when(loaded, F.struct(*owner))).alias("error_owner"),
         # D as a column rather than a constant: the optimizer would push a constant day into the
         # owners' side of the match, and the errors' match could no longer share its broadcast.
         F.max(F.lit(log_date)).alias("day"),
@@ -511,24 +515,19 @@ def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> Dat
     day = F.lit(log_date)
     at_day = totals.transform(match_owner, F.col("day"), F.col("events") > 0, owners)
     owned_at_day = F.coalesce(F.col("owner_outcome") == schemas.LOADED_OUTCOME, F.lit(False))
-    owner = ("sale_id", "customer_id", "industry", "sale_date")
-    fallback = at_day.select(
-        *(name for name in totals.columns if name != "day"),
-        owned_at_day.alias("owned_at_day"),
-        *(F.col(name).alias(f"day_{name}") for name in owner),
-    ).transform(match_owner, F.col("latest_error_sale_date"), ~F.col("owned_at_day"), owners)
-    has_owner = F.col("owned_at_day") | F.coalesce(F.col("owner_outcome") == schemas.LOADED_OUTCOME, F.lit(False))
+    has_owner = owned_at_day | F.col("error_owner").isNotNull()
 
     def chosen(name: str) -> Column:
-        return F.when(F.col("owned_at_day"), F.col(f"day_{name}")).when(has_owner, F.col(name))
+        return F.when(owned_at_day, F.col(name)).otherwise(F.col(f"error_owner.{name}"))
 
-    return fallback.select(
+    return at_day.select(
         "device_id",
         *DEVICE_DAY_COUNTS,
         has_owner.alias("has_activity"),
         day.alias("log_date"),
         chosen("sale_id").alias("sale_id"),
         chosen("customer_id").alias("customer_id"),
+        chosen("customer_name").alias("customer_name"),
         chosen("industry").alias("industry"),
         F.datediff(day, chosen("sale_date")).alias("days_since_sale"),
         "events",
