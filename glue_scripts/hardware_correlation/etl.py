@@ -147,14 +147,14 @@ def run_etl(
         .transform(transforms.rank_rows, header_lines)
         .transform(transforms.classify, owners)
     )
-    # The classified rows and the device-days in one cache, so that both come out of one query,
-    # which shares its shuffles and broadcasts: the writes and the audit read from it.
     # Only quarantined rows are written with their line and file: the others drop them before the
     # cache, which they would otherwise fill with text nobody reads.
     quarantined = F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)
     classified = classified.withColumns(
         {name: F.when(quarantined, F.col(name)) for name in transforms.LINE_COLUMNS}
     )
+    # The classified rows and the device-days in one cache, so that both come out of one query,
+    # which shares its shuffles and broadcasts: the writes and the audit read from it.
     day_rows = (
         classified.withColumn("is_device_day", F.lit(False))
         .unionByName(

@@ -15,8 +15,9 @@ The alerts API's handler (infrastructure/alerts_api/handler.py) runs in Lambda w
 and keeps its own copy; tests/test_timestamp_rule.py runs one table of cases against both.
 
 Within the rule's shape, Spark's own cast to TIMESTAMP gives the instant and refuses what is no real
-day, time of day or offset: the zone is explicit, so the session's time zone plays no part, and the
-cast's parser (plain JVM code) costs a third of the same checks written as substrings.
+day, time of day or offset. The zone is explicit, so the session's time zone plays no part; the
+cast's parser is plain JVM code, and the log parse takes about a quarter less time with it than
+with the same checks written as substrings and arithmetic.
 """
 
 from __future__ import annotations
