@@ -476,10 +476,6 @@ def _total(condition: Column, of: str = "weight") -> Column:
 
 
 DEVICE_DAY_COUNTS = (*schemas.OUTCOMES, FILE_HEADER)
-DEVICE_DAY_COLUMNS = (
-    "device_id", *DEVICE_DAY_COUNTS, "has_activity",
-    "log_date", "sale_id", "customer_id", "customer_name", "industry", "days_since_sale", "events", "errors",
-)
 
 
 def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> DataFrame:
