@@ -1,8 +1,10 @@
 """Benchmark section: a 30-day backfill of about 100k log rows a day, with Airflow's own backfill.
 
-A synthetic raw zone (`dev.datagen`, fixed seed) goes to buckets and a Glue catalog of its own, so
-the sample data stays as it is; the warehouse is the stack's (the bench days are November 2025). The
-backfill is the one `make backfill` runs, with its default number of days at once. Figures:
+A synthetic raw zone (`dev.datagen`, fixed seed) goes to a deployment of its own: the template
+deployed a second time, as stack `hardware-correlation-bench`, with its own buckets, catalog,
+crawler, Glue jobs and roles (each with the template's least privilege), so the sample data stays as
+it is; the warehouse is the stack's (the bench days are November 2025). The backfill is the one
+`make backfill` runs, with its default number of days at once. Figures:
 
 - `backfill_wall_s`, `backfill_rows_per_s`: the whole backfill, from creating it to its last day
   (the services' start is reported apart, as `backfill_startup_s`);
@@ -33,12 +35,20 @@ ROWS_PER_DAY = 100_000
 DEVICES = 20_000
 CUSTOMERS = 1_000
 SEED = 20251101
-# Names of its own for everything the raw zone feeds, so that the sample data's are left alone.
+BENCH_STACK = "hardware-correlation-bench"
+# The deployment's names (include/settings.py), all of its own: the sample data's are left alone.
 BENCH_NAMES = {
-    "RAW_BUCKET": "hardware-correlation-bench-raw",
-    "PROCESSED_BUCKET": "hardware-correlation-bench-processed",
+    "RAW_BUCKET": f"{BENCH_STACK}-raw",
+    "PROCESSED_BUCKET": f"{BENCH_STACK}-processed",
+    "ARTIFACTS_BUCKET": f"{BENCH_STACK}-artifacts",
     "GLUE_DATABASE": "hardware_correlation_bench",
-    "CRAWLER_NAME": "hardware-correlation-bench",
+    "CRAWLER_NAME": f"{BENCH_STACK}-raw",
+    "ETL_JOB_NAME": f"{BENCH_STACK}-etl",
+    "LOAD_JOB_NAME": f"{BENCH_STACK}-load",
+    "CRAWLER_ROLE_NAME": f"{BENCH_STACK}-crawler",
+    "ETL_ROLE_NAME": f"{BENCH_STACK}-etl",
+    "LOAD_ROLE_NAME": f"{BENCH_STACK}-load",
+    "GLUE_WAREHOUSE_CONNECTION": f"{BENCH_STACK}-warehouse",
 }
 AUDIT_COUNTS = ("input_rows", "malformed", "duplicates", "non_error", "no_sale", "unknown_customer", "loaded")
 
@@ -61,12 +71,7 @@ def _prepare(env: dict[str, str], folder: Path, days: int, rows_per_day: int, sa
     dataset = write_dataset(
         folder, start=START, days=days, devices=DEVICES, rows_per_day=rows_per_day, customers=CUSTOMERS, seed=SEED
     )
-    s3 = _client(env, "s3")
-    existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
-    for bucket in (env["RAW_BUCKET"], env["PROCESSED_BUCKET"]):
-        if bucket not in existing:
-            s3.create_bucket(Bucket=bucket)
-    upload_raw_zone(folder, env["RAW_BUCKET"], s3)
+    upload_raw_zone(folder, env["RAW_BUCKET"], _client(env, "s3"))
     say(f"bench: wrote and uploaded {days} days x {rows_per_day} rows in {time.monotonic() - started:.0f} s")
     return dataset
 
@@ -109,9 +114,13 @@ def run(
 ) -> dict[str, float]:
     """Run the section; returns its figures by name. Progress goes to stderr, apart from the figures."""
     from dev import airflow_runs, commands
+    from dev.local_aws import stack
     from include.settings import load
 
     env = {**(env or commands.stack_env()), **BENCH_NAMES}
+    # Deployed once per stack server, as `make up` deploys the stack's own; Airflow then signs with
+    # a session of this deployment's Airflow role.
+    env.update(stack.provision(env, BENCH_STACK))
     parallel = parallel or load(env).number("GLUE_MAX_CONCURRENT_RUNS")
     first, last = START, START + timedelta(days=days - 1)
     with tempfile.TemporaryDirectory(prefix="bench-raw-") as folder:

@@ -234,10 +234,20 @@ def read_env_file(path: Path = config.ENV_FILE) -> dict[str, str]:
 STACK_NAME = "hardware-correlation"
 # The bucket `aws cloudformation package` uploads the Lambda code to (its --s3-bucket).
 PACKAGE_BUCKET = "hardware-correlation-cloudformation"
-CONNECTIONS_PREFIX = "hardware-correlation/connections"
-# Stands in for Airflow's execution role (MWAA's, or Astro's workload identity): the template's
-# Airflow policy is attached to it, and Airflow's aws_default connection signs with its session.
-AIRFLOW_ROLE_NAME = "hardware-correlation-airflow"
+
+
+def connections_prefix(stack_name: str = STACK_NAME) -> str:
+    return f"{stack_name}/connections"
+
+
+def airflow_role_name(stack_name: str = STACK_NAME) -> str:
+    """Stands in for Airflow's execution role (MWAA's, or Astro's workload identity): the template's
+    Airflow policy is attached to it, and Airflow's aws_default connection signs with its session."""
+    return f"{stack_name}-airflow"
+
+
+CONNECTIONS_PREFIX = connections_prefix()
+AIRFLOW_ROLE_NAME = airflow_role_name()
 
 
 # Airflow's secrets backend as a deployment sets it (docs/aws.md, "Steps", 3): connections
@@ -271,8 +281,10 @@ def deployed_airflow_env(env: dict[str, str]) -> dict[str, str]:
     return deployed
 
 
-def template_parameters(settings: Any, network: dict[str, Any]) -> dict[str, str]:
-    """The template's parameters from the pipeline's settings and the account's network."""
+def template_parameters(settings: Any, network: dict[str, Any], stack_name: str = STACK_NAME) -> dict[str, str]:
+    """The template's parameters from the pipeline's settings and the account's network. The names
+    the settings do not hold (Airflow's policy, the failure topic, the connections' secrets) derive
+    from the stack's name, so that a second deployment in the account shares none of the first's."""
     return {
         "RawBucketName": settings.RAW_BUCKET,
         "ProcessedBucketName": settings.PROCESSED_BUCKET,
@@ -288,7 +300,9 @@ def template_parameters(settings: Any, network: dict[str, Any]) -> dict[str, str
         # What Airflow assumes of the jobs, so that both agree also when the environment changes it.
         "GlueJobTimeoutMinutes": settings.GLUE_JOB_TIMEOUT_MINUTES,
         "GlueMaxConcurrentRuns": settings.GLUE_MAX_CONCURRENT_RUNS,
-        "ConnectionsSecretPrefix": CONNECTIONS_PREFIX,
+        "ConnectionsSecretPrefix": connections_prefix(stack_name),
+        "AirflowPolicyName": airflow_role_name(stack_name),
+        "FailureTopicName": f"{stack_name}-failures",
         **network,
     }
 
@@ -341,15 +355,16 @@ def _local_network(ec2: Any) -> dict[str, str]:
     }
 
 
-def deploy_template(session: Any, endpoint_url: str, settings: Any) -> dict[str, str]:
-    """Deploy infrastructure/template.yaml through CloudFormation unless deployed; its outputs."""
+def deploy_template(session: Any, endpoint_url: str, settings: Any, stack_name: str = STACK_NAME) -> dict[str, str]:
+    """Deploy infrastructure/template.yaml through CloudFormation as `stack_name` unless deployed;
+    its outputs."""
 
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url)
 
     cloudformation = client("cloudformation")
     try:
-        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     except cloudformation.exceptions.ClientError:
         stack = None
     if stack is None:
@@ -357,27 +372,28 @@ def deploy_template(session: Any, endpoint_url: str, settings: Any) -> dict[str,
         if PACKAGE_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=PACKAGE_BUCKET)
         template = package_template(s3, PACKAGE_BUCKET)
-        parameters = template_parameters(settings, _local_network(client("ec2")))
+        parameters = template_parameters(settings, _local_network(client("ec2")), stack_name)
         cloudformation.create_stack(
-            StackName=STACK_NAME,
+            StackName=stack_name,
             TemplateBody=json.dumps(template),
             Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
             Capabilities=["CAPABILITY_NAMED_IAM"],
         )
-        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         reason = stack.get("StackStatusReason")
-        raise StackError(f"CloudFormation stack {STACK_NAME} is {stack['StackStatus']}: {reason}")
+        raise StackError(f"CloudFormation stack {stack_name} is {stack['StackStatus']}: {reason}")
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
-def provision(env: dict[str, str]) -> dict[str, str]:
-    """Deploy the template, serve its RDS warehouse by the local PostgreSQL, and give Airflow the
-    session of a role with the template's Airflow policy. Returns the environment entries it sets."""
+def provision(env: dict[str, str], stack_name: str = STACK_NAME) -> dict[str, str]:
+    """Deploy the template as `stack_name`, named by the settings in `env`, serve its RDS warehouse by
+    the local PostgreSQL, and give Airflow the session of a role with the template's Airflow policy.
+    Returns the environment entries it sets."""
     import boto3
     from urllib.parse import urlsplit
 
-    settings = load_settings()
+    settings = load_settings({**os.environ, **env})
     session = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
@@ -387,7 +403,7 @@ def provision(env: dict[str, str]) -> dict[str, str]:
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
 
-    outputs = deploy_template(session, env["AWS_ENDPOINT_URL"], settings)
+    outputs = deploy_template(session, env["AWS_ENDPOINT_URL"], settings, stack_name)
 
     # RDS is the one resource served differently: the template's instance exists in moto (endpoint
     # <id>.<random>.<region>.rds.amazonaws.com) but nothing listens there. The warehouse secret and the
@@ -421,8 +437,9 @@ def provision(env: dict[str, str]) -> dict[str, str]:
         connection_input["ConnectionProperties"] = {**connection["ConnectionProperties"], "JDBC_CONNECTION_URL": url}
         glue.update_connection(Name=settings.GLUE_WAREHOUSE_CONNECTION, ConnectionInput=connection_input)
 
-    credentials = _reusable_airflow_credentials(env) or airflow_credentials(
-        client("iam"), client("sts"), outputs["AirflowPolicyArn"]
+    role_name = airflow_role_name(stack_name)
+    credentials = _reusable_airflow_credentials(env, role_name) or airflow_credentials(
+        client("iam"), client("sts"), outputs["AirflowPolicyArn"], role_name
     )
     aws_default = {
         "conn_type": "aws",
@@ -442,7 +459,7 @@ def provision(env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _reusable_airflow_credentials(env: dict[str, str]) -> dict[str, str] | None:
+def _reusable_airflow_credentials(env: dict[str, str], role_name: str) -> dict[str, str] | None:
     """The Airflow session of the last `up`, while the server still knows it: running Airflow
     processes and open shells keep working, and a second `up` writes the same environment."""
     import boto3
@@ -464,17 +481,17 @@ def _reusable_airflow_credentials(env: dict[str, str]) -> dict[str, str] | None:
         ).get_caller_identity()
     except Exception:
         return None
-    if f":assumed-role/{AIRFLOW_ROLE_NAME}/" not in identity["Arn"]:
+    if f":assumed-role/{role_name}/" not in identity["Arn"]:
         return None
-    return {**credentials, "RoleArn": f"arn:aws:iam::{config.ACCOUNT_ID}:role/{AIRFLOW_ROLE_NAME}"}
+    return {**credentials, "RoleArn": f"arn:aws:iam::{config.ACCOUNT_ID}:role/{role_name}"}
 
 
-def airflow_credentials(iam: Any, sts: Any, policy_arn: str) -> dict[str, str]:
+def airflow_credentials(iam: Any, sts: Any, policy_arn: str, role_name: str = AIRFLOW_ROLE_NAME) -> dict[str, str]:
     """A session of the local Airflow role, which has the template's Airflow policy and nothing else."""
     from botocore.exceptions import ClientError
 
     try:
-        role = iam.get_role(RoleName=AIRFLOW_ROLE_NAME)["Role"]
+        role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError:
         trust = {
             "Version": "2012-10-17",
@@ -486,12 +503,12 @@ def airflow_credentials(iam: Any, sts: Any, policy_arn: str) -> dict[str, str]:
                 }
             ],
         }
-        role = iam.create_role(RoleName=AIRFLOW_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
-    attached = iam.list_attached_role_policies(RoleName=AIRFLOW_ROLE_NAME)["AttachedPolicies"]
+        role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
     if [policy["PolicyArn"] for policy in attached] != [policy_arn]:
         for policy in attached:
-            iam.detach_role_policy(RoleName=AIRFLOW_ROLE_NAME, PolicyArn=policy["PolicyArn"])
-        iam.attach_role_policy(RoleName=AIRFLOW_ROLE_NAME, PolicyArn=policy_arn)
+            iam.detach_role_policy(RoleName=role_name, PolicyArn=policy["PolicyArn"])
+        iam.attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
     # moto does not expire sessions; a restarted server forgets them, and `up` makes a new one.
     credentials = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="airflow", DurationSeconds=43200)["Credentials"]
     return {**credentials, "RoleArn": role["Arn"]}

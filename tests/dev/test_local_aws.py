@@ -930,3 +930,42 @@ def test_provisioning_creates_what_the_pipeline_expects(stack, aws, s3, glue):
     with psycopg2.connect(stack["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
         cursor.execute("SHOW listen_addresses")
         assert cursor.fetchone() == ("127.0.0.1",)
+
+
+def test_a_second_deployment_takes_names_and_an_airflow_role_of_its_own(stack, aws, glue):
+    """The backfill bench deploys the template again under its own names: its Airflow session may
+    touch that deployment only, and the stack's own deployment keeps its role and policy."""
+    from dev.bench.backfill import BENCH_NAMES, BENCH_STACK
+    from dev.local_aws import policy
+
+    entries = local_stack.provision({**stack, **BENCH_NAMES}, BENCH_STACK)
+    assert local_stack.provision({**stack, **BENCH_NAMES}, BENCH_STACK).keys() == entries.keys()
+    assert aws("cloudformation").describe_stacks(StackName=BENCH_STACK)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    bench = load_settings({**stack, **BENCH_NAMES})
+    assert glue.get_crawler(Name=bench.CRAWLER_NAME)["Crawler"]["DatabaseName"] == bench.GLUE_DATABASE
+    assert glue.get_job(JobName=bench.ETL_JOB_NAME)["Job"]["Role"].endswith(f"/{bench.ETL_ROLE_NAME}")
+    assert entries["FAILURE_TOPIC_ARN"].endswith(f":{BENCH_STACK}-failures")
+
+    connection = json.loads(entries["AIRFLOW_CONN_AWS_DEFAULT"])
+    identity = boto3.client(
+        "sts", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id=connection["login"], aws_secret_access_key=connection["password"],
+        aws_session_token=connection["extra"]["aws_session_token"],
+    ).get_caller_identity()
+    assert f":assumed-role/{local_stack.airflow_role_name(BENCH_STACK)}/" in identity["Arn"]
+
+    iam = aws("iam")
+    own = load_settings(stack)
+    for role, settings, other in (
+        (entries["AIRFLOW_ROLE_ARN"], bench, own), (stack["AIRFLOW_ROLE_ARN"], own, bench)
+    ):
+        statements = policy.role_statements(iam, role)
+        for action, resource in (
+            ("s3:GetObject", "arn:aws:s3:::{}/customers/customers.csv"),
+            ("glue:StartCrawler", "arn:aws:glue:us-east-1:123456789012:crawler/{}"),
+        ):
+            mine, theirs = (
+                resource.format(s.RAW_BUCKET if action.startswith("s3") else s.CRAWLER_NAME) for s in (settings, other)
+            )
+            assert policy.allowed(statements, action, mine, {}), (role, action, mine)
+            assert not policy.allowed(statements, action, theirs, {}), (role, action, theirs)
