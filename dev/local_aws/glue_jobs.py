@@ -605,16 +605,20 @@ class LocalJobRun(FakeJobRun):
         directory = self.workdir / "spark-conf"
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copy(config.SPARK_CONF_DIR / "log4j2.properties", directory / "log4j2.properties")
-        keys = {
+        settings = {
             "spark.hadoop.fs.s3a.access.key": credentials["aws_access_key_id"],
             "spark.hadoop.fs.s3a.secret.key": credentials["aws_secret_access_key"],
+            # Spark's scratch (blocks, and the files and jars each context copies, some 270 MB) in
+            # the run's folder, which goes when the run ends: a stopped or killed run leaves
+            # nothing behind in /tmp.
+            "spark.local.dir": str(self.workdir / "spark-local"),
         }
         lines = [
             line
             for line in (config.SPARK_CONF_DIR / "spark-defaults.conf").read_text().splitlines()
-            if line.split(maxsplit=1)[:1] not in ([key] for key in keys)
+            if line.split(maxsplit=1)[:1] not in ([key] for key in settings)
         ]
-        lines += [f"{key} {value}" for key, value in keys.items()]
+        lines += [f"{key} {value}" for key, value in settings.items()]
         target = directory / "spark-defaults.conf"
         target.touch(mode=0o600)
         target.write_text("\n".join(lines) + "\n")

@@ -89,7 +89,9 @@ def warm_up():
     try:
         with open(sys.argv[2]) as handle:
             settings = json.load(handle)
-        spark = SparkSession(SparkContext(conf=SparkConf().setAll(settings.items()).setAppName("warm-up")))
+        # Spark's scratch in the throwaway folder too: nothing of the warm-up outlives it.
+        conf = SparkConf().setAll(settings.items()).set("spark.local.dir", scratch).setAppName("warm-up")
+        spark = SparkSession(SparkContext(conf=conf))
         with open(os.path.join(scratch, "in.csv"), "w") as handle:
             handle.write("id,device,ts,value\n1,a,2025-10-01T01:00:00Z,1.5\n2,b,2025-10-01T02:00:00Z,x\n")
         schema = T.StructType([T.StructField("id", T.StringType()), T.StructField("device", T.StringType()),
@@ -109,6 +111,11 @@ def warm_up():
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     jvm.org.apache.hadoop.fs.FileSystem.closeAll()
+    # Spark keeps the first context's local directories for the JVM's life: the run's context must
+    # take its own spark.local.dir (the run's folder) instead.
+    # (A method of the Scala object, which has no static forwarder.)
+    utils = jvm.java.lang.Class.forName("org.apache.spark.util.Utils$").getField("MODULE$").get(None)
+    utils.clearLocalRootDirs()
 
 
 warm_up()

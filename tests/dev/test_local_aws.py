@@ -418,6 +418,7 @@ def test_spark_job_failure_reports_the_scripts_exception(glue, spark_job):
 
 PROBE_SCRIPT = """\
 import json, os, sys
+from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 import probe_helpers
 
@@ -434,6 +435,7 @@ print(json.dumps({
     "tags": sc.parallelize(range(3), 2).map(probe_helpers.tag).collect(),
     "worker_keys": sc.parallelize([0], 1).map(lambda _: os.environ.get("AWS_ACCESS_KEY_ID")).collect(),
     "jar_marker": loader.getResource("warm-test-marker.txt") is not None,
+    "spark_files": SparkFiles.getRootDirectory(),
 }))
 spark.stop()
 if "--fail" in sys.argv:
@@ -499,6 +501,9 @@ def test_a_warm_run_gets_its_arguments_conf_credentials_and_py_files_on_the_work
     # The Python workers import the run's --extra-py-files.
     assert said["tags"] == ["v1-0", "v1-1", "v1-2"]
     assert not said["jar_marker"]
+    # Spark's scratch is in the run's folder, which goes with the run.
+    assert said["spark_files"].startswith(said["cwd"] + "/")
+    assert not (config.GLUE_RUNS / run_id).exists()
 
 
 def test_jars_and_credentials_of_one_run_are_not_visible_to_the_next(s3, glue, logs, aws, probe_job):
@@ -508,6 +513,7 @@ def test_jars_and_credentials_of_one_run_are_not_visible_to_the_next(s3, glue, l
     first_id, first, with_jar = _probe(glue, logs, job, Arguments={"--extra-jars": f"s3://{bucket}/jars/marker.jar"})
     assert first["JobRunState"] == "SUCCEEDED", first.get("ErrorMessage")
     assert _how_started(first_id) == "cold" and with_jar["jar_marker"]
+    assert with_jar["spark_files"].startswith(with_jar["cwd"] + "/")
 
     other = _name("probe-other-role")
     definition = glue.get_job(JobName=job)["Job"]
