@@ -301,7 +301,7 @@ def template_parameters(settings: Any, network: dict[str, Any], stack_name: str 
         "GlueJobTimeoutMinutes": settings.GLUE_JOB_TIMEOUT_MINUTES,
         "GlueMaxConcurrentRuns": settings.GLUE_MAX_CONCURRENT_RUNS,
         "ConnectionsSecretPrefix": connections_prefix(stack_name),
-        "AirflowPolicyName": airflow_role_name(stack_name),
+        "AirflowPolicyName": f"{stack_name}-airflow",
         "FailureTopicName": f"{stack_name}-failures",
         **network,
     }
