@@ -881,12 +881,17 @@ def test_second_ensure_up_reuses_the_stack_and_env_file_matches(stack):
         "endpoint_url": stack["AWS_ENDPOINT_URL"], "region_name": "us-east-1"
     }
     # Airflow signs as a session of its own role, not with the stack's keys.
-    identity = boto3.client(
+    assert f":assumed-role/{local_stack.AIRFLOW_ROLE_NAME}/" in _signer(stack, stack["AIRFLOW_CONN_AWS_DEFAULT"])
+
+
+def _signer(stack: dict[str, str], aws_connection: str) -> str:
+    """The ARN that calls made with an Airflow aws connection (its JSON) are signed as."""
+    connection = json.loads(aws_connection)
+    return boto3.client(
         "sts", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
         aws_access_key_id=connection["login"], aws_secret_access_key=connection["password"],
         aws_session_token=connection["extra"]["aws_session_token"],
-    ).get_caller_identity()
-    assert f":assumed-role/{local_stack.AIRFLOW_ROLE_NAME}/" in identity["Arn"]
+    ).get_caller_identity()["Arn"]
 
 
 def test_provisioning_creates_what_the_pipeline_expects(stack, aws, s3, glue):
@@ -952,13 +957,9 @@ def test_a_second_deployment_takes_names_and_an_airflow_role_of_its_own(stack, a
     assert glue.get_job(JobName=bench.ETL_JOB_NAME)["Job"]["Role"].endswith(f"/{bench.ETL_ROLE_NAME}")
     assert entries["FAILURE_TOPIC_ARN"].endswith(f":{BENCH_STACK}-failures")
 
-    connection = json.loads(entries["AIRFLOW_CONN_AWS_DEFAULT"])
-    identity = boto3.client(
-        "sts", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
-        aws_access_key_id=connection["login"], aws_secret_access_key=connection["password"],
-        aws_session_token=connection["extra"]["aws_session_token"],
-    ).get_caller_identity()
-    assert f":assumed-role/{local_stack.airflow_role_name(BENCH_STACK)}/" in identity["Arn"]
+    assert f":assumed-role/{local_stack.airflow_role_name(BENCH_STACK)}/" in _signer(
+        stack, entries["AIRFLOW_CONN_AWS_DEFAULT"]
+    )
 
     iam = aws("iam")
     own = load_settings(stack)

@@ -264,11 +264,17 @@ def test_the_first_field_is_the_parsed_log_id(spark):
         'L5,"2025-10-01T09:15:00Z",DEV-1,ERROR,88,7.9',
         '"",2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9',
         "L6",
+        # Quotes after the first field, or within it but not at its start.
+        'L"7,2025-10-01T09:15:00Z,"DEV-1",ERROR,88,7.9',
+        ' "L8",2025-10-01T09:15:00Z,DEV-1,ERROR,88,7.9',
+        'L9,2025-10-01T09:15:00Z,DEV-1,"ERROR,88,7.9',
     ]
     parsed = lines(spark, *texts).transform(transforms.parse_log_lines)
     found = parsed.select("log_id", transforms.first_field(F.col("line")).alias("first_field")).collect()
     assert [row["first_field"] for row in found] == [row["log_id"] for row in found]
-    assert [row["log_id"] for row in found] == ["L1", " L2 ", None, "L,3", 'L"4"', "L5", None, "L6"]
+    assert [row["log_id"] for row in found] == [
+        "L1", " L2 ", None, "L,3", 'L"4"', "L5", None, "L6", 'L"7', ' "L8"', "L9"
+    ]
 
 # -- step 3: non-error -------------------------------------------------------------------------
 
