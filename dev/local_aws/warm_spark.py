@@ -110,6 +110,19 @@ def warm_up():
         spark.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    # Loading and setting up Hadoop's S3 client costs a fresh driver a second at a run's first
+    # s3:// path. A client of its own, without credentials, for an endpoint where nothing listens
+    # and a bucket it does not probe: it sends no request, and it is closed at once.
+    s3a = jvm.org.apache.hadoop.conf.Configuration(False)
+    for key, value in {
+        "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "fs.s3a.endpoint": "http://127.0.0.1:9",
+        "fs.s3a.endpoint.region": "us-east-1",
+        "fs.s3a.bucket.probe": "0",
+        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider",
+    }.items():
+        s3a.set(key, value)
+    jvm.org.apache.hadoop.fs.FileSystem.newInstance(jvm.java.net.URI("s3a://warm-up/"), s3a).close()
     jvm.org.apache.hadoop.fs.FileSystem.closeAll()
     # Spark keeps the first context's local directories for the JVM's life: the run's context must
     # take its own spark.local.dir (the run's folder) instead.

@@ -129,6 +129,23 @@ def _log_messages(logs, group: str, run_id: str) -> list[str]:
     return [event["message"] for event in events]
 
 
+def test_the_server_routes_each_host_to_the_backend_moto_would():
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from dev.local_aws.server import moto_dispatcher
+
+    hosts = [
+        "127.0.0.1:4566", "s3.us-east-1.amazonaws.com", "glue.eu-west-1.amazonaws.com", "logs.us-east-1.amazonaws.com",
+        "bucket.s3.amazonaws.com", "moto_api", None,
+    ]
+    ours, motos = moto_dispatcher(), DomainDispatcherApplication(create_backend_app)
+    expected = [motos.get_backend_for_host(host) for host in hosts]
+    assert expected[1:3] == ["s3", "glue"]
+    # The second time from what the first looked up.
+    for _ in range(2):
+        assert [ours.get_backend_for_host(host) for host in hosts] == expected
+
+
 # -- crawlers ---------------------------------------------------------------------------------
 
 CSV_HEADER = "log_id,timestamp,device_id,event_type,cpu_temp_celsius,memory_usage_gb\n"
@@ -425,6 +442,8 @@ import probe_helpers
 spark = SparkSession.builder.appName("probe").getOrCreate()
 sc = spark.sparkContext
 loader = sc._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+# The bucket name of the warm drivers' own S3 client, which their warm-up closed.
+s3a = sc._jvm.org.apache.hadoop.fs.FileSystem.get(sc._jvm.java.net.URI("s3a://warm-up/"), sc._jsc.hadoopConfiguration())
 print(json.dumps({
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
@@ -436,6 +455,7 @@ print(json.dumps({
     "worker_keys": sc.parallelize([0], 1).map(lambda _: os.environ.get("AWS_ACCESS_KEY_ID")).collect(),
     "jar_marker": loader.getResource("warm-test-marker.txt") is not None,
     "spark_files": SparkFiles.getRootDirectory(),
+    "s3a_client": [s3a.getConf().get(key) for key in ("fs.s3a.access.key", "fs.s3a.aws.credentials.provider")],
 }))
 spark.stop()
 if "--fail" in sys.argv:
@@ -497,6 +517,7 @@ def test_a_warm_run_gets_its_arguments_conf_credentials_and_py_files_on_the_work
     assert said["access_key"] != config.ACCESS_KEY_ID
     assert said["s3a_key"] == said["access_key"]
     assert said["worker_keys"] == [said["access_key"]]
+    assert said["s3a_client"] == [said["access_key"], "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"]
     assert said["shuffle_partitions"] == "4" and said["app"] == "probe"
     # The Python workers import the run's --extra-py-files.
     assert said["tags"] == ["v1-0", "v1-1", "v1-2"]
