@@ -3,7 +3,8 @@
 A cold `spark-submit` spends 10-15 s starting a JVM, importing PySpark and loading and compiling
 Spark SQL's classes before a script's first query returns. The pool keeps `POOL_SIZE` driver
 processes that have done all of that (the gateway JVM with the stack's jars, a throwaway local
-SparkContext that ran a few queries, then stopped) and wait for a run spec on stdin.
+SparkContext that ran a few queries, then stopped; Hadoop's S3 client loaded) and wait for a run spec
+on stdin.
 
 One process serves exactly one run, then exits. The run sends its spec (working directory, script,
 py-files, argv, environment, Spark conf); the process takes the run's environment, puts the run's
