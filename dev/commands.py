@@ -34,7 +34,7 @@ DAG_ID = "hardware_correlation"
 # Timings for a laptop: the stack answers in milliseconds, so poll and retry quickly. A variable
 # already set in the environment wins.
 LOCAL_TIMINGS = {
-    "GLUE_POLL_SECONDS": "2",
+    "GLUE_POLL_SECONDS": "1",
     "SENSOR_POKE_SECONDS": "5",
     "SENSOR_TIMEOUT_SECONDS": "120",
     "RETRY_DELAY_SECONDS": "2",
