@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 
 from dev import commands
 from dev.airflow_services import AIRFLOW
-from include.run_audit import LOG_COUNTS
+from include.run_audit import ALERT_COUNTS, LOG_COUNTS
 from tests.contract_rules import RowOutcome, utc
 
 # pipeline_run_audit's counts of the day's log rows, in the order of docs/contract.md (input_rows first).
@@ -96,6 +96,17 @@ def warehouse_rows(dsn: str, day: str) -> set[tuple]:
             return {tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()}
     finally:
         connection.close()
+
+
+def audit_alert_counts(dsn: str, day: str) -> dict[str, int] | None:
+    """Day D's alert counts in `pipeline_run_audit`; None when the day has no audit row."""
+    import psycopg2
+
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(ALERT_COUNTS)} FROM pipeline_run_audit WHERE log_date = %s", (day,))
+        row = cursor.fetchone()
+    connection.close()
+    return dict(zip(ALERT_COUNTS, row, strict=True)) if row else None
 
 
 def _row_key(row) -> tuple:

@@ -33,9 +33,11 @@ from dev.local_aws import stack as local_stack
 from dev.raw_zone import plan_upload, upload_raw_zone
 from include.run_scope import run_key, staging_table
 from include.settings import load as load_settings
-from tests.contract_rules import OUTCOMES, classify, read_reference
+from tests.contract_rules import ALERT_COUNTS, OUTCOMES, classify, read_reference
 from dev.airflow_api import when
-from tests.support import AUDIT_COLUMNS, QUARANTINE_REASONS, airflow_json, expected_rows, raw_day_lines, warehouse_rows
+from tests.support import (
+    AUDIT_COLUMNS, QUARANTINE_REASONS, airflow_json, audit_alert_counts, expected_rows, raw_day_lines, warehouse_rows,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -43,6 +45,8 @@ DAYS = commands.SAMPLE_DAYS
 # Its `airflow dags test` run has logical date D, as the backfill's run of D has, and replaces that run's
 # record: it comes last, after the tests that read the backfill's records.
 REPROCESSED_DAY = DAYS[-1]
+# The sample has alerts for its first two days only.
+DAY_WITHOUT_ALERTS = DAYS[-1]
 
 
 def expected_day(s3, bucket: str, day: str) -> tuple[set[tuple], dict[str, int]]:
@@ -266,6 +270,19 @@ def test_a_day_without_logs_fails_at_its_sensor_and_says_why(backfilled, env, tm
         cursor.execute("SELECT count(*) FROM hardware_error_analysis WHERE log_date = '2025-09-15'")
         assert cursor.fetchone()[0] == 0
     connection.close()
+
+
+def test_the_day_without_alerts_has_zero_alert_rows(backfilled, env, s3):
+    """The sample's last day has logs but no alerts: it succeeded (the backfill's line), with no alert
+    rows and zero alert counts."""
+    listing = s3.list_objects_v2(Bucket=env["RAW_BUCKET"], Prefix=f"alerts/dt={DAY_WITHOUT_ALERTS}/")
+    assert not listing.get("Contents"), f"the raw zone has alerts for {DAY_WITHOUT_ALERTS}"
+    assert re.search(rf"^{DAY_WITHOUT_ALERTS}\s+success\s", backfilled["output"], re.MULTILINE)
+    with psycopg2.connect(env["WAREHOUSE_DSN"]) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM hardware_alerts WHERE log_date = %s", (DAY_WITHOUT_ALERTS,))
+        assert cursor.fetchone()[0] == 0
+    connection.close()
+    assert audit_alert_counts(env["WAREHOUSE_DSN"], DAY_WITHOUT_ALERTS) == dict.fromkeys(ALERT_COUNTS, 0)
 
 
 # -- OpenLineage ------------------------------------------------------------------------------------
