@@ -4,7 +4,8 @@ The provider's DAG (providers/amazon/tests/system/amazon/aws/example_glue.py in 
 its task chain, operators, sensors and configuration, including the crawler target written without
 `s3://` (`<bucket>/input`). Adapted: the job script is plain PySpark rather than awsglue (which only
 exists inside AWS Glue), names and the role come from the environment instead of the system-test
-context, and the log pruning and the test watcher of the provider's test harness are left out.
+context, the log pruning and the test watcher of the provider's test harness are left out, and the
+crawler sensor pokes every 2 s rather than every 60 s (the local crawl takes about 2 s).
 tests/dev/test_example_glue.py runs it with `airflow dags test`.
 """
 
@@ -121,6 +122,7 @@ with DAG(
         crawler_name=glue_crawler_name,
     )
     wait_for_crawl.timeout = 500
+    wait_for_crawl.poke_interval = 2
 
     wait_for_catalog_partition = GlueCatalogPartitionSensor(
         task_id="wait_for_catalog_partition",
