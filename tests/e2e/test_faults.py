@@ -786,10 +786,13 @@ def test_errors_while_polling_fail_a_try_and_the_retry_reattaches_to_the_run(env
     own retries included) until the task has failed two tries: the first while polling its run, the
     second while looking for that run. The run is held in STARTING meanwhile, so it is still going,
     whatever the machine's load, when the last try looks for it; that try must take it over instead of
-    starting a second ETL run of the day."""
+    starting a second ETL run of the day.
+
+    botocore makes two attempts of each call here (AWS_MAX_ATTEMPTS) rather than its default five,
+    whose back-off would add about half a minute of sleeping to the run and test nothing more."""
     endpoint = env["AWS_ENDPOINT_URL"]
     faults.hold_job_runs(endpoint, ETL_JOB)
-    run = DagsTest(env, glue, THIRD)
+    run = DagsTest(env, glue, THIRD, AWS_MAX_ATTEMPTS="2")
     faults.fail_job_reads(endpoint, ETL_JOB, "ThrottlingException", actions=("GetJobRun", "GetJobRuns"))
     answered = 0
     try:
