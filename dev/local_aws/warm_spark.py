@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,13 @@ REFILL_DELAY_SECONDS = 15.0
 # After this many drivers in a row die before they are ready, the pool gives up (runs start cold).
 MAX_FAILED_STARTS = 3
 WARM_DIR = config.LOCAL / "warm-spark"
+# Class-data-sharing archives of the drivers' JVM (Spark's, Scala's and Hadoop's classes, parsed and
+# verified once): a driver launched with one spends about a third less CPU on starting and warming
+# up (10.5 to 6.7 CPU-s for a warm-up's queries, 8.5 to 5.4 s wall). One per launch fingerprint
+# (the JVM, the jars, the launch settings); kept across stack restarts.
+CLASS_ARCHIVES = config.LOCAL / "spark-class-archives"
+# Making an archive: a driver's warm-up, then the JVM writes the classes it loaded as it exits.
+ARCHIVE_SECONDS = 180.0
 # Run arguments that only a JVM launch can honour.
 COLD_ARGUMENTS = ("--extra-jars", "--user-jars-first")
 # Spark settings that take effect only when the driver's JVM is launched.
@@ -275,6 +283,7 @@ class WarmPool:
         _remove(WARM_DIR)
         WARM_DIR.mkdir(parents=True, exist_ok=True)
         self._write_driver()
+        self._ensure_class_archive()
         with self._lock:
             self._begun = True
             self._fill()
@@ -298,6 +307,11 @@ class WarmPool:
             if key.startswith(JVM_LAUNCH_KEYS) or key == "spark.master"
         }
         (conf_dir / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in self.launched.items()))
+        # spark-submit puts SPARK_CONF_DIR first on the JVM's class path, and a class archive can only
+        # be made and used with no file in a folder there: the drivers get an empty one, and their
+        # settings and logging configuration by name instead.
+        (WARM_DIR / "empty").mkdir(exist_ok=True)
+        self._archive = CLASS_ARCHIVES / f"{self._fingerprint()}.jsa"
         # The warm-up runs with the runs' SQL settings, so that their code paths are the ones compiled.
         warm_up = {key: value for key, value in defaults.items() if key.startswith("spark.sql.")}
         warm_up["spark.ui.enabled"] = "false"
@@ -321,15 +335,80 @@ class WarmPool:
         self._starting = self._start()
         threading.Thread(target=self._await_ready, args=(self._starting,), daemon=True).start()
 
-    def _start(self) -> WarmDriver:
+    def _fingerprint(self) -> str:
+        """What a class archive must have been made with to be used: the JVM, the class path's jars
+        and the launch settings (the JVM refuses an archive of other ones, and runs without it)."""
+        import hashlib
+
+        java = Path(shutil.which("java", path=self._launch_env.get("PATH")) or "java").resolve()
+        home = Path(self._launch_env.get("JAVA_HOME") or java.parent.parent)
+        jars = sorted(Path(self._launch_env["SPARK_HOME"], "jars").glob("*.jar")) + [Path(j) for j in self._jars]
+        facts = [str(java), _stat(java), _stat(home / "release"), sorted(self.launched.items())]
+        facts += [(str(jar), _stat(jar)) for jar in jars]
+        return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
+
+    def _ensure_class_archive(self) -> None:
+        """Makes this launch's class archive if there is none: a driver warms up with
+        -XX:ArchiveClassesAtExit, and is then told to exit."""
+        if self._archive.exists():
+            return
+        CLASS_ARCHIVES.mkdir(parents=True, exist_ok=True)
+        partial = self._archive.with_suffix(f".{os.getpid()}.{time.time_ns()}.partial")
+        started = time.monotonic()
+        # The JVM logs a line for each class it leaves out, to its standard output by default, which
+        # nobody reads here: the lines go to a file next to the archive instead.
+        log_file = self._archive.with_suffix(".log")
+        with self._lock:
+            if self._closed:
+                return
+            # Where `close` finds it, to stop it with the stack.
+            driver = self._starting = self._start(
+                f"-XX:ArchiveClassesAtExit={partial} -Xlog:disable -Xlog:all=warning:file={log_file}"
+            )
+        def exited() -> bool:
+            # The driver exits at once; its JVM once the archive is written.
+            return driver.process.poll() is not None and not _group_alive(driver.process.pid)
+
+        try:
+            if driver.wait_ready():
+                driver.process.stdin.close()  # no run: the driver exits, the JVM writes the archive
+                deadline = time.monotonic() + ARCHIVE_SECONDS
+                while not exited() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            if partial.exists() and exited():
+                os.replace(partial, self._archive)
+                log.info("Spark class archive %s made in %.1f s", self._archive.name, time.monotonic() - started)
+                # Archives of earlier jars or JVMs are of no further use.
+                for other in CLASS_ARCHIVES.iterdir():
+                    if other.stem != self._archive.stem and other.suffix in (".jsa", ".log"):
+                        other.unlink(missing_ok=True)
+            else:
+                log.warning("no Spark class archive could be made: drivers start without one")
+        finally:
+            with self._lock:
+                self._starting = None
+            self._discard(driver)
+            partial.unlink(missing_ok=True)
+
+    def _start(self, archive_option: str | None = None) -> WarmDriver:
         directory = WARM_DIR / f"driver-{time.time_ns()}"
         directory.mkdir(parents=True)
         read_end, write_end = os.pipe()
+        # The launch settings with the logging configuration and the class archive; the launched
+        # settings that runs are compared with (`self.launched`) stay as configured.
+        options = [
+            self.launched.get("spark.driver.extraJavaOptions", ""),
+            f"-Dlog4j2.configurationFile={WARM_DIR / 'spark-conf' / 'log4j2.properties'}",
+            archive_option or f"-XX:SharedArchiveFile={self._archive}",
+        ]
+        settings = {**self.launched, "spark.driver.extraJavaOptions": " ".join(o for o in options if o)}
+        properties = directory / "spark-defaults.conf"
+        properties.write_text("".join(f"{k} {v}\n" for k, v in settings.items()))
+        jars = f"--jars {','.join(self._jars)} " if self._jars else ""
         env = {
             **self._launch_env,
-            "SPARK_CONF_DIR": str(WARM_DIR / "spark-conf"),
-            "PYSPARK_SUBMIT_ARGS": f"--master local[2] --jars {','.join(self._jars)} pyspark-shell"
-            if self._jars else "--master local[2] pyspark-shell",
+            "SPARK_CONF_DIR": str(WARM_DIR / "empty"),
+            "PYSPARK_SUBMIT_ARGS": f"--master local[2] --properties-file {properties} {jars}pyspark-shell",
         }
         try:
             process = subprocess.Popen(
@@ -417,6 +496,22 @@ class WarmPool:
 
 
 def _remove(directory: Path) -> None:
-    import shutil
-
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from dev.local_aws import config, faults
+from dev.local_aws import config, faults, warm_spark
 from dev.local_aws import stack as local_stack
 from include.settings import load as load_settings
 from tests.support import aws_client
@@ -444,6 +444,9 @@ sc = spark.sparkContext
 loader = sc._jvm.java.lang.Thread.currentThread().getContextClassLoader()
 # The bucket name of the warm drivers' own S3 client, which their warm-up closed.
 s3a = sc._jvm.org.apache.hadoop.fs.FileSystem.get(sc._jvm.java.net.URI("s3a://warm-up/"), sc._jsc.hadoopConfiguration())
+# The class-data-sharing archives the driver's JVM has mapped.
+with open(f"/proc/{sc._jvm.java.lang.ProcessHandle.current().pid()}/maps") as maps:
+    archives = sorted({line.split()[-1] for line in maps if line.rstrip().endswith(".jsa")})
 print(json.dumps({
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
@@ -456,6 +459,7 @@ print(json.dumps({
     "jar_marker": loader.getResource("warm-test-marker.txt") is not None,
     "spark_files": SparkFiles.getRootDirectory(),
     "s3a_client": [s3a.getConf().get(key) for key in ("fs.s3a.access.key", "fs.s3a.aws.credentials.provider")],
+    "class_archives": archives,
 }))
 spark.stop()
 if "--fail" in sys.argv:
@@ -522,6 +526,8 @@ def test_a_warm_run_gets_its_arguments_conf_credentials_and_py_files_on_the_work
     # The Python workers import the run's --extra-py-files.
     assert said["tags"] == ["v1-0", "v1-1", "v1-2"]
     assert not said["jar_marker"]
+    # The driver's JVM started from the stack's class archive (the JDK's own one beside it).
+    assert [path for path in said["class_archives"] if path.startswith(f"{warm_spark.CLASS_ARCHIVES}/")], said
     # Spark's scratch is in the run's folder, which goes with the run.
     assert said["spark_files"].startswith(said["cwd"] + "/")
     assert not (config.GLUE_RUNS / run_id).exists()
@@ -593,7 +599,6 @@ def test_stop_kills_a_warm_run_with_its_jvm(s3, glue, bucket):
     ],
 )
 def test_what_a_warm_driver_cannot_serve_starts_cold(arguments, conf, reason):
-    from dev.local_aws import warm_spark
 
     launched = {"spark.driver.extraJavaOptions": "-Duser.timezone=UTC", "spark.master": "local[2]"}
     assert warm_spark.cold_start_reason(arguments, conf, launched) == reason
