@@ -20,6 +20,7 @@ Warm starts are on by default; `LOCAL_AWS_WARM_SPARK=0` in the environment of `m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -297,20 +298,17 @@ class WarmPool:
         return self.size > 0 and self._begun and not self._closed and self._failed_starts < MAX_FAILED_STARTS
 
     def _write_driver(self) -> None:
-        conf_dir = WARM_DIR / "spark-conf"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        (conf_dir / "log4j2.properties").write_text((config.SPARK_CONF_DIR / "log4j2.properties").read_text())
+        # spark-submit puts SPARK_CONF_DIR first on the JVM's class path, and a class archive can only
+        # be made and used with no file in a folder there: the drivers get an empty one, and their
+        # settings (`_start`) and logging configuration by name instead.
+        (WARM_DIR / "empty").mkdir(exist_ok=True)
+        (WARM_DIR / "log4j2.properties").write_text((config.SPARK_CONF_DIR / "log4j2.properties").read_text())
         # Only what the JVM launch needs: everything else is the run's, set when its spec comes.
         defaults = read_spark_defaults(self._spark_defaults)
         self.launched = {
             key: value for key, value in defaults.items()
             if key.startswith(JVM_LAUNCH_KEYS) or key == "spark.master"
         }
-        (conf_dir / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in self.launched.items()))
-        # spark-submit puts SPARK_CONF_DIR first on the JVM's class path, and a class archive can only
-        # be made and used with no file in a folder there: the drivers get an empty one, and their
-        # settings and logging configuration by name instead.
-        (WARM_DIR / "empty").mkdir(exist_ok=True)
         self._archive = CLASS_ARCHIVES / f"{self._fingerprint()}.jsa"
         # The warm-up runs with the runs' SQL settings, so that their code paths are the ones compiled.
         warm_up = {key: value for key, value in defaults.items() if key.startswith("spark.sql.")}
@@ -338,8 +336,6 @@ class WarmPool:
     def _fingerprint(self) -> str:
         """What a class archive must have been made with to be used: the JVM, the class path's jars
         and the launch settings (the JVM refuses an archive of other ones, and runs without it)."""
-        import hashlib
-
         java = Path(shutil.which("java", path=self._launch_env.get("PATH")) or "java").resolve()
         home = Path(self._launch_env.get("JAVA_HOME") or java.parent.parent)
         jars = sorted(Path(self._launch_env["SPARK_HOME"], "jars").glob("*.jar")) + [Path(j) for j in self._jars]
@@ -365,6 +361,7 @@ class WarmPool:
             driver = self._starting = self._start(
                 f"-XX:ArchiveClassesAtExit={partial} -Xlog:disable -Xlog:all=warning:file={log_file}"
             )
+
         def exited() -> bool:
             # The driver exits at once; its JVM once the archive is written.
             return driver.process.poll() is not None and not _group_alive(driver.process.pid)
@@ -398,7 +395,7 @@ class WarmPool:
         # settings that runs are compared with (`self.launched`) stay as configured.
         options = [
             self.launched.get("spark.driver.extraJavaOptions", ""),
-            f"-Dlog4j2.configurationFile={WARM_DIR / 'spark-conf' / 'log4j2.properties'}",
+            f"-Dlog4j2.configurationFile={WARM_DIR / 'log4j2.properties'}",
             archive_option or f"-XX:SharedArchiveFile={self._archive}",
         ]
         settings = {**self.launched, "spark.driver.extraJavaOptions": " ".join(o for o in options if o)}
@@ -513,5 +510,5 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # there, but not ours to signal
     return True
