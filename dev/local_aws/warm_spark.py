@@ -55,6 +55,9 @@ WARM_DIR = config.LOCAL / "warm-spark"
 CLASS_ARCHIVES = config.LOCAL / "spark-class-archives"
 # Making an archive: a driver's warm-up, then the JVM writes the classes it loaded as it exits.
 ARCHIVE_SECONDS = 180.0
+# `LOCAL_AWS_CLASS_ARCHIVE=0`: make none (where `.local/` does not outlive the stack, as in a container,
+# making one costs more than it saves); one already there is still used.
+MAKE_CLASS_ARCHIVE = os.environ.get("LOCAL_AWS_CLASS_ARCHIVE", "1").strip() != "0"
 # Run arguments that only a JVM launch can honour.
 COLD_ARGUMENTS = ("--extra-jars", "--user-jars-first")
 # Spark settings that take effect only when the driver's JVM is launched.
@@ -346,7 +349,7 @@ class WarmPool:
     def _ensure_class_archive(self) -> None:
         """Makes this launch's class archive if there is none: a driver warms up with
         -XX:ArchiveClassesAtExit, and is then told to exit."""
-        if self._archive.exists():
+        if self._archive.exists() or not MAKE_CLASS_ARCHIVE:
             return
         CLASS_ARCHIVES.mkdir(parents=True, exist_ok=True)
         partial = self._archive.with_suffix(f".{os.getpid()}.{time.time_ns()}.partial")
