@@ -599,7 +599,6 @@ def test_stop_kills_a_warm_run_with_its_jvm(s3, glue, bucket):
     ],
 )
 def test_what_a_warm_driver_cannot_serve_starts_cold(arguments, conf, reason):
-
     launched = {"spark.driver.extraJavaOptions": "-Duser.timezone=UTC", "spark.master": "local[2]"}
     assert warm_spark.cold_start_reason(arguments, conf, launched) == reason
 
