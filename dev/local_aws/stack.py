@@ -179,10 +179,12 @@ def build_env(endpoint_url: str, cluster: postgres.Cluster, warehouse_dsn: str) 
         # The plugin that registers the DAG's timetable: without it the DAG cannot be serialized.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # OpenLineage's events of every task and DAG run, one JSON file each (the file transport's
-        # timestamped files: runs at once never write into the same file).
+        # OpenLineage's events of every task and DAG run, a JSON line each, appended to one file. Each
+        # event is one write to a file opened for appending, which Linux keeps whole between writers;
+        # the transport's timestamped files, one per event, collided when two runs at once wrote an
+        # event in the same microsecond.
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-            {"type": "file", "log_file_path": str(config.OPENLINEAGE_EVENTS / "event")}
+            {"type": "file", "log_file_path": str(config.OPENLINEAGE_EVENTS / "events.jsonl"), "append": True}
         ),
         # The provider's default forks the task's process for every event, and the AWS clients each fork
         # builds go with it: a `make run` took 2 to 3 s longer. In a thread the task waits for the event

@@ -293,10 +293,11 @@ WAREHOUSE_TABLES = ("hardware_error_analysis", "hardware_alerts", "device_day_ac
 
 def lineage_events(env: dict[str, str], since: datetime) -> list[dict]:
     """The OpenLineage events written since `since`, from where the local Airflow's file transport
-    puts them (its setting in stack.env): one JSON file per event."""
+    puts them (its setting in stack.env): a JSON line per event."""
     transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
-    assert transport["type"] == "file"
-    events = [json.loads(path.read_text()) for path in Path(transport["log_file_path"]).parent.glob("*.json")]
+    assert transport["type"] == "file" and transport["append"]
+    lines = Path(transport["log_file_path"]).read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
     return [event for event in events if when(event["eventTime"]) >= since]
 
 
