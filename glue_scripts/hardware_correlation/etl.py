@@ -59,7 +59,8 @@ def configure(spark: SparkSession) -> None:
     # INT96 is a legacy encoding; microsecond timestamps read the same in every Parquet reader.
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     # The parse compiles to large methods; HotSpot does not JIT-compile a method over 8000 bytes of
-    # bytecode and would interpret it. Past that size Spark generates smaller per-operator code.
+    # bytecode and would interpret it. Past that size Spark generates smaller per-operator code, and
+    # the stage is slower by a third: tests/glue_scripts/test_etl.py keeps the day's stages under it.
     spark.conf.set("spark.sql.codegen.hugeMethodLimit", "8000")
 
 
@@ -111,6 +112,43 @@ def read_reference(spark: SparkSession, inputs: EtlInputs) -> tuple[DataFrame, D
     return sales, customers
 
 
+def day_rows(
+    spark: SparkSession,
+    log_date: date,
+    inputs: EtlInputs,
+    header_lines: set[str],
+    sales: DataFrame,
+    customers: DataFrame,
+) -> DataFrame:
+    """The day's classified rows (`transforms.classify`) and its device-days (`transforms.device_days`),
+    in one frame, told apart by `is_device_day`: the query of the whole day, which `run_etl` caches.
+
+    `header_lines` are the log files' first lines (`check_inputs`), `sales` and `customers` the
+    reference tables as `read_reference` reads them.
+    """
+    # Computed once, inside the one broadcast that every owner match of the day shares.
+    owners = transforms.sale_owners(transforms.sales_in_force(sales), transforms.current_customers(customers))
+    lines = read_log_lines(spark, inputs.log_files)
+    classified = (
+        lines.transform(transforms.parse_log_lines)
+        .transform(transforms.flag_repeated, transforms.repeated_log_ids(lines))
+        .transform(transforms.compact_rows)
+        .transform(transforms.type_log_fields)
+        .transform(transforms.rank_rows, header_lines)
+        .transform(transforms.classify, owners)
+    )
+    # Only quarantined rows are written with their line and file: the others drop them before the
+    # cache, which they would otherwise fill with text nobody reads.
+    quarantined = F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)
+    classified = classified.withColumns(
+        {name: F.when(quarantined, F.col(name)) for name in transforms.LINE_COLUMNS}
+    )
+    return classified.withColumn("is_device_day", F.lit(False)).unionByName(
+        classified.transform(transforms.device_days, log_date, owners).withColumn("is_device_day", F.lit(True)),
+        allowMissingColumns=True,
+    )
+
+
 def run_etl(
     spark: SparkSession,
     log_date: date,
@@ -136,35 +174,11 @@ def run_etl(
     storage.delete_file(audit_file)
 
     sales, customers = read_reference(spark, inputs)
-    # Computed once, inside the one broadcast that every owner match of the day shares.
-    owners = transforms.sale_owners(transforms.sales_in_force(sales), transforms.current_customers(customers))
-    lines = read_log_lines(spark, inputs.log_files)
-    classified = (
-        lines.transform(transforms.parse_log_lines)
-        .transform(transforms.flag_repeated, transforms.repeated_log_ids(lines))
-        .transform(transforms.compact_rows)
-        .transform(transforms.type_log_fields)
-        .transform(transforms.rank_rows, header_lines)
-        .transform(transforms.classify, owners)
-    )
-    # Only quarantined rows are written with their line and file: the others drop them before the
-    # cache, which they would otherwise fill with text nobody reads.
-    quarantined = F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)
-    classified = classified.withColumns(
-        {name: F.when(quarantined, F.col(name)) for name in transforms.LINE_COLUMNS}
-    )
     # The classified rows and the device-days in one cache, so that both come out of one query,
     # which shares its shuffles and broadcasts: the writes and the audit read from it.
-    day_rows = (
-        classified.withColumn("is_device_day", F.lit(False))
-        .unionByName(
-            classified.transform(transforms.device_days, log_date, owners).withColumn("is_device_day", F.lit(True)),
-            allowMissingColumns=True,
-        )
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    classified = day_rows.filter(~F.col("is_device_day"))
-    days = day_rows.filter(F.col("is_device_day"))
+    rows = day_rows(spark, log_date, inputs, header_lines, sales, customers).persist(StorageLevel.MEMORY_AND_DISK)
+    classified = rows.filter(~F.col("is_device_day"))
+    days = rows.filter(F.col("is_device_day"))
     rejected = transforms.rejected_reference_rows(sales, customers)
     try:
         # In one partition the totals need no shuffle: the day's devices are few enough for one task,
@@ -210,7 +224,7 @@ def run_etl(
             )
         _report_rejected_reference_rows(rejected, rejected_counts, log_date, outputs)
     finally:
-        day_rows.unpersist()
+        rows.unpersist()
 
     if before_audit is not None:
         before_audit()
