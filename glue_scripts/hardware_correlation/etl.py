@@ -128,15 +128,7 @@ def day_rows(
     """
     # Computed once, inside the one broadcast that every owner match of the day shares.
     owners = transforms.sale_owners(transforms.sales_in_force(sales), transforms.current_customers(customers))
-    lines = read_log_lines(spark, inputs.log_files)
-    classified = (
-        lines.transform(transforms.parse_log_lines)
-        .transform(transforms.flag_repeated, transforms.repeated_log_ids(lines))
-        .transform(transforms.compact_rows)
-        .transform(transforms.type_log_fields)
-        .transform(transforms.rank_rows, header_lines)
-        .transform(transforms.classify, owners)
-    )
+    classified = transforms.classify_lines(read_log_lines(spark, inputs.log_files), owners, header_lines)
     # Only quarantined rows are written with their line and file: the others drop them before the
     # cache, which they would otherwise fill with text nobody reads.
     quarantined = F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)

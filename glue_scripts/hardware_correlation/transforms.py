@@ -10,6 +10,8 @@ Each function ends in a `select` that states the columns it produces. They compo
     classified = rows.transform(rank_rows, header_lines).transform(classify, owners)
     days = classified.transform(device_days, log_date, owners)
 
+(`classify_lines` is the first five lines in one call.)
+
 The day is read twice: `repeated_log_ids` takes only each line's first field, then `parse_log_lines`
 does all of step 1 in one projection. After `compact_rows` only the rows that need more than a count
 stay rows (about a tenth: errors, malformed rows, candidate duplicates); the plain non-errors are
@@ -471,6 +473,21 @@ def classify(ranked: DataFrame, owners: DataFrame) -> DataFrame:
         "industry",
         "sale_date",
         "days_since_sale",
+    )
+
+
+def classify_lines(
+    lines: DataFrame, owners: DataFrame, header_lines: set[str] | frozenset[str] = frozenset()
+) -> DataFrame:
+    """The day's raw lines (line, source_file) through steps 1 to 6, in order: `parse_log_lines` to
+    `classify`. `owners` is `sale_owners(...)`, `header_lines` as `rank_rows` takes them."""
+    return (
+        lines.transform(parse_log_lines)
+        .transform(flag_repeated, repeated_log_ids(lines))
+        .transform(compact_rows)
+        .transform(type_log_fields)
+        .transform(rank_rows, header_lines)
+        .transform(classify, owners)
     )
 
 

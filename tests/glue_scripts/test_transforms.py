@@ -50,17 +50,9 @@ def lines(spark, *texts: str, source_file: str = "s3://raw/hardware_logs/dt=2025
 
 
 def classify(spark, owners, *texts: str, header_lines: frozenset[str] = frozenset()):
-    """The transforms in run_etl's order. Plain non-errors are counted per device (`compact_rows`):
+    """The transforms in run_etl's order (`classify_lines`). Plain non-errors are counted per device (`compact_rows`):
     they keep no line, and only `outcome_counts` sees them."""
-    frame = lines(spark, *texts)
-    return (
-        frame.transform(transforms.parse_log_lines)
-        .transform(transforms.flag_repeated, transforms.repeated_log_ids(frame))
-        .transform(transforms.compact_rows)
-        .transform(transforms.type_log_fields)
-        .transform(transforms.rank_rows, header_lines)
-        .transform(transforms.classify, owners)
-    )
+    return transforms.classify_lines(lines(spark, *texts), owners, header_lines)
 
 
 def outcomes(classified) -> dict[str, str]:
