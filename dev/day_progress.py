@@ -14,6 +14,7 @@ import dataclasses
 import re
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ TASK_WIDTH = 25
 STATE_WIDTH = 15
 EXCERPT_LINES = 3
 EXCERPT_WIDTH = 300
+# The `airflow dags test` processes of `dags_test` that are running. A command that runs several days
+# at once (`make demo`) stops them all when it is interrupted: only its main thread sees Ctrl-C.
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
 
 # A record of Airflow's console log: `2026-11-29T03:08:26.278132Z [error    ] message [logger] key=value ...`,
 # possibly followed by lines of its own (a traceback).
@@ -283,6 +288,8 @@ def dags_test(
     with open(log, "ab") as output, subprocess.Popen(
         command, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
     ) as process:
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
         try:
             while True:
                 try:
@@ -293,8 +300,18 @@ def dags_test(
         except BaseException:
             process.kill()
             raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
     watch.poll(read)
     return _outcome(api, dag_id, day, run_id, watch.watching, process.returncode, lines, log, first, say)
+
+
+def kill_running() -> None:
+    """Kill every `airflow dags test` process that `dags_test` runs now."""
+    with _RUNNING_LOCK:
+        for process in _RUNNING:
+            process.kill()
 
 
 def _outcome(

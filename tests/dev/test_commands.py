@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from datetime import date
 
 import pytest
@@ -69,12 +71,39 @@ def test_run_without_brief_keeps_airflows_full_output(brief, monkeypatch):
     assert calls == [("2025-10-01", None)]
 
 
-def test_a_failed_demo_names_the_failed_tasks_of_each_day_and_the_log():
+def test_a_failed_demo_names_the_failed_tasks_and_the_log_of_each_day():
     failed = [
         DayResult(date(2025, 10, 2), "failed", 95.0, ["run_etl_job"]),
         DayResult(date(2025, 10, 3), "failed", note="airflow dags test exited 1 without recording a run"),
     ]
-    assert commands.demo_failure(failed, commands.DEMO_LOG).splitlines() == [
+    assert commands.demo_failure(failed).splitlines() == [
         "Failed days: 2025-10-02 (run_etl_job), 2025-10-03",
-        "Airflow's log lines: .local/logs/demo.log (their errors are above)",
+        "Airflow's log lines: .local/logs/demo-2025-10-02.log, .local/logs/demo-2025-10-03.log"
+        " (their errors are above)",
     ]
+
+
+def test_the_demo_days_run_at_once_and_come_back_in_order():
+    days = ("2025-10-01", "2025-10-02", "2025-10-03")
+    started = threading.Barrier(len(days), timeout=10)
+
+    def run_one(day: str) -> DayResult:
+        started.wait()  # only passes once every day has started
+        return DayResult(date.fromisoformat(day), "success")
+
+    assert [result.day.isoformat() for result in commands.at_once(days, run_one)] == list(days)
+
+
+def test_a_days_error_is_raised_once_the_other_days_have_finished():
+    finished = []
+
+    def run_one(day: str) -> DayResult:
+        if day == "2025-10-01":
+            raise commands.LocalAirflowError("the api-server stopped answering")
+        time.sleep(0.2)
+        finished.append(day)
+        return DayResult(date.fromisoformat(day), "success")
+
+    with pytest.raises(commands.LocalAirflowError, match="stopped answering"):
+        commands.at_once(("2025-10-01", "2025-10-02", "2025-10-03"), run_one)
+    assert sorted(finished) == ["2025-10-02", "2025-10-03"]
