@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ COMPLETE_TIMEOUT = 90
 DAY_TIMEOUT = timedelta(minutes=90)
 # A backfill's runs are queued when it is created; the clocks are the same machine's.
 CLOCK_SLACK = timedelta(seconds=2)
+# Days run at once (`make demo`) unpause the DAG once, and say so once.
+_UNPAUSING = threading.Lock()
 
 
 @dataclass
@@ -324,9 +327,10 @@ def run_day(
             )
         api.delete(api.run_path(dag_id, run["dag_run_id"]))
         say(f"replaced the earlier run {run['dag_run_id']} ({run['state']})")
-    if api.get(f"/api/v2/dags/{dag_id}")["is_paused"]:
-        api.set_paused(dag_id, False)
-        say(f"unpaused {dag_id}: its scheduler also starts the latest day's run")
+    with _UNPAUSING:
+        if api.get(f"/api/v2/dags/{dag_id}")["is_paused"]:
+            api.set_paused(dag_id, False)
+            say(f"unpaused {dag_id}: its scheduler also starts the latest day's run")
     run_id = api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": iso(logical)})["dag_run_id"]
     say(f"triggered {run_id} on the `make airflow` scheduler: {services.base_url}/dags/{dag_id}/runs/{run_id}")
     deadline = time.monotonic() + DAY_TIMEOUT.total_seconds()
