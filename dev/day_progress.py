@@ -40,8 +40,10 @@ EXCERPT_LINES = 3
 EXCERPT_WIDTH = 300
 # The `airflow dags test` processes of `dags_test` that are running. A command that runs several days
 # at once (`make demo`) stops them all when it is interrupted: only its main thread sees Ctrl-C.
+# After `kill_running`, a process that starts is killed at once: its thread may start it just after.
 _RUNNING: set[subprocess.Popen] = set()
 _RUNNING_LOCK = threading.Lock()
+_killing = False
 
 # A record of Airflow's console log: `2026-11-29T03:08:26.278132Z [error    ] message [logger] key=value ...`,
 # possibly followed by lines of its own (a traceback).
@@ -290,6 +292,8 @@ def dags_test(
     ) as process:
         with _RUNNING_LOCK:
             _RUNNING.add(process)
+            if _killing:
+                process.kill()
         try:
             while True:
                 try:
@@ -308,8 +312,10 @@ def dags_test(
 
 
 def kill_running() -> None:
-    """Kill every `airflow dags test` process that `dags_test` runs now."""
+    """Kill every `airflow dags test` process that `dags_test` runs now, or starts from now on."""
+    global _killing
     with _RUNNING_LOCK:
+        _killing = True
         for process in _RUNNING:
             process.kill()
 
