@@ -19,8 +19,13 @@ GLUE_RUNS = LOCAL / "glue-runs"
 LOCK_FILE = LOCAL / "stack.lock"
 # The OpenLineage events of local Airflow's tasks and DAG runs (its file transport, in stack.env).
 OPENLINEAGE_EVENTS = LOCAL / "openlineage"
+LINEAGE_LOG = OPENLINEAGE_EVENTS / "events.jsonl"
 # One JSON line per AWS call made with a role's credentials: who, which action, on what (`calls`).
 CALL_LOG = LOGS / "aws-calls.jsonl"
+# Files that every day run appends to. Each start of the stack's server keeps the last server's as
+# `<name>.1<suffix>` and starts them afresh (`stack.rotate_logs`): a year of local backfills, run
+# over many sessions, must not fill a laptop's disk.
+APPEND_ONLY_LOGS = (SERVER_LOG, CALL_LOG, LINEAGE_LOG)
 # The CloudFormation template the stack deploys, and the folder `aws cloudformation package` reads.
 TEMPLATE = ROOT / "infrastructure" / "template.yaml"
 

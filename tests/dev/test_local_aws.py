@@ -1003,3 +1003,19 @@ def test_a_second_deployment_takes_names_and_an_airflow_role_of_its_own(stack, a
             mine, theirs = (resource.format(getattr(s, name)) for s in (settings, other))
             assert policy.allowed(statements, action, mine, {}), (role, action, mine)
             assert not policy.allowed(statements, action, theirs, {}), (role, action, theirs)
+
+
+def test_a_server_start_keeps_one_previous_generation_of_each_append_only_log(tmp_path):
+    calls, lineage, never_written = tmp_path / "aws-calls.jsonl", tmp_path / "events.jsonl", tmp_path / "none.log"
+    calls.write_text("first server\n")
+    lineage.write_text("first server\n")
+    local_stack.rotate_logs((calls, lineage, never_written))
+    assert not calls.exists() and not never_written.exists()
+    assert (tmp_path / "aws-calls.1.jsonl").read_text() == "first server\n"
+    calls.write_text("second server\n")
+    local_stack.rotate_logs((calls, lineage, never_written))
+    # One generation only: the second server's replaces the first's; a file left empty is not rotated.
+    assert (tmp_path / "aws-calls.1.jsonl").read_text() == "second server\n"
+    assert (tmp_path / "events.1.jsonl").read_text() == "first server\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["aws-calls.1.jsonl", "events.1.jsonl"]
+    assert {config.SERVER_LOG, config.CALL_LOG, config.LINEAGE_LOG} == set(config.APPEND_ONLY_LOGS)
