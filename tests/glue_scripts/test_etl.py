@@ -242,15 +242,23 @@ def test_a_day_without_device_days_leaves_no_activity_folder(spark, tmp_path):
 
 
 def _largest_generated_methods(spark, frame) -> dict[str, int]:
-    """Per whole-stage-code-generated part of `frame`'s plan (named by its first line): the bytecode
-    size of its largest generated method, as Spark compiles it."""
+    """Per whole-stage-code-generated part of `frame`'s plan and of the plans of the caches it reads
+    (named by its first line): the bytecode size of its largest generated method, as Spark compiles it."""
     # Scala's package object of org.apache.spark.sql.execution.debug, which DataFrame.debugCodegen uses.
     debug = spark.sparkContext._jvm.org.apache.spark.sql.execution.debug.package
-    subtrees = debug.codegenStringSeq(frame._jdf.queryExecution().executedPlan()).iterator()
     sizes = {}
-    while subtrees.hasNext():
-        subtree = subtrees.next()
-        sizes[subtree._1().splitlines()[0]] = subtree._3().maxMethodCodeSize()
+    plans = [frame._jdf.queryExecution().executedPlan()]
+    while plans:
+        plan = plans.pop()
+        subtrees = debug.codegenStringSeq(plan).iterator()
+        while subtrees.hasNext():
+            subtree = subtrees.next()
+            sizes[subtree._1().splitlines()[0]] = subtree._3().maxMethodCodeSize()
+        leaves = plan.collectLeaves().iterator()
+        while leaves.hasNext():
+            leaf = leaves.next()
+            if leaf.getClass().getSimpleName() == "InMemoryTableScanExec":
+                plans.append(leaf.relation().cachedPlan())
     return sizes
 
 
@@ -264,16 +272,20 @@ def test_every_stage_of_the_days_query_keeps_whole_stage_code_generation(spark, 
     header_lines = check_inputs(inputs)
     configure(spark)
     sales, customers = read_reference(spark, inputs)
-    rows = day_rows(spark, date(2025, 10, 1), inputs, header_lines, sales, customers)
     limit = int(spark.conf.get("spark.sql.codegen.hugeMethodLimit"))
     # Adaptive execution plans each stage as the one before it ends; without it the whole plan,
     # with the same stages, is there before anything runs.
     adaptive = spark.conf.get("spark.sql.adaptive.enabled")
     spark.conf.set("spark.sql.adaptive.enabled", "false")
+    frames = ()
     try:
-        sizes = _largest_generated_methods(spark, rows)
+        # The device-days read the classified rows from their cache: each query's plan has its own stages.
+        frames = day_rows(spark, date(2025, 10, 1), inputs, header_lines, sales, customers)
+        sizes = {part: size for frame in frames for part, size in _largest_generated_methods(spark, frame).items()}
     finally:
         spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+        for frame in frames:
+            frame.unpersist()
     # The parse's stage ends in `compact_rows`' aggregation: it must be among the parts checked.
     aggregations = [part for part in sizes if part.split(") ", 1)[1].startswith("HashAggregate")]
     assert aggregations, f"no aggregation among the generated parts {list(sizes)}"
