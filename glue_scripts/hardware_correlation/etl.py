@@ -131,20 +131,20 @@ def day_rows(
     `header_lines` are the log files' first lines (`check_inputs`), `sales` and `customers` the
     reference tables as `read_reference` reads them.
 
-    The device-days are computed from the cached classified rows, at the price of a broadcast of the
-    owners of their own (one Spark job more). In one query with the rows (a union, cached as one),
-    the classification would run twice, once for the rows and once for the device-days: the bench's
-    5M-row day takes 33.1 s that way instead of 28.8 s.
+    The device-days are computed from the cached classified rows, which carry each device's owner at
+    the day (`transforms.classify`), so they need no owner match of their own. In one query with the
+    rows (a union, cached as one), the classification would run twice, once for the rows and once
+    for the device-days: the bench's 5M-row day takes 33.1 s that way instead of 28.8 s.
     """
     owners = transforms.sale_owners(transforms.sales_in_force(sales), transforms.current_customers(customers))
-    classified = transforms.classify_lines(read_log_lines(spark, inputs.log_files), owners, header_lines)
+    classified = transforms.classify_lines(read_log_lines(spark, inputs.log_files), owners, log_date, header_lines)
     # Only quarantined rows are written with their line and file: the others drop them before the
     # cache, which they would otherwise fill with text nobody reads.
     quarantined = F.col("outcome").isin(*schemas.QUARANTINED_OUTCOMES)
     classified = classified.withColumns(
         {name: F.when(quarantined, F.col(name)) for name in transforms.LINE_COLUMNS}
     ).persist(StorageLevel.MEMORY_AND_DISK)
-    days = classified.transform(transforms.device_days, log_date, owners).persist(StorageLevel.MEMORY_AND_DISK)
+    days = classified.transform(transforms.device_days, log_date).persist(StorageLevel.MEMORY_AND_DISK)
     return classified, days
 
 

@@ -7,8 +7,8 @@ Each function ends in a `select` that states the columns it produces. They compo
     parsed = lines.transform(parse_log_lines)
     flagged = parsed.transform(flag_repeated, repeated_log_ids(lines))
     rows = flagged.transform(compact_rows).transform(type_log_fields)
-    classified = rows.transform(rank_rows, header_lines).transform(classify, owners)
-    days = classified.transform(device_days, log_date, owners)
+    classified = rows.transform(rank_rows, header_lines).transform(classify, owners, log_date)
+    days = classified.transform(device_days, log_date)
 
 (`classify_lines` is the first five lines in one call.)
 
@@ -383,7 +383,9 @@ OWNER_COLUMNS = (
 )
 
 
-def match_owner(rows: DataFrame, day: Column, to_match: Column, owners: DataFrame) -> DataFrame:
+def match_owner(
+    rows: DataFrame, day: Column, to_match: Column, owners: DataFrame, prefix: str = ""
+) -> DataFrame:
     """docs/contract.md, section 3, steps 4 to 6 for dated device rows (errors, alerts, device-days):
     the owner on `day`.
 
@@ -392,7 +394,7 @@ def match_owner(rows: DataFrame, day: Column, to_match: Column, owners: DataFram
     OWNER_COLUMNS, `days_since_sale` being whole days from the sale to `day`, and `owner_outcome` no
     sale, unknown customer or loaded (NULL where `to_match` does not hold). `owners` is
     `sale_owners(...)`, broadcast; other rows join on a NULL key, which matches nothing and costs
-    nothing.
+    nothing. The added columns' names start with `prefix`, so that one frame can be matched twice.
     """
     sales = F.broadcast(
         owners.select(
@@ -424,16 +426,19 @@ def match_owner(rows: DataFrame, day: Column, to_match: Column, owners: DataFram
         .otherwise(F.lit(schemas.LOADED_OUTCOME))
     )
     known = F.col("known_customer")
+    added = (
+        F.col("match_day"),
+        F.col("sale_id"),
+        F.col("sale_customer_id"),
+        F.when(known, F.col("customer_name")),
+        F.when(known, F.col("industry")),
+        F.col("sale_date"),
+        F.datediff(F.col("match_day"), F.col("sale_date")),
+        owner_outcome,
+    )
     return joined.select(
         *(F.col(name) for name in rows.columns),
-        "match_day",
-        "sale_id",
-        F.col("sale_customer_id").alias("customer_id"),
-        F.when(known, F.col("customer_name")).alias("customer_name"),
-        F.when(known, F.col("industry")).alias("industry"),
-        "sale_date",
-        F.datediff(F.col("match_day"), F.col("sale_date")).alias("days_since_sale"),
-        owner_outcome.alias("owner_outcome"),
+        *(column.alias(prefix + name) for column, name in zip(added, OWNER_COLUMNS, strict=True)),
     )
 
 
@@ -441,26 +446,43 @@ def match_owner(rows: DataFrame, day: Column, to_match: Column, owners: DataFram
 FILE_HEADER = "file_header"
 CLASSIFIED_COLUMNS = (
     *COMPACT_COLUMNS, *TYPED_COLUMNS, "is_duplicate", "outcome",
-    "sale_id", "customer_id", "customer_name", "industry", "sale_date", "days_since_sale",
+    "sale_id", "customer_id", "customer_name", "industry", "sale_date", "days_since_sale", "day_owner",
 )
+# The owner that a device-day takes (`device_days`), as `day_owner` and the loaded errors carry it.
+DAY_OWNER_FIELDS = ("sale_date", "sale_id", "customer_id", "customer_name", "industry")
 
 
-def classify(ranked: DataFrame, owners: DataFrame) -> DataFrame:
+def classify(ranked: DataFrame, owners: DataFrame, log_date: date) -> DataFrame:
     """docs/contract.md, section 3, steps 3 to 6: the outcome of every row, and the enrichment of errors.
 
     `ranked` is `rank_rows`' output. `owners` is `sale_owners(...)`. Only kept error rows look up
     their owner, at the error's UTC day.
+
+    `day_owner` is for the exposure (`device_days`): the device's owner at `log_date` (D), where the
+    sale in force then has a known customer, on each kept row whose own match does not already say
+    it (every kept row but the errors of UTC day D); NULL otherwise. Both matches of a row read the
+    same broadcast of the owners.
     """
-    kept_error = (
-        F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & F.col("is_error") & ~F.col("is_file_header")
+    kept = F.col("malformed_detail").isNull() & ~F.col("is_duplicate") & ~F.col("is_file_header")
+    kept_error = kept & F.col("is_error")
+    error_day = utc_date(F.col("parsed_timestamp"))
+    day_match = kept & (~F.col("is_error") | (error_day != F.lit(log_date)))
+    # D only where it is matched (NULL elsewhere): as a constant, the optimizer would push it into
+    # the owners' side of this match, and the two matches could no longer share their broadcast.
+    matched = (
+        ranked.transform(match_owner, F.when(day_match, F.lit(log_date)), day_match, owners, "day_")
+        .transform(match_owner, error_day, kept_error, owners)
     )
-    matched = ranked.transform(match_owner, utc_date(F.col("parsed_timestamp")), kept_error, owners)
     outcome = (
         F.when(F.col("is_file_header"), F.lit(FILE_HEADER))
         .when(F.col("malformed_detail").isNotNull(), F.lit(schemas.MALFORMED))
         .when(F.col("is_duplicate"), F.lit(schemas.DUPLICATE))
         .when(~F.col("is_error"), F.lit(schemas.NON_ERROR))
         .otherwise(F.col("owner_outcome"))
+    )
+    day_owner = F.when(
+        F.col("day_owner_outcome") == schemas.LOADED_OUTCOME,
+        F.struct(*(F.col(f"day_{name}").alias(name) for name in DAY_OWNER_FIELDS)),
     )
     return matched.select(
         *COMPACT_COLUMNS,
@@ -473,21 +495,23 @@ def classify(ranked: DataFrame, owners: DataFrame) -> DataFrame:
         "industry",
         "sale_date",
         "days_since_sale",
+        day_owner.alias("day_owner"),
     )
 
 
 def classify_lines(
-    lines: DataFrame, owners: DataFrame, header_lines: set[str] | frozenset[str] = frozenset()
+    lines: DataFrame, owners: DataFrame, log_date: date, header_lines: set[str] | frozenset[str] = frozenset()
 ) -> DataFrame:
-    """The day's raw lines (line, source_file) through steps 1 to 6, in order: `parse_log_lines` to
-    `classify`. `owners` is `sale_owners(...)`, `header_lines` as `rank_rows` takes them."""
+    """The day's raw lines (line, source_file) of day `log_date` through steps 1 to 6, in order:
+    `parse_log_lines` to `classify`. `owners` is `sale_owners(...)`, `header_lines` as `rank_rows`
+    takes them."""
     return (
         lines.transform(parse_log_lines)
         .transform(flag_repeated, repeated_log_ids(lines))
         .transform(compact_rows)
         .transform(type_log_fields)
         .transform(rank_rows, header_lines)
-        .transform(classify, owners)
+        .transform(classify, owners, log_date)
     )
 
 
@@ -498,16 +522,17 @@ def _total(condition: Column, of: str = "weight") -> Column:
 DEVICE_DAY_COUNTS = (*schemas.OUTCOMES, FILE_HEADER)
 
 
-def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> DataFrame:
+def device_days(classified: DataFrame, log_date: date) -> DataFrame:
     """One row per device_id of the day (malformed rows without one included): its rows per outcome,
     for the audit, and its `device_day_activity` (docs/contract.md, section 4) where it has one.
 
     The events are the device's well-formed, non-duplicate rows, the errors its loaded ones. The
-    device-day is matched once, at D, by `match_owner`, the rule the errors go through; its errors
-    are exactly the day's loaded errors, so SUM(errors) = loaded. An error that arrived a day late
-    (UTC day D - 1) was matched at its own day; should the device have no owner with a known
-    customer at D (sold again on D to a customer missing from the snapshot), the device-day keeps
-    the owner of its latest loaded error rather than losing the error. That owner is the loaded
+    device-day is matched once, at D, by `match_owner`, the rule the errors go through (`classify`
+    leaves that owner on the kept rows, in `day_owner` or as the loaded errors' own of UTC day D);
+    its errors are exactly the day's loaded errors, so SUM(errors) = loaded. An error that arrived a
+    day late (UTC day D - 1) was matched at its own day; should the device have no owner with a
+    known customer at D (sold again on D to a customer missing from the snapshot), the device-day
+    keeps the owner of its latest loaded error rather than losing the error. That owner is the loaded
     errors' sale with the latest sale_date: a later error is in force under the same or a later
     sale, and of one device and day only one sale is ever in force. A device with neither has no
     device-day (`has_activity` false).
@@ -515,37 +540,27 @@ def device_days(classified: DataFrame, log_date: date, owners: DataFrame) -> Dat
     outcome = F.col("outcome")
     loaded = outcome == schemas.LOADED_OUTCOME
     kept = outcome.isin(schemas.NON_ERROR, schemas.NO_SALE, schemas.UNKNOWN_CUSTOMER, schemas.LOADED_OUTCOME)
-    owner = ("sale_date", "sale_id", "customer_id", "customer_name", "industry")
+    error_owner = F.struct(*DAY_OWNER_FIELDS)
+    loaded_at_day = loaded & (utc_date(F.col("parsed_timestamp")) == F.lit(log_date))
     totals = classified.groupBy("device_id").agg(
         *(_total(outcome == name).alias(name) for name in DEVICE_DAY_COUNTS),
         _total(kept).alias("events"),
         _total(loaded).alias("errors"),
-        # Every owner column, customer_name too though the exposure has none: the errors' match
-        # then reads the same columns of the owners here as for the loaded rows, and both matches
-        # of the day share one broadcast.
-        F.max(F.when(loaded, F.struct(*owner))).alias("error_owner"),
-        # D as a column rather than a constant: the optimizer would push a constant day into the
-        # owners' side of the match, and the errors' match could no longer share its broadcast.
-        F.max(F.lit(log_date)).alias("day"),
+        F.coalesce(F.max("day_owner"), F.max(F.when(loaded_at_day, error_owner))).alias("day_owner"),
+        F.max(F.when(loaded, error_owner)).alias("error_owner"),
     )
+    owner = F.coalesce(F.col("day_owner"), F.col("error_owner"))
     day = F.lit(log_date)
-    at_day = totals.transform(match_owner, F.col("day"), F.col("events") > 0, owners)
-    owned_at_day = F.coalesce(F.col("owner_outcome") == schemas.LOADED_OUTCOME, F.lit(False))
-    has_owner = owned_at_day | F.col("error_owner").isNotNull()
-
-    def chosen(name: str) -> Column:
-        return F.when(owned_at_day, F.col(name)).otherwise(F.col(f"error_owner.{name}"))
-
-    return at_day.select(
+    return totals.select(
         "device_id",
         *DEVICE_DAY_COUNTS,
-        has_owner.alias("has_activity"),
+        owner.isNotNull().alias("has_activity"),
         day.alias("log_date"),
-        chosen("sale_id").alias("sale_id"),
-        chosen("customer_id").alias("customer_id"),
-        chosen("customer_name").alias("customer_name"),
-        chosen("industry").alias("industry"),
-        F.datediff(day, chosen("sale_date")).alias("days_since_sale"),
+        owner["sale_id"].alias("sale_id"),
+        owner["customer_id"].alias("customer_id"),
+        owner["customer_name"].alias("customer_name"),
+        owner["industry"].alias("industry"),
+        F.datediff(day, owner["sale_date"]).alias("days_since_sale"),
         "events",
         "errors",
     )

@@ -175,11 +175,13 @@ def test_a_byte_order_mark_and_crlf_line_ends_are_not_data(spark, tmp_path):
 def test_device_days_hold_every_kept_row_and_exactly_the_loaded_errors(spark, tmp_path):
     sales = tmp_path / "raw" / "sales" / "sales.csv"
     sales.parent.mkdir(parents=True)
-    # DEV-X01 changes hands on D to a customer missing from the snapshot; DEV-Y01 is resold on D.
+    # DEV-X01 changes hands on D to a customer missing from the snapshot; DEV-Y01 and DEV-Z01 are
+    # resold on D.
     sales.write_text(
         (SAMPLE / "sales" / "sales.csv").read_text().rstrip("\n")
         + "\nSALE-900,CUST-001,DEV-X01,2025-01-01\nSALE-901,CUST-999,DEV-X01,2025-10-02"
-        + "\nSALE-910,CUST-001,DEV-Y01,2024-10-02\nSALE-911,CUST-003,DEV-Y01,2025-10-02\n"
+        + "\nSALE-910,CUST-001,DEV-Y01,2024-10-02\nSALE-911,CUST-003,DEV-Y01,2025-10-02"
+        + "\nSALE-920,CUST-001,DEV-Z01,2024-10-02\nSALE-921,CUST-003,DEV-Z01,2025-10-02\n"
     )
     day = _day(
         tmp_path, "2025-10-02",
@@ -197,6 +199,9 @@ def test_device_days_hold_every_kept_row_and_exactly_the_loaded_errors(spark, tm
         "LOG-10,2025-10-02T10:00:00Z,DEV-X01,INFO,60,4.0",
         "LOG-11,2025-10-01T23:00:00Z,DEV-Y01,ERROR,90,4.0",
         "LOG-12,2025-10-02T09:00:00Z,DEV-Y01,WARNING,60,4.0",
+        # A device-day of errors only: one of D, and one that arrived a day late.
+        "LOG-13,2025-10-02T13:00:00Z,DEV-B201,ERROR,91,4.0",
+        "LOG-14,2025-10-01T22:00:00Z,DEV-Z01,ERROR,90,4.0",
     )
     inputs = EtlInputs(day.log_files, day.customer_files, [str(sales)])
     outputs = EtlOutputs(
@@ -217,11 +222,14 @@ def test_device_days_hold_every_kept_row_and_exactly_the_loaded_errors(spark, tm
         "DEV-X01": ("SALE-900", "CUST-001", "Hospitality", 274, 2, 1, "2025-10-02"),
         # The owner at D, though its late error was loaded under the previous owner.
         "DEV-Y01": ("SALE-911", "CUST-003", "Sports & Arenas", 0, 2, 1, "2025-10-02"),
+        "DEV-B201": ("SALE-103", "CUST-003", "Sports & Arenas", 31, 1, 1, "2025-10-02"),
+        # Its only row, loaded under SALE-920 on 2025-10-01, and the owner at D all the same.
+        "DEV-Z01": ("SALE-921", "CUST-003", "Sports & Arenas", 0, 1, 1, "2025-10-02"),
     }
-    assert audit["loaded"] == sum(row["errors"] for row in rows) == 4
-    assert audit["device_days"] == 4
+    assert audit["loaded"] == sum(row["errors"] for row in rows) == 6
+    assert audit["device_days"] == 6
     assert (audit["duplicates"], audit["malformed"], audit["unknown_customer"], audit["no_sale"]) == (1, 1, 1, 1)
-    assert audit["input_rows"] == 13 and audit["non_error"] == 5
+    assert audit["input_rows"] == 15 and audit["non_error"] == 5
 
 
 def test_a_day_without_device_days_leaves_no_activity_folder(spark, tmp_path):

@@ -52,7 +52,7 @@ def lines(spark, *texts: str, source_file: str = "s3://raw/hardware_logs/dt=2025
 def classify(spark, owners, *texts: str, header_lines: frozenset[str] = frozenset()):
     """The transforms in run_etl's order (`classify_lines`). Plain non-errors are counted per device (`compact_rows`):
     they keep no line, and only `outcome_counts` sees them."""
-    return transforms.classify_lines(lines(spark, *texts), owners, header_lines)
+    return transforms.classify_lines(lines(spark, *texts), owners, DAY, header_lines)
 
 
 def outcomes(classified) -> dict[str, str]:
