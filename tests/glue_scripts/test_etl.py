@@ -299,3 +299,43 @@ def test_every_stage_of_the_days_query_keeps_whole_stage_code_generation(spark, 
     assert aggregations, f"no aggregation among the generated parts {list(sizes)}"
     too_large = {part[:160]: size for part, size in sizes.items() if size > limit}
     assert not too_large, f"generated methods over {limit} bytes: {too_large}"
+
+
+def _plan_nodes(plan):
+    """The nodes of an executed plan and of the plans of the caches it reads."""
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        yield node
+        children = node.children().iterator()
+        while children.hasNext():
+            pending.append(children.next())
+        if node.getClass().getSimpleName() == "InMemoryTableScanExec":
+            pending.append(node.relation().cachedPlan())
+
+
+def test_the_day_broadcasts_the_owners_once(spark, tmp_path):
+    """The errors' match, and the owner at D that the device-days take, read one broadcast of the
+    owners (`transforms.classify`): a second one would be a Spark job more in every run, which read
+    the sales and customers again."""
+    inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
+    header_lines = check_inputs(inputs)
+    configure(spark)
+    sales, customers = read_reference(spark, inputs)
+    # Without adaptive execution the plan, with its reused exchanges, is whole before anything runs.
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    frames = ()
+    try:
+        frames = classified, days = day_rows(spark, date(2025, 10, 1), inputs, header_lines, sales, customers)
+        nodes = list(_plan_nodes(days._jdf.queryExecution().executedPlan()))
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+        for frame in frames:
+            frame.unpersist()
+    kinds = [node.getClass().getSimpleName() for node in nodes]
+    owner_broadcasts = [
+        node for node, kind in zip(nodes, kinds, strict=True) if kind == "BroadcastExchangeExec" and "sales.csv" in node.treeString()
+    ]
+    assert len(owner_broadcasts) == 1, [node.treeString()[:300] for node in owner_broadcasts]
+    assert "ReusedExchangeExec" in kinds
