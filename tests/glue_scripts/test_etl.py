@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date
 from pathlib import Path
@@ -249,25 +250,45 @@ def test_a_day_without_device_days_leaves_no_activity_folder(spark, tmp_path):
     assert not (tmp_path / "activity" / "log_date=2025-10-01").exists()
 
 
-def _largest_generated_methods(spark, frame) -> dict[str, int]:
-    """Per whole-stage-code-generated part of `frame`'s plan and of the plans of the caches it reads
-    (named by its first line): the bytecode size of its largest generated method, as Spark compiles it."""
-    # Scala's package object of org.apache.spark.sql.execution.debug, which DataFrame.debugCodegen uses.
-    debug = spark.sparkContext._jvm.org.apache.spark.sql.execution.debug.package
-    sizes = {}
+def _executed_plans(frame):
+    """`frame`'s executed plan, and the plans of the caches it reads, of the caches those read, ..."""
     plans = [frame._jdf.queryExecution().executedPlan()]
     while plans:
         plan = plans.pop()
-        subtrees = debug.codegenStringSeq(plan).iterator()
-        while subtrees.hasNext():
-            subtree = subtrees.next()
-            sizes[subtree._1().splitlines()[0]] = subtree._3().maxMethodCodeSize()
+        yield plan
         leaves = plan.collectLeaves().iterator()
         while leaves.hasNext():
             leaf = leaves.next()
             if leaf.getClass().getSimpleName() == "InMemoryTableScanExec":
                 plans.append(leaf.relation().cachedPlan())
-    return sizes
+
+
+def _nodes(plan):
+    yield plan
+    children = plan.children().iterator()
+    while children.hasNext():
+        yield from _nodes(children.next())
+
+
+@contextlib.contextmanager
+def _day_query(spark, tmp_path):
+    """The device-days of a one-line day (`day_rows`), whose plan reads the classified rows' cache,
+    planned without adaptive execution: it plans each stage as the one before it ends; without it
+    the whole plan, with the same stages and reused exchanges, is there before anything runs."""
+    inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
+    header_lines = check_inputs(inputs)
+    configure(spark)
+    sales, customers = read_reference(spark, inputs)
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    frames = ()
+    try:
+        frames = _, days = day_rows(spark, date(2025, 10, 1), inputs, header_lines, sales, customers)
+        yield days
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+        for frame in frames:
+            frame.unpersist()
 
 
 def test_every_stage_of_the_days_query_keeps_whole_stage_code_generation(spark, tmp_path):
@@ -276,24 +297,18 @@ def test_every_stage_of_the_days_query_keeps_whole_stage_code_generation(spark, 
     bytes over the limit took 17 to 18 s instead of 12: every day would cost a third more. The
     parse's method is within a few hundred bytes of the limit, so a rule that adds to it must keep
     it under."""
-    inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
-    header_lines = check_inputs(inputs)
-    configure(spark)
-    sales, customers = read_reference(spark, inputs)
-    limit = int(spark.conf.get("spark.sql.codegen.hugeMethodLimit"))
-    # Adaptive execution plans each stage as the one before it ends; without it the whole plan,
-    # with the same stages, is there before anything runs.
-    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    frames = ()
-    try:
-        frames = classified, days = day_rows(spark, date(2025, 10, 1), inputs, header_lines, sales, customers)
-        # The device-days' plan reads the classified rows' cache, whose plan (the parse's) is walked too.
-        sizes = _largest_generated_methods(spark, days)
-    finally:
-        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
-        for frame in frames:
-            frame.unpersist()
+    # Scala's package object of org.apache.spark.sql.execution.debug, which DataFrame.debugCodegen uses.
+    debug = spark.sparkContext._jvm.org.apache.spark.sql.execution.debug.package
+    # Per whole-stage-code-generated part (named by its first line): the bytecode size of its
+    # largest generated method, as Spark compiles it.
+    sizes = {}
+    with _day_query(spark, tmp_path) as days:
+        limit = int(spark.conf.get("spark.sql.codegen.hugeMethodLimit"))  # as `configure` set it
+        for plan in _executed_plans(days):
+            subtrees = debug.codegenStringSeq(plan).iterator()
+            while subtrees.hasNext():
+                subtree = subtrees.next()
+                sizes[subtree._1().splitlines()[0]] = subtree._3().maxMethodCodeSize()
     # The parse's stage ends in `compact_rows`' aggregation: it must be among the parts checked.
     aggregations = [part for part in sizes if part.split(") ", 1)[1].startswith("HashAggregate")]
     assert aggregations, f"no aggregation among the generated parts {list(sizes)}"
@@ -301,38 +316,12 @@ def test_every_stage_of_the_days_query_keeps_whole_stage_code_generation(spark, 
     assert not too_large, f"generated methods over {limit} bytes: {too_large}"
 
 
-def _plan_nodes(plan):
-    """The nodes of an executed plan and of the plans of the caches it reads."""
-    pending = [plan]
-    while pending:
-        node = pending.pop()
-        yield node
-        children = node.children().iterator()
-        while children.hasNext():
-            pending.append(children.next())
-        if node.getClass().getSimpleName() == "InMemoryTableScanExec":
-            pending.append(node.relation().cachedPlan())
-
-
 def test_the_day_broadcasts_the_owners_once(spark, tmp_path):
     """The errors' match, and the owner at D that the device-days take, read one broadcast of the
     owners (`transforms.classify`): a second one would be a Spark job more in every run, which read
     the sales and customers again."""
-    inputs = _day(tmp_path, "2025-10-01", "LOG-002,2025-10-01T09:15:00Z,DEV-A101,ERROR,88,7.9")
-    header_lines = check_inputs(inputs)
-    configure(spark)
-    sales, customers = read_reference(spark, inputs)
-    # Without adaptive execution the plan, with its reused exchanges, is whole before anything runs.
-    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    frames = ()
-    try:
-        frames = classified, days = day_rows(spark, date(2025, 10, 1), inputs, header_lines, sales, customers)
-        nodes = list(_plan_nodes(days._jdf.queryExecution().executedPlan()))
-    finally:
-        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
-        for frame in frames:
-            frame.unpersist()
+    with _day_query(spark, tmp_path) as days:
+        nodes = [node for plan in _executed_plans(days) for node in _nodes(plan)]
     kinds = [node.getClass().getSimpleName() for node in nodes]
     owner_broadcasts = [
         node for node, kind in zip(nodes, kinds, strict=True) if kind == "BroadcastExchangeExec" and "sales.csv" in node.treeString()
